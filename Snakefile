@@ -1,0 +1,24 @@
+# patchpnp: patch-based plug-and-play inference with diffusion priors for MRI.
+# One command reproduces Roy et al. 2025 on the embedded demo (config/config.yaml)
+# or, with config/paper.yaml and a fastMRI location, at the paper's size.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+# The demo config is the default. A --configfile on the command line replaces it
+# rather than being merged into it (Snakemake would otherwise merge the demo's
+# datasets into the paper's).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        plan.split_files(),

@@ -1,0 +1,63 @@
+# Shared set-up: config validation, the plan of what to compute, input functions.
+# The logic lives in the patchpnp package (patchpnp.config, patchpnp.plan) so it
+# is unit-tested without Snakemake; this file only connects it to the rules.
+import os
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+
+from patchpnp.config import ConfigError, validate_config
+from patchpnp.fastmri import DataError
+from patchpnp.plan import Plan
+
+SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+
+try:
+    validate_config(config, SCHEMA)
+except ConfigError as err:
+    raise WorkflowError(str(err))
+
+plan = Plan(config)
+DATA = config["data"]
+LOGS = "results/logs"
+
+
+wildcard_constraints:
+    dataset=r"[a-z][a-z0-9_]*",
+    split="train|eval|tune",
+    shard=r"\d+",
+
+
+def checked(fn):
+    """Turn data-listing errors (missing / empty fastMRI folders) into workflow errors."""
+
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except DataError as err:
+            raise WorkflowError(str(err))
+
+    return wrapper
+
+
+# Listing the fastMRI folders now, before any job runs, makes a missing or
+# empty folder (or too few validation volumes) stop the workflow at once.
+checked(plan.split_files)()
+for _dataset in plan.datasets:
+    for _split in plan.splits(_dataset):
+        checked(plan.volumes)(_dataset, _split)
+
+
+def shard_volumes(wildcards):
+    return [
+        str(p)
+        for p in plan.shard(wildcards.dataset, wildcards.split, int(wildcards.shard))
+    ]
+
+
+def split_shards(wildcards):
+    n = plan.n_shards(wildcards.dataset, wildcards.split)
+    return [
+        f"results/data/{wildcards.dataset}/shards/{wildcards.split}_{i:04d}.h5"
+        for i in range(n)
+    ]

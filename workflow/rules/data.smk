@@ -1,0 +1,88 @@
+# Data: the embedded demo's fastMRI-layout volumes, and slice extraction from
+# fastMRI volumes (real or demo) into one HDF5 file per dataset and split.
+
+
+# One rule per demo folder: each folder's volume list is fixed by the config,
+# so Snakemake tracks every volume file, and changing one dataset's settings
+# rebuilds only that dataset's folders.
+for _folder in plan.demo_folders().values():
+
+    rule:
+        name:
+            f"demo_volumes_{_folder.name}"
+        output:
+            [str(p) for p in _folder.files()],
+        log:
+            f"{LOGS}/demo_volumes/{_folder.name}.log",
+        conda:
+            "../envs/patchpnp.yaml"
+        threads: 1
+        resources:
+            mem_mb=4000,
+            runtime=20,
+        params:
+            out_dir=lambda wc, output: os.path.dirname(output[0]),
+            layout=_folder.layout,
+            counts=f"--train {_folder.train} --eval {_folder.eval} --tune {_folder.tune}",
+            demo=DATA.get("demo"),
+            edge_slices=DATA["edge_slices"],
+            seed=config["seed"],
+        shell:
+            "patchpnp demo {params.out_dir} --layout {params.layout} {params.counts}"
+            " --seed {params.seed} --recon-size {params.demo[recon_size]}"
+            " --train-slices {params.demo[train_slices]}"
+            " --eval-slices {params.demo[eval_slices]} --edge-slices {params.edge_slices}"
+            " --coils {params.demo[coils]}"
+            " --readout-oversampling {params.demo[readout_oversampling]}"
+            " --noise {params.demo[noise]} > {log} 2>&1"
+
+
+rule extract_shard:
+    input:
+        shard_volumes,
+    output:
+        temp("results/data/{dataset}/shards/{split}_{shard}.h5"),
+    log:
+        f"{LOGS}/extract/{{dataset}}_{{split}}_{{shard}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/extract/{{dataset}}_{{split}}_{{shard}}.tsv"
+    conda:
+        "../envs/patchpnp.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        layout=lambda wc: DATA["datasets"][wc.dataset]["layout"],
+        root=str(plan.root),
+        image_size=DATA["image_size"],
+        crop_size=DATA["crop_size"],
+        edge_slices=DATA["edge_slices"],
+        percentile=DATA["scale_percentile"],
+    shell:
+        "patchpnp extract {input:q} --split {wildcards.split} --output {output:q}"
+        " --image-size {params.image_size} --crop-size {params.crop_size}"
+        " --edge-slices {params.edge_slices} --scale-percentile {params.percentile}"
+        " --layout {params.layout} --root {params.root:q} > {log} 2>&1"
+
+
+rule merge_split:
+    input:
+        split_shards,
+    output:
+        "results/data/{dataset}/{split}.h5",
+    log:
+        f"{LOGS}/merge/{{dataset}}_{{split}}.log",
+    conda:
+        "../envs/patchpnp.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    shell:
+        "patchpnp merge {input:q} --output {output:q} > {log} 2>&1"
+
+
+rule data:
+    input:
+        plan.split_files(),

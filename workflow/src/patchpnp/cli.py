@@ -1,0 +1,122 @@
+"""The ``patchpnp`` command: every workflow step, runnable without Snakemake.
+
+Snakemake's rules call these subcommands and hold no science themselves.
+Errors in the input (bad files, bad settings) end the command with exit status
+2 and one line naming the file or key; nothing partial is left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger("patchpnp")
+
+
+def _cmd_demo(args: argparse.Namespace) -> None:
+    from patchpnp.demo import DemoVolumeSpec, folder_stream, write_volume
+    from tqdm import tqdm
+
+    out = Path(args.out_dir)
+    stream = folder_stream(out.name)
+    roles = ["train"] * args.train + ["eval"] * args.eval + ["tune"] * args.tune
+    if not roles:
+        raise ValueError("nothing to build: give --train, --eval or --tune counts")
+    counters = {"train": 0, "eval": 0, "tune": 0}
+    for i, role in enumerate(tqdm(roles, desc=f"demo {out.name}", unit="vol")):
+        spec = DemoVolumeSpec(
+            role=role, layout=args.layout, index=counters[role], seed=args.seed, stream=stream,
+            recon_size=args.recon_size,
+            n_slices=args.train_slices if role == "train" else args.eval_slices,
+            edge_slices=args.edge_slices if role == "train" else 0,
+            coils=args.coils, readout_oversampling=args.readout_oversampling, noise=args.noise,
+        )
+        counters[role] += 1
+        write_volume(spec, out / f"file_mni_{i:04d}.h5", train_slices=args.train_slices)
+    log.info("wrote %d %s demo volumes to %s", len(roles), args.layout, out)
+
+
+def _cmd_extract(args: argparse.Namespace) -> None:
+    from patchpnp.extract import extract_volumes
+
+    extract_volumes(args.volumes, args.split, args.output, image_size=args.image_size,
+                    crop_size=args.crop_size, edge_slices=args.edge_slices,
+                    scale_percentile=args.scale_percentile, layout=args.layout, root=args.root)
+
+
+def _cmd_merge(args: argparse.Namespace) -> None:
+    from patchpnp.extract import merge_shards
+
+    merge_shards(args.shards, args.output)
+
+
+def _cmd_check_config(args: argparse.Namespace) -> None:
+    from patchpnp.config import load_config
+
+    load_config(args.config)
+    print(f"{args.config}: valid")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="patchpnp", description=__doc__.splitlines()[0])
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="build fastMRI-layout demo volumes from the MNI152 template")
+    d.add_argument("out_dir", help="folder to write file_mni_NNNN.h5 volumes into")
+    d.add_argument("--layout", choices=["singlecoil", "multicoil"], required=True)
+    d.add_argument("--train", type=int, default=0, help="training volumes to build")
+    d.add_argument("--eval", type=int, default=0, help="evaluation volumes to build")
+    d.add_argument("--tune", type=int, default=0, help="tuning volumes to build (after eval)")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--recon-size", type=int, default=96)
+    d.add_argument("--train-slices", type=int, default=16)
+    d.add_argument("--eval-slices", type=int, default=7)
+    d.add_argument("--edge-slices", type=int, default=2)
+    d.add_argument("--coils", type=int, default=4)
+    d.add_argument("--readout-oversampling", type=int, default=1)
+    d.add_argument("--noise", type=float, default=0.01)
+    d.set_defaults(func=_cmd_demo)
+
+    e = sub.add_parser("extract", help="extract [0, 1] slices from fastMRI volumes into one HDF5 file")
+    e.add_argument("volumes", nargs="+", help="fastMRI .h5 volumes")
+    e.add_argument("--split", choices=["train", "eval", "tune"], required=True)
+    e.add_argument("--output", required=True)
+    e.add_argument("--image-size", type=int, required=True)
+    e.add_argument("--crop-size", type=int, required=True)
+    e.add_argument("--edge-slices", type=int, default=0)
+    e.add_argument("--scale-percentile", type=float, default=99.5)
+    e.add_argument("--layout", choices=["singlecoil", "multicoil", "any"], default="any")
+    e.add_argument("--root", help="record volume paths relative to this folder")
+    e.set_defaults(func=_cmd_extract)
+
+    m = sub.add_parser("merge", help="join extraction shards into one split file")
+    m.add_argument("shards", nargs="+")
+    m.add_argument("--output", required=True)
+    m.set_defaults(func=_cmd_merge)
+
+    c = sub.add_parser("check-config", help="validate a config file against the schema")
+    c.add_argument("config")
+    c.set_defaults(func=_cmd_check_config)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from patchpnp.config import ConfigError
+    from patchpnp.fastmri import DataError
+
+    try:
+        args.func(args)
+    except (DataError, ConfigError, FileNotFoundError) as err:
+        print(f"patchpnp {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""Configuration checks: the JSON schema, then the rules a schema cannot say.
+
+Snakemake validates the config in ``workflow/rules/common.smk`` by calling
+:func:`validate_config` before building the DAG, so a typo or a bad value stops
+the workflow before any job runs, with a message that names the key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
+RESERVED_DATASET_NAMES = {"fastmri_demo"}  # used by results/data/fastmri_demo
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the key and what was expected."""
+
+
+def load_schema(path: str | Path | None = None) -> dict:
+    path = Path(path) if path is not None else SCHEMA_PATH
+    if not path.is_file():
+        raise FileNotFoundError(f"config schema not found at {path}")
+    return yaml.safe_load(path.read_text())
+
+
+def _key(path) -> str:
+    return ".".join(str(p) for p in path) or "<top level>"
+
+
+def _schema_at(schema: dict, path) -> dict:
+    node = schema
+    for part in path:
+        props = node.get("properties", {})
+        if part in props:
+            node = props[part]
+        elif isinstance(node.get("additionalProperties"), dict):
+            node = node["additionalProperties"]
+        else:
+            return {}
+    return node
+
+
+def _describe(error: jsonschema.ValidationError, schema: dict) -> str:
+    key = _key(error.absolute_path)
+    if error.validator == "additionalProperties":
+        allowed = sorted(_schema_at(schema, error.absolute_path).get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        return f"config key '{key}': unknown key(s) {extra}; allowed keys are {allowed}"
+    if error.validator == "required":
+        return f"config key '{key}': {error.message}"
+    if error.validator == "propertyNames":
+        return (f"config key '{key}': name {error.instance!r} is not allowed; use lower-case "
+                f"letters, digits and underscores, starting with a letter")
+    expected = error.schema.get("description", "")
+    hint = f" ({expected.strip()})" if expected else ""
+    return f"config key '{key}': {error.message}{hint}"
+
+
+def validate_config(config: dict[str, Any], schema_path: str | Path | None = None) -> dict[str, Any]:
+    """Check ``config`` against the schema and the cross-key rules; return it unchanged.
+
+    Raises :class:`ConfigError` listing every problem found, each naming its key.
+    """
+    schema = load_schema(schema_path)
+    validator = jsonschema.Draft202012Validator(schema)
+    problems = [_describe(e, schema) for e in sorted(validator.iter_errors(config), key=str)]
+    if not problems:
+        problems = _cross_checks(config)
+    if problems:
+        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
+    return config
+
+
+def _cross_checks(config: dict[str, Any]) -> list[str]:
+    data = config["data"]
+    out = []
+    if data["crop_size"] < data["image_size"]:
+        out.append(f"config key 'data.crop_size': {data['crop_size']} is smaller than "
+                   f"data.image_size {data['image_size']}; the crop is resized down to image_size")
+    for name in data["datasets"]:
+        if name in RESERVED_DATASET_NAMES:
+            out.append(f"config key 'data.datasets.{name}': the name is reserved; choose another")
+    if data["source"] == "fastmri":
+        if not config.get("fastmri_root"):
+            out.append("config key 'fastmri_root': required when data.source is 'fastmri' "
+                       "(set it with --config fastmri_root=/path/to/fastmri)")
+    else:
+        demo = data.get("demo")
+        if demo is None:
+            out.append("config key 'data.demo': required when data.source is 'demo'")
+        else:
+            if demo["recon_size"] < data["crop_size"]:
+                out.append(f"config key 'data.demo.recon_size': {demo['recon_size']} is smaller "
+                           f"than data.crop_size {data['crop_size']}")
+            folders: dict[str, str] = {}
+            for name, ds in data["datasets"].items():
+                if ds["layout"] == "any":
+                    out.append(f"config key 'data.datasets.{name}.layout': the demo builds "
+                               f"volumes of one layout; use singlecoil or multicoil, not 'any'")
+                for role in ("train_dir", "eval_dir"):
+                    folder = ds.get(role)
+                    if folder is None:
+                        continue
+                    if folder in folders:
+                        out.append(f"config key 'data.datasets.{name}.{role}': folder "
+                                   f"'{folder}' is already used by {folders[folder]}; each "
+                                   f"demo folder is built for one dataset and role")
+                    folders[folder] = f"data.datasets.{name}.{role}"
+    return out
+
+
+def load_config(path: str | Path, schema_path: str | Path | None = None) -> dict[str, Any]:
+    """Read a YAML config file and validate it."""
+    path = Path(path)
+    try:
+        config = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"cannot read config file {path}: {err}") from err
+    if not isinstance(config, dict):
+        raise ConfigError(f"config file {path} does not hold a mapping of keys")
+    return validate_config(config, schema_path)

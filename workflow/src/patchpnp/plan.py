@@ -1,0 +1,103 @@
+"""What the workflow will compute: volumes, shards and demo folders for a config.
+
+Snakemake's rules ask this module (via ``workflow/rules/common.smk``) which
+files exist or will exist, so that the planning logic is plain Python,
+unit-tested without Snakemake. In ``fastmri`` mode the listing reads the
+fastMRI folders when the DAG is built, so a missing or empty folder stops the
+workflow before any job runs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from patchpnp.fastmri import list_volumes, split_eval_volumes
+
+DEMO_ROOT = Path("results/data/fastmri_demo")
+
+
+@dataclass(frozen=True)
+class DemoFolder:
+    """One demo folder: the dataset it serves and how many volumes of each role it holds."""
+
+    name: str
+    layout: str
+    train: int = 0
+    eval: int = 0
+    tune: int = 0
+
+    def files(self, root: Path = DEMO_ROOT) -> list[Path]:
+        # Numbered in role order so that sorted names give eval first, then tune.
+        n = self.train + self.eval + self.tune
+        return [root / self.name / f"file_mni_{i:04d}.h5" for i in range(n)]
+
+
+class Plan:
+    def __init__(self, config: dict):
+        self.config = config
+        self.data = config["data"]
+        self.demo = self.data["source"] == "demo"
+        self.root = DEMO_ROOT if self.demo else Path(config["fastmri_root"])
+        self._listing: dict[str, list[Path]] = {}
+
+    @property
+    def datasets(self) -> list[str]:
+        return list(self.data["datasets"])
+
+    def splits(self, dataset: str) -> list[str]:
+        ds = self.data["datasets"][dataset]
+        out = ["train"] if ds.get("train_dir") else []
+        return out + ["eval"] + (["tune"] if ds["n_tune"] > 0 else [])
+
+    def demo_folders(self) -> dict[str, DemoFolder]:
+        if not self.demo:
+            return {}
+        out = {}
+        for ds in self.data["datasets"].values():
+            if ds.get("train_dir"):
+                out[ds["train_dir"]] = DemoFolder(ds["train_dir"], ds["layout"],
+                                                  train=self.data["demo"]["train_volumes"])
+            out[ds["eval_dir"]] = DemoFolder(ds["eval_dir"], ds["layout"], eval=ds["n_eval"],
+                                             tune=ds["n_tune"])
+        return out
+
+    def _folder(self, name: str) -> list[Path]:
+        if name not in self._listing:
+            if self.demo:
+                self._listing[name] = self.demo_folders()[name].files(self.root)
+            else:
+                self._listing[name] = list_volumes(self.root, name)
+        return self._listing[name]
+
+    def volumes(self, dataset: str, split: str) -> list[Path]:
+        """The volumes a split reads, in a fixed order."""
+        ds = self.data["datasets"][dataset]
+        if split == "train":
+            if not ds.get("train_dir"):
+                raise ValueError(f"dataset '{dataset}' has no train_dir")
+            files = self._folder(ds["train_dir"])
+            limit = ds.get("max_train_volumes")
+            return files[:limit] if limit else files
+        where = self.root / ds["eval_dir"]
+        return split_eval_volumes(self._folder(ds["eval_dir"]), ds["n_eval"], ds["n_tune"],
+                                  str(where))[split]
+
+    def n_shards(self, dataset: str, split: str) -> int:
+        return math.ceil(len(self.volumes(dataset, split)) / self.data["volumes_per_shard"])
+
+    def shard(self, dataset: str, split: str, index: int) -> list[Path]:
+        per = self.data["volumes_per_shard"]
+        vols = self.volumes(dataset, split)[index * per : (index + 1) * per]
+        if not vols:
+            raise ValueError(f"shard {index} of {dataset}/{split} is empty")
+        return vols
+
+    def split_files(self) -> list[str]:
+        """Every extracted split file the config asks for."""
+        return [f"results/data/{d}/{s}.h5" for d in self.datasets for s in self.splits(d)]
+
+    def train_files(self) -> list[str]:
+        """The splits a prior trains on: every dataset's training split."""
+        return [f"results/data/{d}/train.h5" for d in self.datasets if "train" in self.splits(d)]
