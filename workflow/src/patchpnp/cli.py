@@ -16,8 +16,9 @@ log = logging.getLogger("patchpnp")
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
-    from patchpnp.demo import DemoVolumeSpec, folder_stream, write_volume
     from tqdm import tqdm
+
+    from patchpnp.demo import DemoVolumeSpec, folder_stream, write_volume
 
     out = Path(args.out_dir)
     stream = folder_stream(out.name)
@@ -27,11 +28,17 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     counters = {"train": 0, "eval": 0, "tune": 0}
     for i, role in enumerate(tqdm(roles, desc=f"demo {out.name}", unit="vol")):
         spec = DemoVolumeSpec(
-            role=role, layout=args.layout, index=counters[role], seed=args.seed, stream=stream,
+            role=role,
+            layout=args.layout,
+            index=counters[role],
+            seed=args.seed,
+            stream=stream,
             recon_size=args.recon_size,
             n_slices=args.train_slices if role == "train" else args.eval_slices,
             edge_slices=args.edge_slices if role == "train" else 0,
-            coils=args.coils, readout_oversampling=args.readout_oversampling, noise=args.noise,
+            coils=args.coils,
+            readout_oversampling=args.readout_oversampling,
+            noise=args.noise,
         )
         counters[role] += 1
         write_volume(spec, out / f"file_mni_{i:04d}.h5", train_slices=args.train_slices)
@@ -41,9 +48,17 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 def _cmd_extract(args: argparse.Namespace) -> None:
     from patchpnp.extract import extract_volumes
 
-    extract_volumes(args.volumes, args.split, args.output, image_size=args.image_size,
-                    crop_size=args.crop_size, edge_slices=args.edge_slices,
-                    scale_percentile=args.scale_percentile, layout=args.layout, root=args.root)
+    extract_volumes(
+        args.volumes,
+        args.split,
+        args.output,
+        image_size=args.image_size,
+        crop_size=args.crop_size,
+        edge_slices=args.edge_slices,
+        scale_percentile=args.scale_percentile,
+        layout=args.layout,
+        root=args.root,
+    )
 
 
 def _cmd_merge(args: argparse.Namespace) -> None:
@@ -80,7 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--noise", type=float, default=0.01)
     d.set_defaults(func=_cmd_demo)
 
-    e = sub.add_parser("extract", help="extract [0, 1] slices from fastMRI volumes into one HDF5 file")
+    e = sub.add_parser(
+        "extract", help="extract [0, 1] slices from fastMRI volumes into one HDF5 file"
+    )
     e.add_argument("volumes", nargs="+", help="fastMRI .h5 volumes")
     e.add_argument("--split", choices=["train", "eval", "tune"], required=True)
     e.add_argument("--output", required=True)
@@ -105,8 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     from patchpnp.config import ConfigError
     from patchpnp.fastmri import DataError
 

@@ -53,15 +53,19 @@ def _describe(error: jsonschema.ValidationError, schema: dict) -> str:
         return f"config key '{key}': unknown key(s) {extra}; allowed keys are {allowed}"
     if error.validator == "required":
         return f"config key '{key}': {error.message}"
-    if error.validator == "propertyNames":
-        return (f"config key '{key}': name {error.instance!r} is not allowed; use lower-case "
-                f"letters, digits and underscores, starting with a letter")
+    if "propertyNames" in error.schema_path:
+        return (
+            f"config key '{key}': name {error.instance!r} is not allowed; use lower-case "
+            f"letters, digits and underscores, starting with a letter"
+        )
     expected = error.schema.get("description", "")
     hint = f" ({expected.strip()})" if expected else ""
     return f"config key '{key}': {error.message}{hint}"
 
 
-def validate_config(config: dict[str, Any], schema_path: str | Path | None = None) -> dict[str, Any]:
+def validate_config(
+    config: dict[str, Any], schema_path: str | Path | None = None
+) -> dict[str, Any]:
     """Check ``config`` against the schema and the cross-key rules; return it unchanged.
 
     Raises :class:`ConfigError` listing every problem found, each naming its key.
@@ -80,36 +84,46 @@ def _cross_checks(config: dict[str, Any]) -> list[str]:
     data = config["data"]
     out = []
     if data["crop_size"] < data["image_size"]:
-        out.append(f"config key 'data.crop_size': {data['crop_size']} is smaller than "
-                   f"data.image_size {data['image_size']}; the crop is resized down to image_size")
+        out.append(
+            f"config key 'data.crop_size': {data['crop_size']} is smaller than "
+            f"data.image_size {data['image_size']}; the crop is resized down to image_size"
+        )
     for name in data["datasets"]:
         if name in RESERVED_DATASET_NAMES:
             out.append(f"config key 'data.datasets.{name}': the name is reserved; choose another")
     if data["source"] == "fastmri":
         if not config.get("fastmri_root"):
-            out.append("config key 'fastmri_root': required when data.source is 'fastmri' "
-                       "(set it with --config fastmri_root=/path/to/fastmri)")
+            out.append(
+                "config key 'fastmri_root': required when data.source is 'fastmri' "
+                "(set it with --config fastmri_root=/path/to/fastmri)"
+            )
     else:
         demo = data.get("demo")
         if demo is None:
             out.append("config key 'data.demo': required when data.source is 'demo'")
         else:
             if demo["recon_size"] < data["crop_size"]:
-                out.append(f"config key 'data.demo.recon_size': {demo['recon_size']} is smaller "
-                           f"than data.crop_size {data['crop_size']}")
+                out.append(
+                    f"config key 'data.demo.recon_size': {demo['recon_size']} is smaller "
+                    f"than data.crop_size {data['crop_size']}"
+                )
             folders: dict[str, str] = {}
             for name, ds in data["datasets"].items():
                 if ds["layout"] == "any":
-                    out.append(f"config key 'data.datasets.{name}.layout': the demo builds "
-                               f"volumes of one layout; use singlecoil or multicoil, not 'any'")
+                    out.append(
+                        f"config key 'data.datasets.{name}.layout': the demo builds "
+                        f"volumes of one layout; use singlecoil or multicoil, not 'any'"
+                    )
                 for role in ("train_dir", "eval_dir"):
                     folder = ds.get(role)
                     if folder is None:
                         continue
                     if folder in folders:
-                        out.append(f"config key 'data.datasets.{name}.{role}': folder "
-                                   f"'{folder}' is already used by {folders[folder]}; each "
-                                   f"demo folder is built for one dataset and role")
+                        out.append(
+                            f"config key 'data.datasets.{name}.{role}': folder "
+                            f"'{folder}' is already used by {folders[folder]}; each "
+                            f"demo folder is built for one dataset and role"
+                        )
                     folders[folder] = f"data.datasets.{name}.{role}"
     return out
 

@@ -121,7 +121,9 @@ def _rng(spec: DemoVolumeSpec) -> np.random.Generator:
     return np.random.default_rng([spec.seed, spec.stream, ROLES.index(spec.role), spec.index])
 
 
-def _slab(spec: DemoVolumeSpec, rng: np.random.Generator, train_slices: int) -> tuple[int, list[int]]:
+def _slab(
+    spec: DemoVolumeSpec, rng: np.random.Generator, train_slices: int
+) -> tuple[int, list[int]]:
     """Template axis and the positions of the volume's anatomical slices."""
     head, mask = load_head()
     choice = bands(mask, train_slices)[spec.role]
@@ -161,8 +163,10 @@ def _augment(slices: np.ndarray, spec: DemoVolumeSpec, rng: np.random.Generator)
     # Output normalised (u, v) in [-1, 1] -> mm offsets -> template normalised coordinates.
     half = fov / 2
     theta = torch.tensor(
-        [[flip * cos * half / (cols / 2), -sin * half / (cols / 2), shift[0] / (cols / 2)],
-         [flip * sin * half / (rows / 2), cos * half / (rows / 2), shift[1] / (rows / 2)]],
+        [
+            [flip * cos * half / (cols / 2), -sin * half / (cols / 2), shift[0] / (cols / 2)],
+            [flip * sin * half / (rows / 2), cos * half / (rows / 2), shift[1] / (rows / 2)],
+        ],
         dtype=torch.float32,
     )
     grid = F.affine_grid(theta[None].expand(s, 2, 3), [s, 1, r, r], align_corners=False)
@@ -171,7 +175,9 @@ def _augment(slices: np.ndarray, spec: DemoVolumeSpec, rng: np.random.Generator)
     return out[:, 0].numpy()
 
 
-def _contrast(img: np.ndarray, brain: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+def _contrast(
+    img: np.ndarray, brain: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, str]:
     """T1 as is, or a T2-like remap (CSF bright, white matter dark) inside the brain."""
     if rng.random() < 0.35:
         t2 = np.clip(1.15 - img, 0, 1) * np.clip(brain * 4, 0, 1)
@@ -183,7 +189,9 @@ def _contrast(img: np.ndarray, brain: np.ndarray, rng: np.random.Generator) -> t
     return np.clip(img, 0, None) ** gamma, kind
 
 
-def _smooth_field(r: int, rng: np.random.Generator, amplitude: float, rows: int | None = None) -> np.ndarray:
+def _smooth_field(
+    r: int, rng: np.random.Generator, amplitude: float, rows: int | None = None
+) -> np.ndarray:
     """A random low-order polynomial field on the [-1, 1]^2 grid (``rows`` x r)."""
     rows = rows or r
     v, u = np.meshgrid(np.linspace(-1, 1, rows), np.linspace(-1, 1, r), indexing="ij")
@@ -193,7 +201,9 @@ def _smooth_field(r: int, rng: np.random.Generator, amplitude: float, rows: int 
 
 def _coil_maps(rows: int, cols: int, coils: int, rng: np.random.Generator) -> np.ndarray:
     """Smooth complex sensitivities [C, rows, cols] with sum |S_c|^2 = 1 (RSS is unbiased)."""
-    v, u = np.meshgrid(np.linspace(-1, 1, rows) * rows / cols, np.linspace(-1, 1, cols), indexing="ij")
+    v, u = np.meshgrid(
+        np.linspace(-1, 1, rows) * rows / cols, np.linspace(-1, 1, cols), indexing="ij"
+    )
     start = rng.uniform(0, 2 * np.pi)
     maps = []
     for c in range(coils):
@@ -207,11 +217,15 @@ def _coil_maps(rows: int, cols: int, coils: int, rng: np.random.Generator) -> np
 
 def fft2c(x: np.ndarray) -> np.ndarray:
     """Centred orthonormal 2D FFT over the last two axes (fastMRI's convention)."""
-    return np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(x, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
+    return np.fft.fftshift(
+        np.fft.fft2(np.fft.ifftshift(x, axes=(-2, -1)), norm="ortho"), axes=(-2, -1)
+    )
 
 
 def ifft2c(k: np.ndarray) -> np.ndarray:
-    return np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(k, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
+    return np.fft.fftshift(
+        np.fft.ifft2(np.fft.ifftshift(k, axes=(-2, -1)), norm="ortho"), axes=(-2, -1)
+    )
 
 
 def _header(spec: DemoVolumeSpec, rows: int) -> str:
@@ -236,10 +250,14 @@ def build_volume(spec: DemoVolumeSpec, train_slices: int) -> dict:
     axis, positions = _slab(spec, rng, train_slices)
     # Image and brain mask are resampled together, so they share one pose.
     pose_seed = int(rng.integers(2**63))
-    both = _augment(np.concatenate([_oriented(head, axis, positions),
-                                    _oriented(mask.astype(np.float32), axis, positions)]),
-                    spec, np.random.default_rng(pose_seed))
-    imgs, brain = both[: len(positions)], both[len(positions):]
+    both = _augment(
+        np.concatenate(
+            [_oriented(head, axis, positions), _oriented(mask.astype(np.float32), axis, positions)]
+        ),
+        spec,
+        np.random.default_rng(pose_seed),
+    )
+    imgs, brain = both[: len(positions)], both[len(positions) :]
     imgs, contrast = _contrast(imgs, brain, rng)
     r = spec.recon_size
     imgs = imgs * np.exp(_smooth_field(r, rng, 0.12))[None]  # receive-field shading
@@ -247,8 +265,9 @@ def build_volume(spec: DemoVolumeSpec, train_slices: int) -> dict:
 
     # Noise-only edge slices, as at the ends of a fastMRI volume.
     e = spec.edge_slices
-    mag = np.concatenate([np.zeros((e, r, r), np.float32), imgs.astype(np.float32),
-                          np.zeros((e, r, r), np.float32)])
+    mag = np.concatenate(
+        [np.zeros((e, r, r), np.float32), imgs.astype(np.float32), np.zeros((e, r, r), np.float32)]
+    )
     template_index = np.array([-1] * e + positions + [-1] * e, dtype=np.int32)
     rows = r * spec.readout_oversampling  # oversampled readout, cropped in the reconstruction
     pad = (rows - r) // 2
@@ -259,8 +278,9 @@ def build_volume(spec: DemoVolumeSpec, train_slices: int) -> dict:
     if spec.layout == "multicoil":
         canvas = canvas[:, None] * _coil_maps(rows, r, spec.coils, rng)[None]
     kspace = fft2c(canvas)
-    kspace = kspace + spec.noise * (rng.standard_normal(kspace.shape)
-                                    + 1j * rng.standard_normal(kspace.shape)) / math.sqrt(2)
+    kspace = kspace + spec.noise * (
+        rng.standard_normal(kspace.shape) + 1j * rng.standard_normal(kspace.shape)
+    ) / math.sqrt(2)
     kspace = kspace.astype(np.complex64)
     coil_images = ifft2c(kspace)
     if spec.layout == "multicoil":

@@ -75,8 +75,9 @@ def preprocess(
     x = center_crop(np.abs(slices), crop_size)
     if crop_size != image_size:
         t = torch.from_numpy(np.ascontiguousarray(x))[:, None]
-        t = F.interpolate(t, size=(image_size, image_size), mode="bicubic", antialias=True,
-                          align_corners=False)
+        t = F.interpolate(
+            t, size=(image_size, image_size), mode="bicubic", antialias=True, align_corners=False
+        )
         x = t[:, 0].clamp_min(0).numpy()
     scale = np.percentile(x.reshape(len(x), -1), percentile, axis=1).astype(np.float32)
     if not np.all(scale > 0):
@@ -87,8 +88,9 @@ def preprocess(
 
 def _create_outputs(f: h5py.File, image_size: int) -> None:
     s = image_size
-    f.create_dataset("images", shape=(0, 1, s, s), maxshape=(None, 1, s, s),
-                     dtype="float32", chunks=(1, 1, s, s))
+    f.create_dataset(
+        "images", shape=(0, 1, s, s), maxshape=(None, 1, s, s), dtype="float32", chunks=(1, 1, s, s)
+    )
     f.create_dataset("source", shape=(0,), maxshape=(None,), dtype=h5py.string_dtype())
     f.create_dataset("slice", shape=(0,), maxshape=(None,), dtype="int32")
     f.create_dataset("scale", shape=(0,), maxshape=(None,), dtype="float32")
@@ -97,8 +99,12 @@ def _create_outputs(f: h5py.File, image_size: int) -> None:
 def _append(f: h5py.File, images: np.ndarray, source: Sequence[str], index, scale) -> None:
     n0 = f["images"].shape[0]
     n1 = n0 + len(images)
-    for name, values in (("images", images[:, None]), ("source", list(source)),
-                         ("slice", index), ("scale", scale)):
+    for name, values in (
+        ("images", images[:, None]),
+        ("source", list(source)),
+        ("slice", index),
+        ("scale", scale),
+    ):
         f[name].resize(n1, axis=0)
         f[name][n0:n1] = values
 
@@ -138,9 +144,14 @@ def extract_volumes(
     total = 0
     with atomic_path(output) as tmp, h5py.File(tmp, "w") as f:
         _create_outputs(f, image_size)
-        f.attrs.update(split=split, image_size=image_size, crop_size=crop_size,
-                       edge_slices=edge_slices, scale_percentile=scale_percentile,
-                       n_volumes=len(checked))
+        f.attrs.update(
+            split=split,
+            image_size=image_size,
+            crop_size=crop_size,
+            edge_slices=edge_slices,
+            scale_percentile=scale_percentile,
+            n_volumes=len(checked),
+        )
         for vol, idx in tqdm(checked, desc=f"extract {split}", unit="vol", disable=not progress):
             raw = read_slices(vol, idx)
             try:
@@ -162,12 +173,16 @@ def merge_shards(shards: Sequence[str | Path], output: str | Path, progress: boo
     attrs = None
     for shard in shards:
         with h5py.File(shard, "r") as f:
-            a = {k: f.attrs[k] for k in ("split", "image_size", "crop_size", "edge_slices",
-                                         "scale_percentile")}
+            a = {
+                k: f.attrs[k]
+                for k in ("split", "image_size", "crop_size", "edge_slices", "scale_percentile")
+            }
         if attrs is None:
             attrs = a
         elif {k: str(v) for k, v in a.items()} != {k: str(v) for k, v in attrs.items()}:
-            raise DataError(f"{shard}: extraction settings {a} differ from the first shard's {attrs}")
+            raise DataError(
+                f"{shard}: extraction settings {a} differ from the first shard's {attrs}"
+            )
     total = 0
     with atomic_path(output) as tmp, h5py.File(tmp, "w") as out:
         _create_outputs(out, int(attrs["image_size"]))
@@ -180,8 +195,13 @@ def merge_shards(shards: Sequence[str | Path], output: str | Path, progress: boo
                 step = 256  # images per copy: bounded memory for any shard size
                 for i in range(0, n, step):
                     j = min(i + step, n)
-                    _append(out, f["images"][i:j, 0], f["source"].asstr()[i:j],
-                            f["slice"][i:j], f["scale"][i:j])
+                    _append(
+                        out,
+                        f["images"][i:j, 0],
+                        f["source"].asstr()[i:j],
+                        f["slice"][i:j],
+                        f["scale"][i:j],
+                    )
                 total += n
         out.attrs.update(n_volumes=volumes, n_images=total)
     log.info("merged %d shards (%d images) into %s", len(shards), total, output)

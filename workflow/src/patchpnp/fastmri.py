@@ -38,14 +38,18 @@ def list_volumes(root: str | Path, subdir: str) -> list[Path]:
         raise DataError(f"fastMRI root '{root}' does not exist or is not a directory")
     folder = root / subdir
     if not folder.is_dir():
-        raise DataError(f"fastMRI directory '{folder}' does not exist (expected a folder of .h5 volumes)")
+        raise DataError(
+            f"fastMRI directory '{folder}' does not exist (expected a folder of .h5 volumes)"
+        )
     files = sorted(p for p in folder.iterdir() if p.suffix == ".h5" and p.is_file())
     if not files:
         raise DataError(f"fastMRI directory '{folder}' holds no .h5 volumes")
     return files
 
 
-def split_eval_volumes(files: list[Path], n_eval: int, n_tune: int, where: str) -> dict[str, list[Path]]:
+def split_eval_volumes(
+    files: list[Path], n_eval: int, n_tune: int, where: str
+) -> dict[str, list[Path]]:
     """Evaluation volumes are the first ``n_eval`` by name; tuning volumes the next ``n_tune``.
 
     The two sets are disjoint by construction, so tuned hyper-parameters never
@@ -54,7 +58,8 @@ def split_eval_volumes(files: list[Path], n_eval: int, n_tune: int, where: str) 
     need = n_eval + n_tune
     if len(files) < need:
         raise DataError(
-            f"'{where}' holds {len(files)} volumes, fewer than n_eval + n_tune = {n_eval} + {n_tune}"
+            f"'{where}' holds {len(files)} volumes, "
+            f"fewer than n_eval + n_tune = {n_eval} + {n_tune}"
         )
     return {"eval": files[:n_eval], "tune": files[n_eval:need]}
 
@@ -121,7 +126,9 @@ def inspect_volume(path: str | Path, layout: str = "any") -> Volume:
             acq = acq.decode() if isinstance(acq, bytes) else str(acq)
             return Volume(path, found, key, n, h, w, acq)
     except OSError as err:  # h5py reports truncation and corruption as OSError
-        raise DataError(f"{path}: cannot be read as HDF5 ({err}); the file may be truncated") from err
+        raise DataError(
+            f"{path}: cannot be read as HDF5 ({err}); the file may be truncated"
+        ) from err
 
 
 def read_slices(volume: Volume, indices: list[int]) -> np.ndarray:

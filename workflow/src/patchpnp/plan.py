@@ -57,10 +57,12 @@ class Plan:
         out = {}
         for ds in self.data["datasets"].values():
             if ds.get("train_dir"):
-                out[ds["train_dir"]] = DemoFolder(ds["train_dir"], ds["layout"],
-                                                  train=self.data["demo"]["train_volumes"])
-            out[ds["eval_dir"]] = DemoFolder(ds["eval_dir"], ds["layout"], eval=ds["n_eval"],
-                                             tune=ds["n_tune"])
+                out[ds["train_dir"]] = DemoFolder(
+                    ds["train_dir"], ds["layout"], train=self.data["demo"]["train_volumes"]
+                )
+            out[ds["eval_dir"]] = DemoFolder(
+                ds["eval_dir"], ds["layout"], eval=ds["n_eval"], tune=ds["n_tune"]
+            )
         return out
 
     def _folder(self, name: str) -> list[Path]:
@@ -81,8 +83,9 @@ class Plan:
             limit = ds.get("max_train_volumes")
             return files[:limit] if limit else files
         where = self.root / ds["eval_dir"]
-        return split_eval_volumes(self._folder(ds["eval_dir"]), ds["n_eval"], ds["n_tune"],
-                                  str(where))[split]
+        return split_eval_volumes(
+            self._folder(ds["eval_dir"]), ds["n_eval"], ds["n_tune"], str(where)
+        )[split]
 
     def n_shards(self, dataset: str, split: str) -> int:
         return math.ceil(len(self.volumes(dataset, split)) / self.data["volumes_per_shard"])

@@ -1,0 +1,115 @@
+"""Config validation: both shipped configs pass; every kind of mistake names its key."""
+
+import copy
+
+import pytest
+import yaml
+from patchpnp.config import ConfigError, load_config, validate_config
+from patchpnp.plan import Plan
+
+
+@pytest.fixture
+def demo_config(repo_root):
+    return yaml.safe_load((repo_root / "config" / "config.yaml").read_text())
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml"])
+def test_shipped_configs_pass_the_schema(repo_root, name):
+    config = yaml.safe_load((repo_root / "config" / name).read_text())
+    if config["data"]["source"] == "fastmri":
+        config["fastmri_root"] = "/data/fastmri"
+    validate_config(config)
+
+
+def test_paper_config_is_the_papers_setup(repo_root):
+    cfg = yaml.safe_load((repo_root / "config" / "paper.yaml").read_text())["data"]
+    assert cfg["image_size"] == 256 and cfg["crop_size"] == 320
+    assert cfg["datasets"]["knee"]["n_eval"] == 62 and cfg["datasets"]["brain"]["n_eval"] == 200
+
+
+def _set(config, dotted, value):
+    node = config
+    *parents, last = dotted.split(".")
+    for p in parents:
+        node = node[p]
+    if value is KeyError:
+        del node[last]
+    else:
+        node[last] = value
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("data.imge_size", 64, r"config key 'data': unknown key\(s\) \['imge_size'\]"),
+        ("data.image_size", "64", r"config key 'data.image_size': '64' is not of type 'integer'"),
+        ("data.image_size", 8, r"config key 'data.image_size': 8 is less than the minimum of 16"),
+        (
+            "data.source",
+            "dicom",
+            r"config key 'data.source': 'dicom' is not one of \['demo', 'fastmri'\]",
+        ),
+        ("data.scale_percentile", 101, r"'data.scale_percentile': 101 is greater than the maximum"),
+        (
+            "data.datasets.mni_t1_singlecoil.layout",
+            "triplecoil",
+            r"'data.datasets.mni_t1_singlecoil.layout'",
+        ),
+        (
+            "data.datasets.mni_t1_singlecoil.n_eval",
+            0,
+            r"'data.datasets.mni_t1_singlecoil.n_eval': 0 is less",
+        ),
+        ("data.datasets.mni_t1_singlecoil.n_evals", 3, r"unknown key\(s\) \['n_evals'\]"),
+        (
+            "data.datasets.mni_t1_singlecoil.eval_dir",
+            KeyError,
+            r"'eval_dir' is a required property",
+        ),
+        ("data.demo.coils", 1.5, r"'data.demo.coils': 1.5 is not of type 'integer'"),
+        (
+            "data.datasets.Knee",
+            {"layout": "any", "eval_dir": "x", "n_eval": 1, "n_tune": 0},
+            r"name 'Knee' is not allowed",
+        ),
+        ("seed", -1, r"config key 'seed': -1 is less than the minimum of 0"),
+        ("data.crop_size", 32, r"'data.crop_size': 32 is smaller than data.image_size 64"),
+        (
+            "data.demo.recon_size",
+            64,
+            r"'data.demo.recon_size': 64 is smaller than data.crop_size 80",
+        ),
+        ("data.datasets.mni_t1_singlecoil.layout", "any", r"use singlecoil or multicoil"),
+        ("data.datasets.mni_t1_multicoil.eval_dir", "mni_t1_singlecoil_val", r"already used by"),
+        ("data.source", "fastmri", r"'fastmri_root': required when data.source is 'fastmri'"),
+    ],
+)
+def test_each_mistake_names_its_key(demo_config, key, value, message):
+    config = copy.deepcopy(demo_config)
+    _set(config, key, value)
+    with pytest.raises(ConfigError, match=message):
+        validate_config(config)
+
+
+def test_load_config_reports_unreadable_files(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- just\n- a list\n")
+    with pytest.raises(ConfigError, match="does not hold a mapping"):
+        load_config(bad)
+
+
+def test_plan_shards_and_splits(demo_config):
+    demo_config["data"]["volumes_per_shard"] = 10
+    plan = Plan(demo_config)
+    train = plan.volumes("mni_t1_singlecoil", "train")
+    assert len(train) == demo_config["data"]["demo"]["train_volumes"]
+    assert plan.n_shards("mni_t1_singlecoil", "train") == -(-len(train) // 10)
+    assert sum(
+        len(plan.shard("mni_t1_singlecoil", "train", i))
+        for i in range(plan.n_shards("mni_t1_singlecoil", "train"))
+    ) == len(train)
+    ev, tune = plan.volumes("mni_t1_singlecoil", "eval"), plan.volumes("mni_t1_singlecoil", "tune")
+    assert len(ev) == 8 and len(tune) == 4 and not set(ev) & set(tune)
+    assert plan.splits("mni_t1_singlecoil") == ["train", "eval", "tune"]

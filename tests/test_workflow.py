@@ -1,0 +1,128 @@
+"""The Snakemake workflow: dry runs of both configs, early errors, and a tiny real run."""
+
+import h5py
+import pytest
+import yaml
+from fastmri_files import write_folder
+from workflow_runner import ROOT, snakemake, tiny_demo_config, write_config
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_config_dry_run(tmp_path):
+    res = snakemake(tmp_path, "-n", configfile=ROOT / "config" / "config.yaml")
+    assert res.returncode == 0, res.stderr
+    for rule in ("demo_volumes_mni_t1_singlecoil_train", "extract_shard", "merge_split", "all"):
+        assert rule in res.stdout
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.fixture
+def paper_fastmri(tmp_path):
+    """A fastMRI location with the paper's folders, holding small valid volumes."""
+    root = tmp_path / "fastmri"
+    write_folder(root / "knee_singlecoil_train", 4, "singlecoil", n_slices=12, size=16)
+    write_folder(root / "knee_singlecoil_val", 72, "singlecoil", n_slices=3, size=16)
+    write_folder(root / "brain_multicoil_train", 3, "multicoil", n_slices=12, size=16, coils=2)
+    write_folder(root / "brain_multicoil_val", 210, "multicoil", n_slices=3, size=16, coils=2)
+    return root
+
+
+def test_paper_config_dry_run(tmp_path, paper_fastmri):
+    work = tmp_path / "work"
+    work.mkdir()
+    res = snakemake(
+        work,
+        "-n",
+        "--config",
+        f"fastmri_root={paper_fastmri}",
+        configfile=ROOT / "config" / "paper.yaml",
+    )
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    assert "mni_t1" not in out  # the demo's datasets are not merged into the paper's
+    assert "results/data/knee/eval.h5" in out and "results/data/brain/tune.h5" in out
+    # 62 knee and 200 brain evaluation volumes at 50 per shard: 2 + 4 shards.
+    assert "results/data/knee/shards/eval_0001.h5" in out
+    assert "results/data/brain/shards/eval_0003.h5" in out
+    assert "results/data/brain/shards/eval_0004.h5" not in out
+
+
+def test_paper_config_without_fastmri_location_stops_early(tmp_path):
+    res = snakemake(tmp_path, "-n", configfile=ROOT / "config" / "paper.yaml")
+    assert res.returncode != 0
+    assert "'fastmri_root': required when data.source is 'fastmri'" in res.stdout + res.stderr
+
+
+def test_missing_fastmri_folder_stops_before_any_job(tmp_path, paper_fastmri):
+    import shutil
+
+    shutil.rmtree(paper_fastmri / "brain_multicoil_val")
+    res = snakemake(
+        tmp_path,
+        "--cores",
+        "1",
+        "--config",
+        f"fastmri_root={paper_fastmri}",
+        configfile=ROOT / "config" / "paper.yaml",
+    )
+    assert res.returncode != 0
+    assert "brain_multicoil_val' does not exist" in res.stdout + res.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_bad_config_value_stops_before_any_job(tmp_path):
+    config = tiny_demo_config()
+    config["data"]["image_size"] = 8
+    config["data"]["datasets"]["mni_t1_singlecoil"]["n_tune"] = "two"
+    res = snakemake(tmp_path, "--cores", "1", configfile=write_config(tmp_path, config))
+    assert res.returncode != 0
+    assert (
+        "config key 'data.image_size': 8 is less than the minimum of 16" in res.stdout + res.stderr
+    )
+    assert (
+        "config key 'data.datasets.mni_t1_singlecoil.n_tune': 'two' is not of type"
+        in res.stdout + res.stderr
+    )
+    assert not (tmp_path / "results").exists()
+
+
+def test_tiny_demo_runs_end_to_end_and_then_does_nothing(tmp_path):
+    configfile = write_config(tmp_path, tiny_demo_config())
+    res = snakemake(tmp_path, "--cores", "2", configfile=configfile)
+    assert res.returncode == 0, res.stderr[-3000:]
+    data = tmp_path / "results" / "data" / "mni_t1_singlecoil"
+    with h5py.File(data / "train.h5") as f:
+        assert f["images"].shape == (3 * 3, 1, 16, 16)  # 3 volumes x 3 slices
+    with h5py.File(data / "eval.h5") as f:
+        assert f["images"].shape == (2, 1, 16, 16)
+    with h5py.File(data / "tune.h5") as f:
+        assert f["images"].shape == (1, 1, 16, 16)
+    assert not (data / "shards").exists() or not any((data / "shards").iterdir())  # temp()
+    logs = tmp_path / "results" / "logs"
+    assert (logs / "extract" / "mni_t1_singlecoil_train_0000.log").is_file()
+    assert (logs / "demo_volumes" / "mni_t1_singlecoil_train.log").is_file()
+    again = snakemake(tmp_path, "--cores", "2", configfile=configfile)
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_lint_is_clean():
+    res = snakemake(ROOT, "--lint", configfile=ROOT / "config" / "config.yaml")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "Lints for" not in res.stdout + res.stderr
+
+
+def test_config_readme_documents_every_key(repo_root):
+    """config/README.md names every key of the schema."""
+    schema = yaml.safe_load((repo_root / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    doc = (repo_root / "config" / "README.md").read_text()
+
+    def keys(node, prefix=""):
+        for name, sub in node.get("properties", {}).items():
+            yield prefix + name
+            yield from keys(sub, prefix + name + ".")
+        if isinstance(node.get("additionalProperties"), dict):
+            yield from keys(node["additionalProperties"], prefix + "<name>.")
+
+    missing = [k for k in keys(schema) if f"`{k}`" not in doc]
+    assert not missing, f"undocumented config keys: {missing}"
