@@ -1,0 +1,430 @@
+"""Shifted-grid patch inference (PaDIS, Hu et al. 2024) with the padding fix of Roy et al. 2025.
+
+:class:`ShiftedGridDenoiser` turns any image-space denoiser ``inner(x, sigma)`` into a
+denoiser of the same signature that only ever shows ``inner`` ``P x P`` tiles. Per
+image axis of length ``N`` with ``P < N``: ``k = N // P`` and ``M = (k + 1) P - N``
+(``M = P`` when ``P`` divides ``N``); the image is padded by ``M`` on both sides, a
+shift ``a`` is drawn uniformly from ``[0, M)``, and the window ``[a, a + (k + 1) P)`` of
+the padded canvas, which always contains the image, is cut into ``k + 1`` tiles.
+All tiles are denoised at the same sigma, put back, and the central ``N`` pixels are
+kept. Redrawing the shift at every call moves the seams, so they average out over a
+solver's steps; living inside the denoiser, the scheme works with any solver.
+
+Padding: ``'zeros'`` (PaDIS: black, i.e. -1 in network units), ``'reflect'`` (the
+paper's fix: no artificial foreground-to-background edge) or ``'replicate'``.
+
+Rectangular images are handled axis by axis. On an axis with ``P >= N`` the tiles
+still have ``P`` pixels (``k = 0``, ``M = P - N``, one tile row), so a prior trained on
+``P x P`` patches always sees ``P x P`` inputs; only when ``P`` covers both sides is the
+wrapper a plain pass-through to ``inner`` (no padding, no shift drawn).
+
+Gradients. When ``x`` requires grad (DPS differentiates the denoiser), the wrapper uses
+:class:`_MemoryBoundedTiles`: the forward pass runs every tile without autograd and keeps
+only ``x`` and the shifts; the backward pass recomputes one micro-batch of tiles at a
+time with autograd, takes its vector-Jacobian product and accumulates it on the padded
+canvas, then applies the adjoint of the padding. With the shift fixed the wrapper is a
+sum of independent tile maps, so this is exact, and peak memory is that of one
+micro-batch instead of growing with the number of tiles. Only the gradient with respect
+to ``x`` is produced: if ``inner`` has parameters that require grad, the wrapper falls
+back to plain autograd (exact for the parameters too, but not memory-bounded) and warns.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.autograd.function import once_differentiable
+
+PADDING_MODES = ("zeros", "reflect", "replicate")
+_TORCH_PAD_MODE = {"zeros": "constant", "reflect": "reflect", "replicate": "replicate"}
+
+
+@dataclass(frozen=True)
+class AxisGrid:
+    """How one image axis of length ``size`` is tiled by ``count`` tiles of ``tile`` pixels.
+
+    ``pad`` (M) pixels are added on both sides; the tiled window starts at the drawn
+    shift in ``[0, pad)`` of the padded axis and spans ``count * tile = size + pad``.
+    """
+
+    size: int
+    tile: int
+    count: int
+    pad: int
+
+    @classmethod
+    def for_axis(cls, size: int, patch: int) -> AxisGrid:
+        k = size // patch if patch < size else 0
+        return cls(size=size, tile=patch, count=k + 1, pad=(k + 1) * patch - size)
+
+    @property
+    def span(self) -> int:
+        return self.count * self.tile
+
+
+def image_coordinates(
+    rows: torch.Tensor, cols: torch.Tensor, height: int, width: int
+) -> torch.Tensor:
+    """Coordinate channels ``(i / (N - 1) - 0.5) * 2`` at image rows/cols (may be out of range).
+
+    Returns ``[2, len(rows), len(cols)]``: the row channel first, then the column channel,
+    the normalisation used at training time on unpadded images (PaDIS / Patch Diffusion).
+    Pixels of the padding get coordinates beyond [-1, 1], extrapolating the same map.
+    """
+    r = (rows.to(torch.float64) / max(height - 1, 1) - 0.5) * 2
+    c = (cols.to(torch.float64) / max(width - 1, 1) - 0.5) * 2
+    return torch.stack(
+        [r[:, None].expand(len(rows), len(cols)), c[None, :].expand(len(rows), len(cols))]
+    )
+
+
+class _TilePlan:
+    """One call's tiling: the grid, the per-sample shifts, and how to call the inner network.
+
+    Everything that the memory-bounded backward must replay exactly lives here, so the
+    forward and the recomputation cannot disagree.
+    """
+
+    def __init__(
+        self,
+        module: ShiftedGridDenoiser,
+        rows: AxisGrid,
+        cols: AxisGrid,
+        shifts: list[tuple[int, int]],
+        sigma: float | torch.Tensor,
+        device: torch.device,
+        dtype: torch.dtype,
+    ):
+        self.inner = module.inner
+        self.padding = module.padding
+        self.uses_coords = module.inner_coord_channels == 2
+        self.rows, self.cols = rows, cols
+        self.shifts = shifts
+        self.batch = len(shifts)
+        self.tiles_per_sample = rows.count * cols.count
+        self.num_tiles = self.batch * self.tiles_per_sample
+        self.chunk = module.patch_batch or self.num_tiles
+        self.sigma = _sigma_per_tile(sigma, self.batch, self.tiles_per_sample)
+        self.device, self.dtype = device, dtype
+
+    # -- geometry: image <-> padded canvas <-> shifted windows <-> tiles -----------------
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        mr, mc = self.rows.pad, self.cols.pad
+        return F.pad(x, (mc, mc, mr, mr), mode=_TORCH_PAD_MODE[self.padding])
+
+    def windows(self, canvas: torch.Tensor) -> torch.Tensor:
+        """Each sample's shifted window ``[B, C, span_r, span_c]`` of the padded canvas."""
+        lr, lc = self.rows.span, self.cols.span
+        return torch.stack(
+            [canvas[b, :, a : a + lr, c : c + lc] for b, (a, c) in enumerate(self.shifts)]
+        )
+
+    def windows_adjoint(self, windows: torch.Tensor) -> torch.Tensor:
+        """Adjoint of :meth:`windows`: put each window back on a zero canvas."""
+        b_, ch = windows.shape[:2]
+        canvas = windows.new_zeros(
+            b_, ch, self.rows.size + 2 * self.rows.pad, self.cols.size + 2 * self.cols.pad
+        )
+        lr, lc = self.rows.span, self.cols.span
+        for b, (a, c) in enumerate(self.shifts):
+            canvas[b, :, a : a + lr, c : c + lc] += windows[b]
+        return canvas
+
+    def to_tiles(self, windows: torch.Tensor) -> torch.Tensor:
+        """``[B, C, span_r, span_c] -> [B * T, C, P, P]``, tiles sample-major, row-major."""
+        b_, ch = windows.shape[:2]
+        nr, nc, pr, pc = self.rows.count, self.cols.count, self.rows.tile, self.cols.tile
+        tiles = windows.reshape(b_, ch, nr, pr, nc, pc).permute(0, 2, 4, 1, 3, 5)
+        return tiles.reshape(b_ * nr * nc, ch, pr, pc)
+
+    def from_tiles(self, tiles: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`to_tiles` (tiles do not overlap, so it is also its adjoint)."""
+        ch = tiles.shape[1]
+        nr, nc, pr, pc = self.rows.count, self.cols.count, self.rows.tile, self.cols.tile
+        windows = tiles.reshape(self.batch, nr, nc, ch, pr, pc).permute(0, 3, 1, 4, 2, 5)
+        return windows.reshape(self.batch, ch, nr * pr, nc * pc)
+
+    def crop(self, windows: torch.Tensor) -> torch.Tensor:
+        """The image region of each window (it starts at ``M - shift`` inside the window)."""
+        h, w = self.rows.size, self.cols.size
+        mr, mc = self.rows.pad, self.cols.pad
+        return torch.stack(
+            [
+                windows[b, :, mr - a : mr - a + h, mc - c : mc - c + w]
+                for b, (a, c) in enumerate(self.shifts)
+            ]
+        )
+
+    def crop_adjoint(self, g: torch.Tensor) -> torch.Tensor:
+        """Adjoint of :meth:`crop`: ``g`` in the image region of zero windows."""
+        h, w = self.rows.size, self.cols.size
+        mr, mc = self.rows.pad, self.cols.pad
+        windows = g.new_zeros(g.shape[0], g.shape[1], self.rows.span, self.cols.span)
+        for b, (a, c) in enumerate(self.shifts):
+            windows[b, :, mr - a : mr - a + h, mc - c : mc - c + w] = g[b]
+        return windows
+
+    def coords(self) -> torch.Tensor:
+        """Coordinate channels of every tile ``[B * T, 2, P, P]``, in original image coordinates."""
+        per_sample = []
+        for a, c in self.shifts:
+            # Window pixel j sits at canvas index shift + j, i.e. image index shift + j - M.
+            rows = torch.arange(self.rows.span) + a - self.rows.pad
+            cols = torch.arange(self.cols.span) + c - self.cols.pad
+            per_sample.append(image_coordinates(rows, cols, self.rows.size, self.cols.size))
+        windows = torch.stack(per_sample).to(device=self.device, dtype=self.dtype)
+        return self.to_tiles(windows)
+
+    # -- network evaluation ----------------------------------------------------------------
+    def chunks(self) -> list[slice]:
+        return [
+            slice(i, min(i + self.chunk, self.num_tiles))
+            for i in range(0, self.num_tiles, self.chunk)
+        ]
+
+    def run_inner(
+        self, tiles: torch.Tensor, idx: slice, coords: torch.Tensor | None
+    ) -> torch.Tensor:
+        sigma = (
+            self.sigma[idx]
+            if isinstance(self.sigma, torch.Tensor) and self.sigma.ndim
+            else self.sigma
+        )
+        if self.uses_coords:
+            return self.inner(tiles, sigma, coords=coords[idx])
+        return self.inner(tiles, sigma)
+
+    def tiles_in(self, x: torch.Tensor) -> torch.Tensor:
+        return self.to_tiles(self.windows(self.pad(x)))
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        """The shifted-grid denoiser, differentiable by plain autograd if grad mode is on."""
+        tiles = self.tiles_in(x)
+        coords = self.coords() if self.uses_coords else None
+        out = torch.cat([self.run_inner(tiles[i], i, coords) for i in self.chunks()])
+        return self.crop(self.from_tiles(out))
+
+    def vjp(self, x: torch.Tensor, g: torch.Tensor, counter: Callable[[int], None]) -> torch.Tensor:
+        """``J(x)^T g`` by micro-batched recomputation; memory of one micro-batch of tiles."""
+        with torch.no_grad():
+            tiles = self.tiles_in(x)
+            g_tiles = self.to_tiles(self.crop_adjoint(g))
+            coords = self.coords() if self.uses_coords else None
+        grad_tiles = torch.zeros_like(tiles)
+        for idx in self.chunks():
+            with torch.enable_grad():
+                t = tiles[idx].detach().requires_grad_(True)
+                out = self.run_inner(t, idx, coords)
+                if out.requires_grad:
+                    (gt,) = torch.autograd.grad(
+                        out, t, g_tiles[idx].to(out.dtype), allow_unused=True
+                    )
+                    if gt is not None:
+                        grad_tiles[idx] = gt
+            counter(idx.stop - idx.start)
+        grad_canvas = self.windows_adjoint(self.from_tiles(grad_tiles))
+        # Adjoint of the padding: autograd of F.pad itself folds the gradient of padded
+        # pixels back onto their sources (reflect / replicate) or drops it (zeros).
+        with torch.enable_grad():
+            xx = x.detach().requires_grad_(True)
+            (gx,) = torch.autograd.grad(self.pad(xx), xx, grad_canvas)
+        return gx
+
+
+class _MemoryBoundedTiles(torch.autograd.Function):
+    """Autograd node of the tiled denoiser that stores only ``x`` (and the plan) for backward."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, plan: _TilePlan, module: ShiftedGridDenoiser):
+        ctx.plan, ctx.module = plan, module
+        ctx.save_for_backward(x)
+        with torch.no_grad():
+            return plan.apply(x)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g: torch.Tensor):
+        (x,) = ctx.saved_tensors
+        module = ctx.module
+
+        def count(n: int) -> None:
+            module.backward_tiles += n
+
+        return ctx.plan.vjp(x, g, count), None, None
+
+
+def _sigma_per_tile(sigma, batch: int, tiles_per_sample: int):
+    """Repeat a per-sample sigma (leading dim ``B``) for each sample's tiles; scalars pass as is."""
+    if isinstance(sigma, torch.Tensor) and sigma.ndim > 0:
+        if sigma.shape[0] != batch:
+            raise ValueError(
+                f"sigma must be a scalar or have one entry per sample (batch {batch}), "
+                f"got shape {tuple(sigma.shape)}"
+            )
+        return sigma.repeat_interleave(tiles_per_sample, dim=0)
+    return sigma
+
+
+GeneratorArg = torch.Generator | Sequence[torch.Generator] | None
+
+
+class ShiftedGridDenoiser(nn.Module):
+    """PaDIS shifted-grid patch inference around an image-space denoiser ``inner(x, sigma)``.
+
+    Args:
+        inner: the denoiser, called as ``inner(tiles, sigma)`` or, when
+            ``inner.coord_channels == 2``, ``inner(tiles, sigma, coords=coords)`` with
+            coordinate channels ``[tiles, 2, P, P]`` (rows first) in original image
+            coordinates.
+        patch_size: the tile side ``P``.
+        padding: ``'zeros'``, ``'reflect'`` or ``'replicate'``.
+        patch_batch: tiles per network call (micro-batch); ``None`` runs all tiles of
+            all samples at once. The result does not depend on it; peak memory does.
+        seed: seed of the wrapper-owned generator used when ``forward`` gets none.
+        memory_bounded_grad: use the recomputing backward when ``x`` requires grad
+            (default); ``False`` differentiates with plain autograd through all tiles
+            (same values, memory growing with the number of tiles; for comparison).
+
+    Counters (cumulative, see :meth:`reset_counters`): ``calls`` (forward calls),
+    ``tiles_evaluated`` (network inputs evaluated in forward passes, summed over the
+    batch; a pass-through counts one per image) and ``backward_tiles`` (inputs
+    differentiated; for the plain-autograd paths counted when the graph is recorded).
+    """
+
+    def __init__(
+        self,
+        inner: Callable[..., torch.Tensor],
+        patch_size: int,
+        padding: str = "reflect",
+        patch_batch: int | None = None,
+        seed: int = 0,
+        memory_bounded_grad: bool = True,
+    ):
+        super().__init__()
+        if padding not in PADDING_MODES:
+            raise ValueError(f"unknown padding {padding!r}; valid: {list(PADDING_MODES)}")
+        if int(patch_size) != patch_size or patch_size < 1:
+            raise ValueError(f"patch_size must be a positive integer, got {patch_size}")
+        if patch_batch is not None and (int(patch_batch) != patch_batch or patch_batch < 1):
+            raise ValueError(f"patch_batch must be a positive integer or None, got {patch_batch}")
+        self.inner = inner
+        self.patch_size = int(patch_size)
+        self.padding = padding
+        self.patch_batch = None if patch_batch is None else int(patch_batch)
+        self.generator = torch.Generator().manual_seed(int(seed))
+        self.memory_bounded_grad = bool(memory_bounded_grad)
+        self.reset_counters()
+        self._warned_param_grad = False
+
+    @property
+    def inner_coord_channels(self) -> int:
+        return int(getattr(self.inner, "coord_channels", 0) or 0)
+
+    def reset_counters(self) -> None:
+        self.calls = 0
+        self.tiles_evaluated = 0
+        self.backward_tiles = 0
+
+    def grid(self, height: int, width: int) -> tuple[AxisGrid, AxisGrid]:
+        """The row and column tilings of a ``height x width`` image (validated)."""
+        rows = AxisGrid.for_axis(height, self.patch_size)
+        cols = AxisGrid.for_axis(width, self.patch_size)
+        if self.padding == "reflect":
+            for name, axis in (("height", rows), ("width", cols)):
+                if axis.pad >= axis.size:
+                    raise ValueError(
+                        f"reflect padding needs M < N, but patch size P={self.patch_size} on "
+                        f"image {name} N={axis.size} gives M={axis.pad}; use a smaller patch "
+                        f"size, or 'replicate' / 'zeros' padding"
+                    )
+        return rows, cols
+
+    def passes_through(self, height: int, width: int) -> bool:
+        """True when one tile covers the image: then the wrapper is ``inner`` itself."""
+        return self.patch_size >= height and self.patch_size >= width
+
+    def draw_shifts(
+        self, batch: int, rows: AxisGrid, cols: AxisGrid, generator: GeneratorArg = None
+    ) -> list[tuple[int, int]]:
+        """One shift ``(a, b)`` uniform in ``[0, M_rows) x [0, M_cols)`` per sample.
+
+        A single generator is used for the samples in order; a list gives sample ``b``
+        its own generator, so its shift does not depend on the rest of the batch.
+        """
+        if generator is None:
+            generator = self.generator
+        if isinstance(generator, torch.Generator):
+            gens = [generator] * batch
+        else:
+            gens = list(generator)
+            if len(gens) != batch:
+                raise ValueError(f"got {len(gens)} generators for a batch of {batch} samples")
+
+        def draw(high: int, g: torch.Generator) -> int:
+            if high <= 0:  # an axis whose single tile fits exactly: nothing to shift
+                return 0
+            return int(torch.randint(0, high, (1,), generator=g, device=g.device).item())
+
+        return [(draw(rows.pad, g), draw(cols.pad, g)) for g in gens]
+
+    def plan(
+        self, x: torch.Tensor, sigma: float | torch.Tensor, generator: GeneratorArg = None
+    ) -> _TilePlan:
+        """Draw this call's shifts and return the tiling (used by :meth:`forward` and tests)."""
+        rows, cols = self.grid(*x.shape[-2:])
+        shifts = self.draw_shifts(x.shape[0], rows, cols, generator)
+        return _TilePlan(self, rows, cols, shifts, sigma, x.device, x.dtype)
+
+    def forward(
+        self, x: torch.Tensor, sigma: float | torch.Tensor, generator: GeneratorArg = None
+    ) -> torch.Tensor:
+        if x.ndim != 4:
+            raise ValueError(f"expected images [B, C, H, W], got shape {tuple(x.shape)}")
+        batch, _, height, width = x.shape
+        self.calls += 1
+        recording = torch.is_grad_enabled() and x.requires_grad
+        if self.passes_through(height, width):
+            self.tiles_evaluated += batch
+            self.backward_tiles += batch if recording else 0
+            if self.inner_coord_channels == 2:
+                coords = image_coordinates(
+                    torch.arange(height), torch.arange(width), height, width
+                ).to(device=x.device, dtype=x.dtype)
+                return self.inner(x, sigma, coords=coords.expand(batch, -1, -1, -1))
+            return self.inner(x, sigma)
+
+        plan = self.plan(x, sigma, generator)
+        self.tiles_evaluated += plan.num_tiles
+        if not recording:
+            return plan.apply(x)
+        if not self.memory_bounded_grad:
+            self.backward_tiles += plan.num_tiles
+            return plan.apply(x)
+        if self._inner_params_need_grad():
+            if not self._warned_param_grad:
+                warnings.warn(
+                    "ShiftedGridDenoiser: the inner network has parameters that require grad, "
+                    "so the gradient uses plain autograd over all tiles (not memory-bounded). "
+                    "Freeze the prior (requires_grad_(False)) for the memory-bounded path.",
+                    stacklevel=2,
+                )
+                self._warned_param_grad = True
+            self.backward_tiles += plan.num_tiles
+            return plan.apply(x)
+        return _MemoryBoundedTiles.apply(x, plan, self)
+
+    def _inner_params_need_grad(self) -> bool:
+        if not isinstance(self.inner, nn.Module):
+            return False
+        return any(p.requires_grad for p in self.inner.parameters())
+
+    def extra_repr(self) -> str:
+        return (
+            f"patch_size={self.patch_size}, padding={self.padding!r}, "
+            f"patch_batch={self.patch_batch}, memory_bounded_grad={self.memory_bounded_grad}"
+        )

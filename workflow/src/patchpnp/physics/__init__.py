@@ -1,0 +1,52 @@
+"""Forward models ``y = A x + n`` of the benchmark's inverse problems.
+
+Every operator is a :class:`LinearOperator` with ``A``, its exact adjoint
+``A_adjoint``, the quadratic prox ``argmin ||y - A x||^2 + rho ||x - x0||^2``,
+``measure`` (noisy measurements from an explicit generator), ``init`` (the initial
+guess in image space) and ``num_measurements``. Use :func:`make_operator` to build
+one from a task name and its config parameters.
+"""
+
+from __future__ import annotations
+
+from .base import GeneratorLike, LinearOperator
+from .convolution import CircularBlurDecimation
+from .deblur import Deblur
+from .denoising import Denoising
+from .kernels import BlurKernel, bicubic_kernel, box_kernel, gaussian_kernel
+from .mri import MRI, fft2c, ifft2c, line_mask
+from .superres import SuperResolution
+
+OPERATORS: dict[str, type[LinearOperator]] = {
+    "denoise": Denoising,
+    "sr": SuperResolution,
+    "deblur": Deblur,
+    "mri": MRI,
+}
+
+
+def make_operator(task: str, **params) -> LinearOperator:
+    """Build the forward model of ``task`` ('denoise', 'sr', 'deblur', 'mri') from ``params``."""
+    if task not in OPERATORS:
+        raise ValueError(f"unknown task {task!r}; valid tasks: {sorted(OPERATORS)}")
+    return OPERATORS[task](**params)
+
+
+__all__ = [
+    "MRI",
+    "OPERATORS",
+    "BlurKernel",
+    "CircularBlurDecimation",
+    "Deblur",
+    "Denoising",
+    "GeneratorLike",
+    "LinearOperator",
+    "SuperResolution",
+    "bicubic_kernel",
+    "box_kernel",
+    "fft2c",
+    "gaussian_kernel",
+    "ifft2c",
+    "line_mask",
+    "make_operator",
+]

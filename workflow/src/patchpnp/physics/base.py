@@ -1,0 +1,114 @@
+"""The interface every forward model of the benchmark implements.
+
+An inverse problem here is ``y = A x + n`` with ``x`` a batch of real images
+``[B, C, H, W]`` in [0, 1] image units and ``n`` white Gaussian noise of standard
+deviation ``sigma_n`` (per real component). Solvers only ever talk to an operator
+through this class, so adding a task means adding one subclass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+# A generator argument may be one generator shared by the whole batch (used for
+# the samples in order), one generator per sample, or None (torch's global RNG).
+GeneratorLike = torch.Generator | Sequence[torch.Generator] | None
+
+
+def as_batch_weight(rho: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor | float:
+    """Broadcast a prox weight (a float or one value per sample, shape [B]) against ``like``.
+
+    Per-sample weights are what make batched solvers treat samples independently
+    (each image has its own step size), so they are first-class here.
+    """
+    if isinstance(rho, torch.Tensor):
+        if rho.ndim == 0:
+            return rho.to(device=like.device, dtype=like.real.dtype)
+        if rho.shape[0] != like.shape[0] or rho.numel() != like.shape[0]:
+            raise ValueError(
+                f"rho must be a float or a tensor with one value per sample "
+                f"(batch {like.shape[0]}), got shape {tuple(rho.shape)}"
+            )
+        shape = (like.shape[0],) + (1,) * (like.ndim - 1)
+        return rho.reshape(shape).to(device=like.device, dtype=like.real.dtype)
+    return float(rho)
+
+
+def randn_like_batch(
+    like: torch.Tensor, generator: GeneratorLike = None, dtype: torch.dtype | None = None
+) -> torch.Tensor:
+    """Standard normal noise shaped like ``like``, drawn from ``generator``.
+
+    With a list of generators, sample ``b`` draws only from ``generator[b]``, so its
+    noise does not depend on which other images share the batch.
+    """
+    dtype = like.dtype if dtype is None else dtype
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.randn(like.shape, generator=generator, dtype=dtype, device=like.device)
+    generators = list(generator)
+    if len(generators) != like.shape[0]:
+        raise ValueError(f"got {len(generators)} generators for a batch of {like.shape[0]} samples")
+    return torch.stack(
+        [
+            torch.randn(like.shape[1:], generator=g, dtype=dtype, device=like.device)
+            for g in generators
+        ]
+    )
+
+
+class LinearOperator:
+    """A linear forward model ``A`` with its exact adjoint and its quadratic prox.
+
+    Subclasses implement :meth:`A`, :meth:`A_adjoint`, :meth:`prox`,
+    :meth:`num_measurements`, and may override :meth:`init` (the initial guess)
+    and :meth:`measure` (e.g. complex noise).
+    """
+
+    def A(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the forward model to a batch of images ``[B, C, H, W]``."""
+        raise NotImplementedError
+
+    def A_adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        """Apply the exact adjoint: ``<A x, y> = <x, A_adjoint y>`` (real inner products)."""
+        raise NotImplementedError
+
+    def prox(self, x0: torch.Tensor, y: torch.Tensor, rho: float | torch.Tensor) -> torch.Tensor:
+        """Return ``argmin_x ||y - A x||^2 + rho ||x - x0||^2`` over real images.
+
+        ``rho`` is a positive float or a per-sample tensor of shape ``[B]``.
+        """
+        raise NotImplementedError
+
+    def num_measurements(self, x_shape: Sequence[int]) -> int:
+        """Number of real-valued measurements of one sample of an image of shape ``x_shape``.
+
+        ``x_shape`` is ``[B, C, H, W]`` or ``[C, H, W]``; the count is per sample. It is
+        the ``m`` of the data-consistency score ``||A x - y|| / (sigma_n sqrt(m))``.
+        """
+        raise NotImplementedError
+
+    def measure(
+        self, x: torch.Tensor, sigma_n: float, generator: GeneratorLike = None
+    ) -> torch.Tensor:
+        """Simulate ``y = A x + n`` with ``n ~ N(0, sigma_n^2)`` drawn from ``generator``."""
+        y = self.A(x)
+        return y + sigma_n * randn_like_batch(y, generator)
+
+    def init(self, y: torch.Tensor) -> torch.Tensor:
+        """An initial guess in image space (default: the adjoint applied to ``y``)."""
+        return self.A_adjoint(y)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def per_sample_shape(x_shape: Sequence[int]) -> tuple[int, int, int]:
+    """``(C, H, W)`` from a ``[B, C, H, W]`` or ``[C, H, W]`` shape."""
+    shape = tuple(int(s) for s in x_shape)
+    if len(shape) == 4:
+        shape = shape[1:]
+    if len(shape) != 3:
+        raise ValueError(f"expected an image shape [B, C, H, W] or [C, H, W], got {shape}")
+    return shape  # type: ignore[return-value]

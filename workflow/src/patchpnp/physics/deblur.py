@@ -1,0 +1,39 @@
+"""Deblurring: a circular blur without decimation (the ``factor = 1`` case of SR)."""
+
+from __future__ import annotations
+
+import torch
+
+from .convolution import CircularBlurDecimation
+from .kernels import gaussian_kernel, kernel_from_array
+
+
+class Deblur(CircularBlurDecimation):
+    """``A x = k * x`` (circular), ``k`` a Gaussian of ``sigma`` pixels or a given 2D array.
+
+    ``size`` is the number of taps a side (default ``2 ceil(3 sigma) + 1``).
+    """
+
+    def __init__(
+        self, kernel: str | torch.Tensor = "gaussian", sigma: float = 3.0, size: int | None = None
+    ):
+        if isinstance(kernel, torch.Tensor):
+            blur = kernel_from_array(kernel)
+            self.kernel_name = "array"
+        elif kernel == "gaussian":
+            blur = gaussian_kernel(sigma, size)
+            self.kernel_name = "gaussian"
+        else:
+            raise ValueError(
+                f"unknown deblur kernel {kernel!r}; valid: ['gaussian'] or a 2D tensor"
+            )
+        super().__init__(blur, factor=1)
+        self.sigma = sigma
+
+    def init(self, y: torch.Tensor) -> torch.Tensor:
+        """The blurred measurement itself (it already lives in image space)."""
+        return y
+
+    def __repr__(self) -> str:
+        shape = tuple(self.kernel.weights.shape)
+        return f"Deblur(kernel={self.kernel_name!r}, sigma={self.sigma}, size={shape[0]})"

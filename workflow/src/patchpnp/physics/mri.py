@@ -1,0 +1,167 @@
+"""Single-coil Cartesian MRI: undersampled, centred, orthonormal 2D Fourier transform.
+
+Conventions (those of fastMRI's ``fft2c``): k-space is centred, i.e.
+``F x = fftshift(fft2(ifftshift(x), norm="ortho"))``, so the DC term sits at index
+``(H // 2, W // 2)``. Measurements are complex k-space tensors ``[B, C, H, W]`` of
+the image's size, zero at the locations the mask does not sample ("zero-filled").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from .base import GeneratorLike, LinearOperator, as_batch_weight, per_sample_shape, randn_like_batch
+
+MASK_TYPES = ("equispaced", "random")
+
+
+def fft2c(x: torch.Tensor) -> torch.Tensor:
+    """Centred orthonormal 2D FFT over the last two dimensions."""
+    x = torch.fft.ifftshift(x, dim=(-2, -1))
+    return torch.fft.fftshift(torch.fft.fft2(x, norm="ortho"), dim=(-2, -1))
+
+
+def ifft2c(k: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`fft2c` (also its adjoint, the transform being unitary)."""
+    k = torch.fft.ifftshift(k, dim=(-2, -1))
+    return torch.fft.fftshift(torch.fft.ifft2(k, norm="ortho"), dim=(-2, -1))
+
+
+def mirror_columns(width: int) -> torch.Tensor:
+    """Index of the column holding frequency ``-f`` for each column of frequency ``f``.
+
+    With centred k-space, column ``c`` has frequency ``f = c - width // 2``; frequency
+    ``-f`` (mod ``width``) is column ``(2 (width // 2) - c) mod width``.
+    """
+    c = torch.arange(width)
+    return (2 * (width // 2) - c).remainder(width)
+
+
+def line_mask(
+    width: int,
+    acceleration: int = 4,
+    center_fraction: float = 0.08,
+    kind: str = "equispaced",
+    seed: int = 0,
+) -> torch.Tensor:
+    """A boolean mask over the ``width`` phase-encode columns of centred k-space.
+
+    The central ``round(center_fraction * width)`` low frequencies (rounded up to a
+    symmetric set) are always sampled. ``equispaced`` adds every frequency that is a
+    multiple of ``acceleration``; ``random`` adds each remaining frequency pair with the
+    probability that makes the expected rate ``1 / acceleration`` (fastMRI's rule).
+
+    The mask is conjugate-symmetric: frequency ``f`` is sampled iff ``-f`` is. For a
+    real image, k-space is Hermitian, so this loses no information relative to the
+    lines sampled, and it makes the real-constrained prox exact in closed form.
+    """
+    if kind not in MASK_TYPES:
+        raise ValueError(f"unknown MRI mask {kind!r}; valid: {list(MASK_TYPES)}")
+    if acceleration < 1:
+        raise ValueError(f"acceleration must be >= 1, got {acceleration}")
+    freq = torch.arange(width) - width // 2
+    num_low = round(width * center_fraction)
+    mask = freq.abs() <= num_low // 2
+    if kind == "equispaced":
+        # Multiples of R form a symmetric set of frequencies by construction.
+        mask |= freq.remainder(int(acceleration)) == 0
+    else:
+        prob = (width / acceleration - int(mask.sum())) / max(width - int(mask.sum()), 1)
+        u = torch.rand(width, generator=torch.Generator().manual_seed(int(seed)))
+        # One draw per frequency pair: negative frequencies copy their mirror's draw.
+        u = torch.where(freq < 0, u[mirror_columns(width)], u)
+        mask |= u < prob
+    mask |= mask[mirror_columns(width)]
+    return mask
+
+
+class MRI(LinearOperator):
+    """``y = M F x`` for real images ``x``: Cartesian line undersampling of centred k-space.
+
+    Lines are phase-encode columns (the mask varies along the width, every row of a
+    sampled column is kept). ``A_adjoint`` returns ``Re(F^H M y)``, the exact adjoint
+    for the real inner product on complex measurements viewed as real pairs.
+    """
+
+    def __init__(
+        self,
+        acceleration: int = 4,
+        center_fraction: float = 0.08,
+        mask: str = "equispaced",
+        seed: int = 0,
+    ):
+        if mask not in MASK_TYPES:
+            raise ValueError(f"unknown MRI mask {mask!r}; valid: {list(MASK_TYPES)}")
+        self.acceleration = int(acceleration)
+        self.center_fraction = float(center_fraction)
+        self.mask_type = mask
+        self.seed = int(seed)
+        self._mask_cache: dict[tuple, torch.Tensor] = {}
+
+    def mask(self, width: int, like: torch.Tensor | None = None) -> torch.Tensor:
+        """The sampling mask as a real 0/1 tensor ``[width]`` (broadcasts over rows)."""
+        device = None if like is None else like.device
+        dtype = torch.float32 if like is None else like.real.dtype
+        key = (width, device, dtype)
+        if key not in self._mask_cache:
+            m = line_mask(width, self.acceleration, self.center_fraction, self.mask_type, self.seed)
+            self._mask_cache[key] = m.to(device=device, dtype=dtype)
+        return self._mask_cache[key]
+
+    def A(self, x: torch.Tensor) -> torch.Tensor:
+        if x.is_complex():
+            raise TypeError("MRI operates on real images")
+        return self.mask(x.shape[-1], x) * fft2c(x.to(_complex_of(x.dtype)))
+
+    def A_adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        return ifft2c(self.mask(y.shape[-1], y) * y).real
+
+    def prox(self, x0: torch.Tensor, y: torch.Tensor, rho: float | torch.Tensor) -> torch.Tensor:
+        """``Re(F^H [(M y + rho F x0) / (M + rho)])``.
+
+        Exact for the real-constrained problem because the mask is conjugate-symmetric:
+        ``F^H M F`` then maps real images to real images, so the complex solution of the
+        normal equations is already real (up to rounding, which ``Re`` removes).
+        """
+        rho = as_batch_weight(rho, x0)
+        m = self.mask(x0.shape[-1], x0)
+        k = (m * y + rho * fft2c(x0.to(_complex_of(x0.dtype)))) / (m + rho)
+        return ifft2c(k).real
+
+    def measure(
+        self, x: torch.Tensor, sigma_n: float, generator: GeneratorLike = None
+    ) -> torch.Tensor:
+        """``y = M (F x + n)``, complex noise with ``sigma_n`` per real and imaginary part."""
+        y = self.A(x)
+        noise = randn_like_batch(torch.view_as_real(y), generator, dtype=x.dtype)
+        return y + sigma_n * self.mask(x.shape[-1], x) * torch.view_as_complex(noise)
+
+    def init(self, y: torch.Tensor) -> torch.Tensor:
+        """The zero-filled reconstruction ``Re(F^H M y)``."""
+        return self.A_adjoint(y)
+
+    def num_measurements(self, x_shape: Sequence[int]) -> int:
+        c, h, w = per_sample_shape(x_shape)
+        # Each sampled k-space location is one complex number, i.e. two real measurements.
+        return (
+            2
+            * c
+            * h
+            * int(
+                line_mask(
+                    w, self.acceleration, self.center_fraction, self.mask_type, self.seed
+                ).sum()
+            )
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"MRI(acceleration={self.acceleration}, center_fraction={self.center_fraction}, "
+            f"mask={self.mask_type!r}, seed={self.seed})"
+        )
+
+
+def _complex_of(dtype: torch.dtype) -> torch.dtype:
+    return torch.complex128 if dtype == torch.float64 else torch.complex64
