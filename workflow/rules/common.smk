@@ -1,6 +1,7 @@
 # Shared set-up: config validation, the plan of what to compute, input functions.
 # The logic lives in the patchpnp package (patchpnp.config, patchpnp.plan) so it
 # is unit-tested without Snakemake; this file only connects it to the rules.
+import json
 import os
 from pathlib import Path
 
@@ -9,6 +10,7 @@ from snakemake.exceptions import WorkflowError
 from patchpnp.config import ConfigError, validate_config
 from patchpnp.fastmri import DataError
 from patchpnp.plan import Plan
+from patchpnp.training.settings import resolve_prior
 
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -26,6 +28,7 @@ wildcard_constraints:
     dataset=r"[a-z][a-z0-9_]*",
     split="train|eval|tune",
     shard=r"\d+",
+    prior=r"[a-z][a-z0-9_]*",
 
 
 def checked(fn):
@@ -61,3 +64,19 @@ def split_shards(wildcards):
         f"results/data/{wildcards.dataset}/shards/{wildcards.split}_{i:04d}.h5"
         for i in range(n)
     ]
+
+
+def prior_settings(name):
+    return resolve_prior(config, name)
+
+
+def launcher(processes):
+    """The command that starts training: plain, or torchrun for several processes."""
+    if processes == 1:
+        return "patchpnp"
+    return f"torchrun --standalone --nproc-per-node {processes} -m patchpnp.cli"
+
+
+def gpus_for(processes):
+    """GPUs a job asks the scheduler for (none when the config pins the CPU)."""
+    return 0 if config["device"] == "cpu" else processes

@@ -67,6 +67,52 @@ def _cmd_merge(args: argparse.Namespace) -> None:
     merge_shards(args.shards, args.output)
 
 
+def _cmd_train(args: argparse.Namespace) -> None:
+    import json
+
+    import yaml
+
+    from patchpnp.training.loop import train_prior
+    from patchpnp.training.settings import resolve_prior
+
+    if args.settings:
+        settings = json.loads(args.settings)
+    elif args.settings_file:
+        settings = yaml.safe_load(Path(args.settings_file).read_text())
+    else:
+        from patchpnp.config import load_config
+
+        if not args.config or not args.prior:
+            raise ValueError("give --settings, --settings-file, or --config with --prior")
+        config = load_config(args.config)
+        if args.prior not in config["priors"]:
+            raise ValueError(
+                f"prior '{args.prior}' is not in {args.config}: {list(config['priors'])}"
+            )
+        settings = resolve_prior(config, args.prior)
+    resume = {"auto": "auto", "never": None}.get(args.resume, args.resume)
+    train_prior(
+        settings,
+        args.data,
+        args.out_dir,
+        threads=args.threads,
+        device=args.device,
+        resume=resume,
+        stop_after=args.stop_after,
+    )
+
+
+def _cmd_denoise_check(args: argparse.Namespace) -> None:
+    from patchpnp.denoise_check import denoise_check
+
+    table = denoise_check(
+        args.prior, args.data, args.sigmas, seed=args.seed, tile=args.tile, padding=args.padding
+    )
+    if args.output:
+        table.to_csv(args.output, index=False)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+
+
 def _cmd_check_config(args: argparse.Namespace) -> None:
     from patchpnp.config import load_config
 
@@ -114,6 +160,44 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--output", required=True)
     m.set_defaults(func=_cmd_merge)
 
+    t = sub.add_parser("train", help="train one diffusion prior (torchrun for several processes)")
+    t.add_argument("data", nargs="+", help="extracted training split files (train.h5)")
+    t.add_argument("--out-dir", required=True, help="folder for ema.pt, logs and checkpoints")
+    t.add_argument("--settings", help="resolved prior settings as JSON (what the workflow passes)")
+    t.add_argument("--settings-file", help="resolved prior settings as a YAML file")
+    t.add_argument("--config", help="a workflow config file, with --prior")
+    t.add_argument("--prior", help="the prior's name in --config")
+    t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    t.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    t.add_argument(
+        "--resume",
+        default="auto",
+        help="auto (continue this folder's checkpoint), never, or a checkpoint path",
+    )
+    t.add_argument(
+        "--stop-after",
+        type=int,
+        default=None,
+        help="stop after this many steps of this run (to test resuming)",
+    )
+    t.set_defaults(func=_cmd_train)
+
+    q = sub.add_parser("denoise-check", help="PSNR of one denoiser call at several noise levels")
+    q.add_argument("data", nargs="+", help="extracted evaluation split files")
+    q.add_argument("--prior", required=True, help="ema.pt of a trained prior")
+    q.add_argument(
+        "--sigmas",
+        type=float,
+        nargs="+",
+        default=[0.05, 0.1, 0.2],
+        help="noise levels in [0, 1] units",
+    )
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--tile", type=int, default=None, help="run through P x P shifted-grid tiles")
+    q.add_argument("--padding", choices=["zeros", "reflect", "replicate"], default="reflect")
+    q.add_argument("--output", help="write the table as CSV")
+    q.set_defaults(func=_cmd_denoise_check)
+
     c = sub.add_parser("check-config", help="validate a config file against the schema")
     c.add_argument("config")
     c.set_defaults(func=_cmd_check_config)
@@ -128,10 +212,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     from patchpnp.config import ConfigError
     from patchpnp.fastmri import DataError
+    from patchpnp.training.loop import TrainingError
 
     try:
         args.func(args)
-    except (DataError, ConfigError, FileNotFoundError) as err:
+    except (DataError, ConfigError, TrainingError, FileNotFoundError) as err:
         print(f"patchpnp {args.command}: error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -91,6 +91,7 @@ def _cross_checks(config: dict[str, Any]) -> list[str]:
     for name in data["datasets"]:
         if name in RESERVED_DATASET_NAMES:
             out.append(f"config key 'data.datasets.{name}': the name is reserved; choose another")
+    out += _prior_checks(config)
     if data["source"] == "fastmri":
         if not config.get("fastmri_root"):
             out.append(
@@ -125,6 +126,57 @@ def _cross_checks(config: dict[str, Any]) -> list[str]:
                             f"demo folder is built for one dataset and role"
                         )
                     folders[folder] = f"data.datasets.{name}.{role}"
+    return out
+
+
+def _prior_checks(config: dict[str, Any]) -> list[str]:
+    out = []
+    size = config["data"]["image_size"]
+    if not any(ds.get("train_dir") for ds in config["data"]["datasets"].values()):
+        out.append("config key 'data.datasets': no dataset has a train_dir; the priors need one")
+    for name, prior in config["priors"].items():
+        key = f"priors.{name}"
+        net = {**config["network"], **prior.get("network", {})}
+        tr = {**config["training"], **prior.get("training", {})}
+        levels = len(net["channel_mult"])
+        multiple = 2 ** (levels - 1)
+        bad_levels = [lv for lv in net["attn_levels"] if lv >= levels]
+        if bad_levels:
+            out.append(
+                f"config key '{key}' (network.attn_levels): levels {bad_levels} do not "
+                f"exist; the network has levels 0..{levels - 1}"
+            )
+        sizes = [size]
+        if prior["scheme"] in ("patch", "padis"):
+            if "train_patch" not in prior:
+                out.append(f"config key '{key}.train_patch': required for scheme {prior['scheme']}")
+                continue
+            sizes = [prior["train_patch"], *prior.get("patch_sizes", [])]
+        for extra in ("patch_sizes", "patch_probs"):
+            if extra in prior and prior["scheme"] != "padis":
+                out.append(f"config key '{key}.{extra}': only the padis scheme mixes patch sizes")
+        if prior["scheme"] == "padis" and "patch_probs" in prior:
+            n = len(prior.get("patch_sizes", [prior["train_patch"]]))
+            if len(prior["patch_probs"]) != n or sum(prior["patch_probs"]) <= 0:
+                out.append(
+                    f"config key '{key}.patch_probs': give {n} non-negative "
+                    f"probabilities (one per patch size), not all zero"
+                )
+        for p in sizes:
+            if p > size:
+                out.append(
+                    f"config key '{key}': training patch {p} is larger than data.image_size {size}"
+                )
+            if p % multiple:
+                out.append(
+                    f"config key '{key}': training size {p} is not a multiple of "
+                    f"{multiple}, which a network of {levels} levels needs"
+                )
+        if tr["batch_size"] % tr["processes"]:
+            out.append(
+                f"config key '{key}' (training.batch_size): {tr['batch_size']} does not "
+                f"split over {tr['processes']} processes"
+            )
     return out
 
 

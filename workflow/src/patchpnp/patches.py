@@ -40,6 +40,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from patchpnp.prior.precond import coordinate_channels
+
 PADDING_MODES = ("zeros", "reflect", "replicate")
 _TORCH_PAD_MODE = {"zeros": "constant", "reflect": "reflect", "replicate": "replicate"}
 
@@ -75,12 +77,9 @@ def image_coordinates(
     Returns ``[2, len(rows), len(cols)]``: the row channel first, then the column channel,
     the normalisation used at training time on unpadded images (PaDIS / Patch Diffusion).
     Pixels of the padding get coordinates beyond [-1, 1], extrapolating the same map.
+    The same function as training uses (:func:`patchpnp.prior.coordinate_channels`).
     """
-    r = (rows.to(torch.float64) / max(height - 1, 1) - 0.5) * 2
-    c = (cols.to(torch.float64) / max(width - 1, 1) - 0.5) * 2
-    return torch.stack(
-        [r[:, None].expand(len(rows), len(cols)), c[None, :].expand(len(rows), len(cols))]
-    )
+    return coordinate_channels(rows, cols, height, width)[0]
 
 
 class _TilePlan:

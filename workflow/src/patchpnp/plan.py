@@ -104,3 +104,7 @@ class Plan:
     def train_files(self) -> list[str]:
         """The splits a prior trains on: every dataset's training split."""
         return [f"results/data/{d}/train.h5" for d in self.datasets if "train" in self.splits(d)]
+
+    def eval_files(self) -> list[str]:
+        """Every dataset's evaluation split."""
+        return [f"results/data/{d}/eval.h5" for d in self.datasets]

@@ -1,0 +1,149 @@
+"""Tests of the per-image metrics: PSNR (two conventions), SSIM, data consistency, LPIPS."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from patchpnp import metrics
+from patchpnp.metrics import (
+    LPIPSMetric,
+    LPIPSUnavailableWarning,
+    alexnet_checkpoint_path,
+    data_consistency,
+    psnr,
+    psnr_fastmri,
+    ssim,
+)
+from patchpnp.physics import make_operator
+
+torch.set_num_threads(1)
+
+
+def images(batch: int = 3, size: int = 32, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(batch, 1, size, size, generator=g) * 0.8
+
+
+def test_psnr_known_values_per_image_torch_and_numpy():
+    x = images()
+    offsets = torch.tensor([0.1, 0.01, 0.0]).reshape(3, 1, 1, 1)
+    values = psnr(x + offsets, x)
+    assert isinstance(values, torch.Tensor) and values.shape == (3,)
+    torch.testing.assert_close(
+        values[:2], torch.tensor([20.0, 40.0], dtype=torch.float64), rtol=1e-5, atol=0
+    )
+    assert values[2].item() == float("inf")
+    as_numpy = psnr((x + offsets).numpy(), x.numpy())
+    assert isinstance(as_numpy, np.ndarray)
+    np.testing.assert_allclose(as_numpy[:2], [20.0, 40.0], rtol=1e-6)
+    # data_range scales the peak: range 2 adds 20 log10(2) dB.
+    assert psnr(x + 0.1, x, data_range=2.0)[0].item() == pytest.approx(20 + 20 * np.log10(2))
+
+
+def test_psnr_fastmri_uses_each_references_maximum():
+    ref = images(2)
+    ref[0, 0, 0, 0], ref[1, 0, 0, 0] = 0.5, 0.25
+    ref = ref.clamp(max=torch.tensor([0.5, 0.25]).reshape(2, 1, 1, 1))
+    x = ref + 0.01
+    expected = 20 * np.log10(np.array([0.5, 0.25]) / 0.01)
+    np.testing.assert_allclose(psnr_fastmri(x, ref).numpy(), expected, rtol=1e-5)
+
+
+def test_ssim_is_one_for_identical_images_and_lower_otherwise():
+    x = images()
+    np.testing.assert_allclose(ssim(x, x).numpy(), 1.0)
+    noisy = x + 0.1 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+    assert bool((ssim(noisy, x) < 0.95).all())
+
+
+@pytest.mark.parametrize("task, params", [("denoise", {}), ("sr", {"factor": 2})])
+def test_data_consistency_of_the_truth_is_about_one(task, params):
+    op = make_operator(task, **params)
+    x = images(4, size=64)
+    sigma_n = 0.05
+    y = op.measure(x, sigma_n, [torch.Generator().manual_seed(i) for i in range(4)])
+    dc = data_consistency(op, x, y, sigma_n)
+    assert dc.shape == (4,)
+    # m >= 1024 real measurements: the score is 1 +- ~1/sqrt(2m) per image.
+    assert dc.mean().item() == pytest.approx(1.0, abs=0.05)
+    assert data_consistency(op, x + 0.2, y, sigma_n).mean().item() > 2.0
+    with pytest.raises(ValueError):
+        data_consistency(op, x, y, 0.0)
+
+
+def test_lpips_checkpoint_path_follows_torchvision_and_the_hub_dir(monkeypatch, tmp_path):
+    from torchvision.models import AlexNet_Weights
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    path = alexnet_checkpoint_path()
+    assert path.parent == tmp_path / "checkpoints"
+    assert AlexNet_Weights.IMAGENET1K_V1.url.endswith("/" + path.name)
+
+
+def test_lpips_missing_weights_give_nan_and_one_warning(monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    metric = LPIPSMetric()
+    assert metric.available is False and "not cached" in metric.reason
+    x = images(2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = metric(x, x)
+        second = metric(x.numpy(), x.numpy())
+    assert torch.isnan(first).all() and np.isnan(second).all()
+    lpips_warnings = [w for w in caught if issubclass(w.category, LPIPSUnavailableWarning)]
+    assert len(lpips_warnings) == 1
+    assert "missing" in str(lpips_warnings[0].message)
+
+
+def test_lpips_rejects_a_checkpoint_that_is_not_the_genuine_file(monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    path = alexnet_checkpoint_path()
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not the torchvision AlexNet weights")
+    metric = LPIPSMetric()
+    assert metric.available is False and "hash" in metric.reason
+    # Without the hash check the file must still fail to load, and never give a number.
+    unchecked = LPIPSMetric(verify_hash=False)
+    assert unchecked.available is False and unchecked.reason
+    with pytest.warns(LPIPSUnavailableWarning):
+        assert np.isnan(unchecked(images(1).numpy(), images(1).numpy())).all()
+
+
+def test_lpips_build_copies_every_backbone_layer_from_the_checkpoint(monkeypatch, tmp_path):
+    """The loading logic only (the real weights are not available offline).
+
+    A random torchvision AlexNet state stands in for the checkpoint, so the result is
+    NOT LPIPS: the test inspects the copied weights and never computes a distance.
+    """
+    torchvision = pytest.importorskip("torchvision")
+    state = torchvision.models.alexnet(weights=None).state_dict()
+    monkeypatch.setattr(metrics.torch, "load", lambda *args, **kwargs: state)
+    stand_in = tmp_path / "alexnet-owt-00000000.pth"
+    stand_in.write_bytes(b"")
+    model = LPIPSMetric(checkpoint=stand_in, verify_hash=False).model
+    assert model is not None
+    copied = 0
+    for i in range(model.net.N_slices):
+        for name, module in getattr(model.net, f"slice{i + 1}").named_children():
+            if isinstance(module, torch.nn.Conv2d):
+                torch.testing.assert_close(module.weight, state[f"features.{name}.weight"])
+                torch.testing.assert_close(module.bias, state[f"features.{name}.bias"])
+                copied += 1
+    assert copied == 5
+    assert not any(p.requires_grad for p in model.parameters())
+
+
+def test_lpips_with_the_real_cached_weights():
+    path = alexnet_checkpoint_path()
+    if not path.is_file():
+        pytest.skip(f"torchvision's AlexNet weights are not cached at {path} (offline machine)")
+    metric = LPIPSMetric()
+    assert metric.available, metric.reason
+    x = images(2, size=64)
+    same = metric(x, x)
+    noisy = metric((x + 0.2 * torch.randn(x.shape)).clamp(0, 1), x)
+    assert same.shape == (2,) and bool((same.abs() < 1e-6).all())
+    assert bool((noisy > same).all())

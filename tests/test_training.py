@@ -1,0 +1,314 @@
+"""Training the priors: schemes, resume, bad input, NaN, DDP, and a tiny quality check."""
+
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from patchpnp.denoise_check import denoise_check
+from patchpnp.training import loop
+from patchpnp.training.images import ImageFiles
+from patchpnp.training.loop import TrainingError, train_prior
+from patchpnp.training.schemes import Scheme
+from patchpnp.training.settings import (
+    describe_mismatch,
+    load_prior,
+    resolve_prior,
+    result_hash,
+    select_device,
+)
+
+
+def blobs(n: int, size: int, seed: int = 0) -> np.ndarray:
+    """Smooth random images in [0, 1]: a few Gaussian blobs each (easy to denoise)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size] / size
+    out = np.zeros((n, 1, size, size), np.float32)
+    for i in range(n):
+        for _ in range(3):
+            cx, cy, w = rng.uniform(0.2, 0.8), rng.uniform(0.2, 0.8), rng.uniform(0.08, 0.2)
+            out[i, 0] += rng.uniform(0.3, 0.7) * np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / w**2)
+    return np.clip(out, 0, 1)
+
+
+def write_split(path: Path, images: np.ndarray) -> Path:
+    with h5py.File(path, "w") as f:
+        f["images"] = images
+    return path
+
+
+def tiny_settings(scheme="whole", steps=6, **training):
+    config = {
+        "seed": 5,
+        "data": {"image_size": 16},
+        "network": {
+            "img_channels": 1,
+            "model_channels": 8,
+            "channel_mult": [1, 2],
+            "num_blocks": 1,
+            "attn_levels": [1],
+            "channels_per_head": 8,
+        },
+        "training": {
+            "batch_size": 4,
+            "steps": steps,
+            "lr_ref": 0.01,
+            "ref_steps": 50,
+            "warmup_steps": 2,
+            "ema_sigma_rel": 0.1,
+            "P_mean": -0.8,
+            "P_std": 1.6,
+            "checkpoint_every": 2,
+            "processes": 1,
+            "threads": 1,
+            "max_memory_mb": 64,
+            **training,
+        },
+        "priors": {"p": {"scheme": scheme, "train_patch": 8}},
+    }
+    if scheme == "padis":
+        config["priors"]["p"].update(patch_sizes=[8, 16], patch_probs=[0.5, 0.5])
+    return resolve_prior(config, "p")
+
+
+@pytest.fixture
+def data(tmp_path):
+    return [
+        write_split(tmp_path / "a.h5", blobs(24, 16, 0)),
+        write_split(tmp_path / "b.h5", blobs(16, 16, 1)),
+    ]
+
+
+def weights(path):
+    return torch.load(path, weights_only=False)["ema"]
+
+
+# --- data and schemes ------------------------------------------------------------------
+
+
+def test_lazy_reading_matches_memory(data):
+    mem, lazy = ImageFiles(data, max_memory_mb=64), ImageFiles(data, max_memory_mb=0)
+    assert mem.in_memory and not lazy.in_memory and len(mem) == 40
+    idx = [39, 3, 3, 25, 0, 24]
+    torch.testing.assert_close(mem.get(idx), lazy.get(idx), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", ["whole", "patch", "padis"])
+def test_scheme_draws_are_deterministic_and_in_bounds(data, name):
+    images = ImageFiles(data)
+    scheme = Scheme(
+        name,
+        image_size=16,
+        batch_size=4,
+        train_patch=16 if name == "padis" else 8,
+        patch_sizes=(8, 16) if name == "padis" else (),
+        patch_probs=(0.5, 0.5) if name == "padis" else (),
+    )
+    x1, c1 = scheme.draw(images, seed=1, step=3)
+    x2, c2 = scheme.draw(images, seed=1, step=3)
+    torch.testing.assert_close(x1, x2, rtol=0, atol=0)
+    if name == "whole":
+        assert x1.shape == (4, 1, 16, 16) and c1 is None
+    elif name == "patch":
+        assert x1.shape == (4, 1, 8, 8) and c1 is None
+        # every crop is a window of some training image
+        full = images.get(range(len(images)))
+        for crop in x1:
+            windows = full.unfold(2, 8, 1).unfold(3, 8, 1)
+            assert ((windows - crop[None, :, None, None]).abs().amax(dim=(-1, -2)) == 0).any()
+    else:
+        size = x1.shape[-1]
+        assert x1.shape[0] == (16 if size == 8 else 4)  # batch grows as the patch shrinks
+        assert c1.shape == (x1.shape[0], 2, size, size)
+        assert c1.min() >= -1 and c1.max() <= 1  # crops lie inside the image in training
+    # a DDP rank takes its slice of the same global batch
+    a0, _ = scheme.draw(images, 1, 3, rank=0, world=2)
+    a1, _ = scheme.draw(images, 1, 3, rank=1, world=2)
+    torch.testing.assert_close(torch.cat([a0, a1]), x1, rtol=0, atol=0)
+
+
+def test_settings_merge_hash_and_mismatch():
+    s = tiny_settings("patch", batch_size=8)
+    assert s["scheme"] == {"name": "patch", "image_size": 16, "batch_size": 8, "train_patch": 8}
+    t = copy.deepcopy(s)
+    t["training"]["threads"] = 7
+    t["training"]["checkpoint_every"] = 99
+    assert result_hash(s) == result_hash(t)  # neither changes the trained weights
+    t["network"]["model_channels"] = 16
+    assert result_hash(s) != result_hash(t)
+    assert describe_mismatch(s, t) == "network.model_channels: 8 -> 16"
+
+
+def test_device_selection(monkeypatch):
+    assert select_device("cpu") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert select_device("auto") == torch.device("cpu")
+    with pytest.raises(RuntimeError, match="no CUDA GPU is visible"):
+        select_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert select_device("auto") == torch.device("cuda", 0)
+    assert select_device("auto", local_rank=3) == torch.device("cuda", 1)
+    with pytest.raises(ValueError, match="auto, cpu or cuda"):
+        select_device("tpu")
+
+
+# --- the loop -------------------------------------------------------------------------------
+
+
+def test_outputs_and_log(tmp_path, data):
+    out = tmp_path / "prior"
+    path = train_prior(tiny_settings(), data, out, progress=False)
+    assert path == out / "ema.pt"
+    assert {p.name for p in out.iterdir()} == {
+        "ema.pt",
+        "settings.yaml",
+        "train_log.csv",
+        "loss.png",
+    }
+    rows = (out / "train_log.csv").read_text().splitlines()
+    assert rows[0] == "step,loss,lr,images_per_s,seconds" and len(rows) == 7
+    denoiser, settings = load_prior(path)
+    assert settings["name"] == "p" and not any(p.requires_grad for p in denoiser.parameters())
+
+
+def test_resume_after_interruption_gives_identical_weights(tmp_path, data, monkeypatch):
+    settings = tiny_settings(steps=7)
+    train_prior(settings, data, tmp_path / "straight", progress=False)
+
+    # A crash at step 5 (0-based 4): the checkpoint of step 4 stays behind.
+    original = Scheme.draw
+
+    def crash(self, images, seed, step, rank=0, world=1):
+        if step == 4:
+            raise KeyboardInterrupt("killed")
+        return original(self, images, seed, step, rank, world)
+
+    monkeypatch.setattr(Scheme, "draw", crash)
+    with pytest.raises(KeyboardInterrupt):
+        train_prior(settings, data, tmp_path / "resumed", progress=False)
+    states = list((tmp_path / "resumed").glob("state-*.pt"))
+    assert len(states) == 1 and torch.load(states[0], weights_only=False)["step"] == 4
+    assert not (tmp_path / "resumed" / "ema.pt").exists()
+    monkeypatch.setattr(Scheme, "draw", original)
+    train_prior(settings, data, tmp_path / "resumed", progress=False)
+
+    a, b = weights(tmp_path / "straight" / "ema.pt"), weights(tmp_path / "resumed" / "ema.pt")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+    log = (tmp_path / "resumed" / "train_log.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in log[1:]] == [str(i) for i in range(1, 8)]
+    assert not list((tmp_path / "resumed").glob("state-*.pt"))  # removed when done
+
+
+def test_stop_after_then_rerun(tmp_path, data):
+    settings = tiny_settings(steps=5)
+    train_prior(settings, data, tmp_path / "a", progress=False, stop_after=3)
+    train_prior(settings, data, tmp_path / "a", progress=False)
+    train_prior(settings, data, tmp_path / "b", progress=False)
+    a, b = weights(tmp_path / "a" / "ema.pt"), weights(tmp_path / "b" / "ema.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_checkpoint_of_other_settings_is_refused(tmp_path, data):
+    settings = tiny_settings(steps=4)
+    state = train_prior(settings, data, tmp_path / "a", progress=False, stop_after=2)
+    other = copy.deepcopy(settings)
+    other["network"]["model_channels"] = 12
+    other["training"]["lr_ref"] = 0.02
+    with pytest.raises(
+        TrainingError,
+        match=r"other settings: network.model_channels: 8 -> 12; "
+        r"training.lr_ref: 0.01 -> 0.02",
+    ):
+        train_prior(other, data, tmp_path / "b", progress=False, resume=state)
+    done = train_prior(settings, data, tmp_path / "c", progress=False)
+    with pytest.raises(ValueError, match=r"another architecture: network.model_channels: 8 -> 12"):
+        load_prior(done, expect=other["network"])
+
+
+def test_too_few_images_or_too_small_images_are_refused(tmp_path):
+    few = [write_split(tmp_path / "few.h5", blobs(3, 16))]
+    with pytest.raises(TrainingError, match="holds 3 images, fewer than one batch \\(4\\)"):
+        train_prior(tiny_settings(), few, tmp_path / "x", progress=False)
+    small = [write_split(tmp_path / "small.h5", blobs(8, 8))]
+    settings = tiny_settings("patch")
+    settings["scheme"]["image_size"] = 8
+    settings["scheme"]["train_patch"] = 16
+    with pytest.raises(ValueError, match="training patch 16 is larger than the training images"):
+        train_prior(settings, small, tmp_path / "y", progress=False)
+    assert not (tmp_path / "x").exists() or not any((tmp_path / "x").iterdir())
+
+
+def test_nan_loss_stops_with_step_and_keeps_last_checkpoint(tmp_path, data, monkeypatch):
+    original = loop.EDM2Loss.__call__
+    calls = {"n": 0}
+
+    def poisoned(self, net, images, generator, coords=None):
+        calls["n"] += 1
+        out = original(self, net, images, generator, coords)
+        return out * float("nan") if calls["n"] == 4 else out
+
+    monkeypatch.setattr(loop.EDM2Loss, "__call__", poisoned)
+    with pytest.raises(
+        TrainingError,
+        match=r"loss is nan at step 4; .*last good checkpoint "
+        r"\(step 2\)",
+    ):
+        train_prior(tiny_settings(steps=6), data, tmp_path / "p", progress=False)
+    states = list((tmp_path / "p").glob("state-*.pt"))
+    assert torch.load(states[0], weights_only=False)["step"] == 2
+
+
+def test_ddp_with_two_cpu_processes(tmp_path, data):
+    """torchrun, gloo: two processes split each batch; one set of weights comes out."""
+    import json
+
+    settings = tiny_settings(steps=4, batch_size=8)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "patchpnp.cli",
+        "train",
+        *map(str, data),
+        "--out-dir",
+        str(tmp_path / "ddp"),
+        "--settings",
+        json.dumps(settings),
+        "--threads",
+        "1",
+        "--device",
+        "cpu",
+    ]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
+    log = (tmp_path / "ddp" / "train_log.csv").read_text().splitlines()
+    assert len(log) == 5
+    ips = [float(r.split(",")[3]) for r in log[1:]]
+    assert all(v > 0 for v in ips)
+    denoiser, _ = load_prior(tmp_path / "ddp" / "ema.pt")
+    assert all(torch.isfinite(p).all() for p in denoiser.parameters())
+
+
+def test_tiny_prior_learns_to_denoise(tmp_path):
+    """Loosely the issue's quality bar: one call beats the noisy input at every sigma."""
+    train = [write_split(tmp_path / "train.h5", blobs(256, 16, 0))]
+    evals = [write_split(tmp_path / "eval.h5", blobs(32, 16, 99))]
+    settings = tiny_settings(
+        steps=150, batch_size=16, lr_ref=0.02, ref_steps=100, warmup_steps=10, checkpoint_every=1000
+    )
+    prior = train_prior(settings, train, tmp_path / "p", progress=False, threads=1)
+    table = denoise_check(prior, evals, sigmas=(0.05, 0.1, 0.2))
+    assert (table["gain_db"] > 3.0).all(), table

@@ -1,0 +1,63 @@
+# Diffusion priors: one training job per prior in config["priors"], on the
+# training splits of every dataset, then a one-call denoising check.
+
+
+rule train_prior:
+    input:
+        plan.train_files(),
+    output:
+        weights="results/priors/{prior}/ema.pt",
+        settings="results/priors/{prior}/settings.yaml",
+        log_csv="results/priors/{prior}/train_log.csv",
+        curve=report(
+            "results/priors/{prior}/loss.png",
+            caption="../report/loss.rst",
+            category="Priors",
+            labels={"prior": "{prior}"},
+        ),
+    log:
+        f"{LOGS}/train/{{prior}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/train/{{prior}}.tsv"
+    conda:
+        "../envs/patchpnp.yaml"
+    threads: lambda wc: prior_settings(wc.prior)["training"]["threads"]
+    resources:
+        mem_mb=lambda wc, attempt: 8000 * attempt,
+        runtime=lambda wc, attempt: 24 * 60 * attempt,
+        gpu=lambda wc: gpus_for(prior_settings(wc.prior)["training"]["processes"]),
+    params:
+        settings=lambda wc: json.dumps(prior_settings(wc.prior)),
+        launcher=lambda wc: launcher(prior_settings(wc.prior)["training"]["processes"]),
+        device=config["device"],
+    shell:
+        "{params.launcher} train {input:q} --out-dir $(dirname {output.weights:q})"
+        " --settings {params.settings:q} --threads {threads} --device {params.device}"
+        " > {log} 2>&1"
+
+
+rule denoise_check:
+    input:
+        weights="results/priors/{prior}/ema.pt",
+        data=plan.eval_files(),
+    output:
+        "results/priors/{prior}/denoise_check.csv",
+    log:
+        f"{LOGS}/denoise_check/{{prior}}.log",
+    conda:
+        "../envs/patchpnp.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        seed=config["seed"],
+    shell:
+        "patchpnp denoise-check {input.data:q} --prior {input.weights:q}"
+        " --seed {params.seed} --output {output:q} > {log} 2>&1"
+
+
+rule priors:
+    input:
+        expand("results/priors/{prior}/ema.pt", prior=list(config["priors"])),
+        expand("results/priors/{prior}/denoise_check.csv", prior=list(config["priors"])),

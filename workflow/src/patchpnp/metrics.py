@@ -1,0 +1,282 @@
+"""Image-quality and consistency metrics, per image (ALGORITHMS.md section 7).
+
+Images are batches ``[B, C, H, W]`` (or ``[B, H, W]``) in [0, 1] units, torch tensors or
+numpy arrays; every metric returns one value per image, ``[B]``, as a numpy array or
+(when ``x`` is a tensor) a float64 CPU tensor.
+
+LPIPS needs torchvision's ImageNet AlexNet weights, which torchvision downloads on
+first use. This module never downloads: :class:`LPIPSMetric` uses only a checkpoint
+already in torch hub's cache, checked against the hash in its file name, and when none
+is there it records LPIPS as missing (NaN) with a :class:`LPIPSUnavailableWarning`:
+a random backbone never yields a number called LPIPS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import warnings
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+import torch
+
+from .physics.base import LinearOperator
+
+__all__ = [
+    "LPIPSMetric",
+    "LPIPSUnavailableWarning",
+    "alexnet_checkpoint_path",
+    "data_consistency",
+    "psnr",
+    "psnr_fastmri",
+    "ssim",
+]
+
+
+# -- array plumbing ------------------------------------------------------------------------
+def _as_numpy(x) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().to("cpu", torch.float64).numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def _as_batch(x) -> np.ndarray:
+    """``[B, C, H, W]`` or ``[B, H, W]`` -> float64 ``[B, C, H, W]``."""
+    a = _as_numpy(x)
+    if a.ndim == 3:
+        a = a[:, None]
+    if a.ndim != 4:
+        raise ValueError(f"expected images [B, C, H, W] or [B, H, W], got shape {a.shape}")
+    return a
+
+
+def _like(values: np.ndarray, x):
+    """Return per-image ``values`` as the kind of array ``x`` is (tensor or numpy)."""
+    if isinstance(x, torch.Tensor):
+        return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float64))
+    return values
+
+
+def _pair(x, ref) -> tuple[np.ndarray, np.ndarray]:
+    a, b = _as_batch(x), _as_batch(ref)
+    if a.shape != b.shape:
+        raise ValueError(f"image shapes differ: {a.shape} vs reference {b.shape}")
+    return a, b
+
+
+# -- PSNR / SSIM -----------------------------------------------------------------------------
+def psnr(x, ref, data_range: float | np.ndarray | torch.Tensor = 1.0):
+    """Per-image PSNR ``10 log10(data_range^2 / MSE)`` in dB (inf for identical images).
+
+    ``data_range`` is a float (1 for [0, 1] images) or one value per image.
+    """
+    a, b = _pair(x, ref)
+    mse = ((a - b) ** 2).reshape(a.shape[0], -1).mean(axis=1)
+    dr = np.broadcast_to(_as_numpy(data_range).reshape(-1), (a.shape[0],))
+    with np.errstate(divide="ignore"):
+        values = 10.0 * np.log10(dr**2 / mse)
+    return _like(values, x)
+
+
+def psnr_fastmri(x, ref):
+    """PSNR with fastMRI's convention: ``data_range`` = the reference's maximum, per image.
+
+    fastMRI's ``evaluate.psnr`` takes the maximum over a volume; the benchmark keeps one
+    slice per volume, so the per-image maximum is the same thing.
+    """
+    b = _as_batch(ref)
+    return psnr(x, ref, data_range=b.reshape(b.shape[0], -1).max(axis=1))
+
+
+def ssim(x, ref, data_range: float = 1.0):
+    """Per-image SSIM (skimage's ``structural_similarity``, ``data_range = 1``)."""
+    from skimage.metrics import structural_similarity
+
+    a, b = _pair(x, ref)
+    values = np.empty(a.shape[0])
+    for i in range(a.shape[0]):
+        if a.shape[1] == 1:
+            values[i] = structural_similarity(a[i, 0], b[i, 0], data_range=data_range)
+        else:
+            values[i] = structural_similarity(a[i], b[i], data_range=data_range, channel_axis=0)
+    return _like(values, x)
+
+
+# -- data consistency -------------------------------------------------------------------------
+def data_consistency(
+    operator: LinearOperator, x_hat: torch.Tensor, y: torch.Tensor, sigma_n: float
+) -> torch.Tensor:
+    """``||A x_hat - y|| / (sigma_n sqrt(m))`` per image; about 1 when ``x_hat`` explains ``y``.
+
+    ``m`` is the number of real measurements per image (a complex k-space sample counts
+    twice, matching noise of std ``sigma_n`` per real component), so ``E ||n||^2 = m
+    sigma_n^2`` and the score of the ground truth is 1 up to ``O(1/sqrt(m))``. Well below
+    1 means the reconstruction fits the noise; well above, it ignores the measurements.
+    """
+    if not sigma_n > 0:
+        raise ValueError(f"data consistency needs sigma_n > 0, got {sigma_n}")
+    x_hat = torch.as_tensor(x_hat)
+    with torch.no_grad():
+        residual = operator.A(x_hat) - y
+        norms = torch.linalg.vector_norm(residual.reshape(residual.shape[0], -1), dim=1)
+    m = operator.num_measurements(x_hat.shape)
+    return (norms.to(torch.float64) / (sigma_n * m**0.5)).cpu()
+
+
+# -- LPIPS ------------------------------------------------------------------------------------
+class LPIPSUnavailableWarning(UserWarning):
+    """LPIPS could not be computed with genuine pretrained weights; it is recorded as NaN."""
+
+
+_HASH_IN_NAME = re.compile(r"-([a-f0-9]+)\.")  # torch.hub's convention: name-<sha256 prefix>.ext
+
+
+def alexnet_checkpoint_path() -> Path:
+    """Where torchvision caches the ImageNet AlexNet weights (the file may not exist).
+
+    The file name comes from ``AlexNet_Weights.IMAGENET1K_V1.url`` and the folder from
+    ``torch.hub.get_dir()/checkpoints``, which is exactly where torchvision looks before
+    it would download.
+    """
+    from torchvision.models import AlexNet_Weights
+
+    name = os.path.basename(urlparse(AlexNet_Weights.IMAGENET1K_V1.url).path)
+    return Path(torch.hub.get_dir()) / "checkpoints" / name
+
+
+def _sha256_prefix_ok(path: Path) -> tuple[bool, str]:
+    match = _HASH_IN_NAME.search(path.name)
+    if match is None:
+        return False, f"no hash in the checkpoint name {path.name!r}"
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    digest = h.hexdigest()
+    if not digest.startswith(match.group(1)):
+        return False, (
+            f"{path} does not match the hash in its name (sha256 {digest[:12]}..., "
+            f"expected {match.group(1)}...): not the genuine torchvision weights"
+        )
+    return True, ""
+
+
+class LPIPSMetric:
+    """Per-image LPIPS (``lpips`` package, AlexNet, v0.1) on [0, 1] grayscale images.
+
+    Images are clamped to [0, 1], repeated to 3 channels and mapped to [-1, 1]. The
+    linear calibration layers ship with the ``lpips`` package; the AlexNet backbone is
+    loaded only from torchvision's cached ImageNet checkpoint (never downloaded): the
+    LPIPS model is built with an untrained trunk (no download attempted) and the cached
+    weights are then copied into it, after checking the file's sha256 against the
+    prefix in its name (``verify_hash``) and loading it strictly into a torchvision
+    AlexNet.
+
+    When that is impossible, ``available`` is False, ``reason`` says why, and calling
+    the metric returns NaN per image and warns once (:class:`LPIPSUnavailableWarning`).
+
+    Args:
+        device: where to run the network.
+        checkpoint: the AlexNet checkpoint to use; default :func:`alexnet_checkpoint_path`.
+        verify_hash: check the file's sha256 against its name (reads ~230 MB once).
+    """
+
+    def __init__(
+        self,
+        device: str | torch.device = "cpu",
+        checkpoint: str | Path | None = None,
+        verify_hash: bool = True,
+    ):
+        self.device = torch.device(device)
+        self.model = None
+        self.available = False
+        self.reason = ""
+        self._warned = False
+        try:
+            self.checkpoint = Path(checkpoint) if checkpoint else alexnet_checkpoint_path()
+            self.model = self._build(self.checkpoint, verify_hash)
+            self.available = True
+        except Exception as exc:  # any failure means "missing", never "random weights"
+            self.model = None
+            if not self.reason:
+                self.reason = (
+                    f"could not load LPIPS with pretrained AlexNet weights: "
+                    f"{type(exc).__name__}: {exc}"
+                )
+
+    def _build(self, path: Path, verify_hash: bool):
+        if not path.is_file():
+            self.reason = (
+                f"the torchvision AlexNet ImageNet weights are not cached at {path} and this "
+                f"code never downloads them; place the file there (e.g. run "
+                f"torchvision.models.alexnet(weights='IMAGENET1K_V1') once with internet)"
+            )
+            raise FileNotFoundError(path)
+        if verify_hash:
+            ok, why = _sha256_prefix_ok(path)
+            if not ok:
+                self.reason = why
+                raise ValueError(why)
+        import lpips
+        import torchvision
+
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        alexnet = torchvision.models.alexnet(weights=None)
+        alexnet.load_state_dict(state, strict=True)  # the file must be a full AlexNet
+
+        with warnings.catch_warnings():
+            # pnet_rand=True builds the trunk without touching the network (torchvision's
+            # `pretrained=False`); its deprecation warning is noise here.
+            warnings.simplefilter("ignore")
+            model = lpips.LPIPS(net="alex", version="0.1", pnet_rand=True, verbose=False)
+        # lpips' AlexNet keeps torchvision's `features` modules under their original
+        # indices, split into slices: copy every one of them from the checkpoint.
+        slices = [getattr(model.net, f"slice{i + 1}") for i in range(model.net.N_slices)]
+        copied = sum(self._copy_features(slice_, alexnet) for slice_ in slices)
+        n_convs = sum(isinstance(m, torch.nn.Conv2d) for m in alexnet.features)
+        if copied != n_convs:
+            raise RuntimeError(f"copied {copied} of {n_convs} AlexNet conv layers into LPIPS")
+        model.eval().requires_grad_(False)
+        return model.to(self.device)
+
+    @staticmethod
+    def _copy_features(slice_: torch.nn.Module, alexnet: torch.nn.Module) -> int:
+        copied = 0
+        for name, module in slice_.named_children():
+            source = alexnet.features[int(name)]
+            if type(source) is not type(module):
+                raise RuntimeError(f"lpips AlexNet layer {name} is not torchvision's")
+            if isinstance(module, torch.nn.Conv2d):
+                module.load_state_dict(source.state_dict(), strict=True)
+                copied += 1
+        return copied
+
+    def __call__(self, x, ref):
+        """Per-image LPIPS distance between ``x`` and ``ref`` (NaN when unavailable)."""
+        a, b = _pair(x, ref)
+        if not self.available:
+            if not self._warned:
+                warnings.warn(
+                    f"LPIPS is recorded as missing (NaN): {self.reason}",
+                    LPIPSUnavailableWarning,
+                    stacklevel=2,
+                )
+                self._warned = True
+            return _like(np.full(a.shape[0], np.nan), x)
+
+        def prepare(v: np.ndarray) -> torch.Tensor:
+            t = torch.from_numpy(v).to(self.device, torch.float32).clamp(0.0, 1.0)
+            if t.shape[1] == 1:
+                t = t.repeat(1, 3, 1, 1)
+            return 2.0 * t - 1.0
+
+        with torch.no_grad():
+            d = self.model(prepare(a), prepare(b))
+        return _like(d.reshape(-1).to("cpu", torch.float64).numpy(), x)
+
+    def __repr__(self) -> str:
+        state = "available" if self.available else f"unavailable: {self.reason}"
+        return f"LPIPSMetric({state})"

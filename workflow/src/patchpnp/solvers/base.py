@@ -1,0 +1,256 @@
+"""What every diffusion solver shares: the denoiser adapter, checks, initialisation, cost.
+
+A solver sees three things: a [0, 1]-space denoiser ``D01(x, sigma)``, a forward model
+(:class:`patchpnp.physics.LinearOperator`) and the EDM noise schedule. Subclasses only
+write the per-step update (:meth:`DiffusionSolver._run`); the batch bookkeeping that
+makes samples independent (one ``torch.Generator`` per image, per-sample norms and
+step sizes, divergence reported by image) lives here.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..physics.base import LinearOperator
+from .schedule import edm_sigmas
+
+__all__ = ["DiffusionSolver", "SolverDenoiser", "SolverDivergedError"]
+
+
+class SolverDivergedError(ValueError):
+    """A sample of the batch became NaN or infinite during a solve.
+
+    ``step`` is the 0-based step index, ``index`` the position in the batch and
+    ``name`` the caller's name for that image (e.g. its dataset index), if given.
+    """
+
+    def __init__(self, solver: str, step: int, steps: int, sigma: float, index: int, name=None):
+        self.solver, self.step, self.steps, self.sigma = solver, step, steps, sigma
+        self.index, self.name = index, name
+        who = f"image {index} of the batch" + ("" if name is None else f" ({name!r})")
+        super().__init__(
+            f"{solver} diverged at step {step} of {steps} (sigma {sigma:.4g}): {who} became "
+            f"NaN/inf; lower the step size (zeta / lambda) or check the prior"
+        )
+
+
+def _accepts_generator(denoiser: Callable) -> bool:
+    """Whether ``denoiser`` takes a ``generator`` keyword (the patch wrapper does)."""
+    target = denoiser.forward if isinstance(denoiser, nn.Module) else denoiser
+    try:
+        return "generator" in inspect.signature(target).parameters
+    except (TypeError, ValueError):  # builtins and some C callables have no signature
+        return False
+
+
+class SolverDenoiser:
+    """Adapter that lets solvers call any denoiser the same way.
+
+    Solvers always call ``adapter(x, sigma, generators)`` with one generator per image.
+    A denoiser that takes a ``generator`` keyword (``ShiftedGridDenoiser``: one random
+    grid shift per sample per call) receives them, so a sample's shifts come from its
+    own stream; a plain whole-image denoiser is called as ``denoiser(x, sigma)``.
+    It also reads the patch wrapper's cost counters when they exist.
+    """
+
+    def __init__(self, denoiser: Callable[..., torch.Tensor]):
+        if isinstance(denoiser, SolverDenoiser):
+            denoiser = denoiser.denoiser
+        if not callable(denoiser):
+            raise TypeError(f"the denoiser must be callable, got {type(denoiser).__name__}")
+        self.denoiser = denoiser
+        self.accepts_generator = _accepts_generator(denoiser)
+
+    def __call__(
+        self, x: torch.Tensor, sigma: float, generators: Sequence[torch.Generator]
+    ) -> torch.Tensor:
+        if self.accepts_generator:
+            return self.denoiser(x, sigma, generator=list(generators))
+        return self.denoiser(x, sigma)
+
+    def tile_counters(self) -> tuple[int, int] | None:
+        """``(tiles_evaluated, backward_tiles)`` of a patch wrapper, else None."""
+        d = self.denoiser
+        if hasattr(d, "tiles_evaluated") and hasattr(d, "backward_tiles"):
+            return int(d.tiles_evaluated), int(d.backward_tiles)
+        return None
+
+
+def per_sample_noise(like: torch.Tensor, generators: Sequence[torch.Generator]) -> torch.Tensor:
+    """Standard normal noise shaped like ``like``; sample ``b`` draws only from ``generators[b]``.
+
+    Each draw happens on its generator's device and is then moved to ``like``'s device,
+    so CPU generators drive a CUDA solve and the draws do not depend on the device.
+    """
+    dtype = like.real.dtype
+    return torch.stack(
+        [torch.randn(like.shape[1:], generator=g, dtype=dtype, device=g.device) for g in generators]
+    ).to(like.device)
+
+
+def _check_finite(
+    solver: str,
+    x: torch.Tensor,
+    step: int,
+    steps: int,
+    sigma: float,
+    names: Sequence[Any] | None,
+) -> None:
+    """Raise :class:`SolverDivergedError` for the first sample of ``x`` with a NaN/inf."""
+    ok = torch.isfinite(x).reshape(x.shape[0], -1).all(dim=1)
+    if not bool(ok.all()):
+        index = int((~ok).nonzero()[0, 0])
+        name = None if names is None else names[index]
+        raise SolverDivergedError(solver, step, steps, sigma, index, name)
+
+
+class DiffusionSolver:
+    """Base class of the EDM-form solvers (``x_i = x + s_i n`` with ``x`` in [0, 1] units).
+
+    Args:
+        denoiser: ``D01(x, sigma)`` in [0, 1] image units (optionally with ``generator=``).
+        operator: the forward model.
+        steps: number of denoiser calls (NFE) per image.
+        sigma_start: start below ``sigma_max`` from the noised initial guess (see
+            :func:`edm_sigmas`); None starts at ``sigma_max``.
+        sigma_max, sigma_min, rho: the EDM schedule (section 6 defaults).
+        clip_output: clamp the returned estimate to [0, 1] (intermediate states are
+            never clamped).
+    """
+
+    name = "solver"
+
+    def __init__(
+        self,
+        denoiser: Callable[..., torch.Tensor],
+        operator: LinearOperator,
+        steps: int,
+        sigma_start: float | None = None,
+        sigma_max: float = 40.0,
+        sigma_min: float = 0.001,
+        rho: float = 7.0,
+        clip_output: bool = True,
+    ):
+        if isinstance(steps, bool) or int(steps) != steps or steps < 1:
+            raise ValueError(f"{self.name}: steps must be a positive integer, got {steps}")
+        self.denoiser = SolverDenoiser(denoiser)
+        self.operator = operator
+        self.steps = int(steps)
+        self.sigma_start = sigma_start
+        self.sigmas = edm_sigmas(self.steps, sigma_max, sigma_min, rho, sigma_start)
+        self.clip_output = bool(clip_output)
+
+    # -- to be written by subclasses -------------------------------------------------
+    def _check_sigma_n(self, sigma_n: torch.Tensor) -> None:
+        """Reject measurement noise levels the method cannot use (before any work)."""
+        if bool((sigma_n < 0).any()):
+            raise ValueError(f"{self.name}: sigma_n must be >= 0, got {sigma_n.tolist()}")
+
+    def _run(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        sigma_n: torch.Tensor,
+        generators: list[torch.Generator],
+        names: Sequence[Any] | None,
+    ) -> tuple[torch.Tensor, int]:
+        """Run the steps from the initial state ``x``; return ``(x_hat, backward passes)``."""
+        raise NotImplementedError
+
+    # -- shared machinery ----------------------------------------------------------------
+    def solve(
+        self,
+        y: torch.Tensor,
+        sigma_n: float | torch.Tensor,
+        generators: Sequence[torch.Generator],
+        names: Sequence[Any] | None = None,
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Reconstruct a batch from its measurements ``y``.
+
+        Args:
+            y: measurements ``[B, ...]`` (the operator's measurement space).
+            sigma_n: measurement noise std in [0, 1] units, a float or one value per image.
+            generators: one ``torch.Generator`` per image; every random draw of image ``b``
+                (initial noise, step noise, grid shifts) comes from ``generators[b]``, so
+                its result does not depend on which images share the batch.
+            names: optional per-image names (e.g. dataset indices) for error messages.
+
+        Returns:
+            ``(x_hat, info)``: ``x_hat`` ``[B, C, H, W]`` in [0, 1] units and ``info`` with
+            ``nfe`` and ``backward_passes`` (per image), ``tiles_evaluated`` and
+            ``backward_tiles`` (per image, from a patch wrapper's counters over this solve;
+            None for a denoiser without them), ``steps``, ``batch_size``, ``sigma_start``
+            (the first level actually used) and ``wall_seconds`` (the whole batch).
+        """
+        batch = y.shape[0]
+        generators = list(generators)
+        if len(generators) != batch or not all(isinstance(g, torch.Generator) for g in generators):
+            raise ValueError(
+                f"{self.name}: need one torch.Generator per image (batch {batch}), "
+                f"got {len(generators)} items"
+            )
+        if names is not None and len(names) != batch:
+            raise ValueError(f"{self.name}: got {len(names)} names for a batch of {batch}")
+        sigma_n = torch.as_tensor(sigma_n, dtype=torch.float64).reshape(-1).cpu()
+        if sigma_n.numel() == 1:
+            sigma_n = sigma_n.expand(batch)
+        if sigma_n.numel() != batch:
+            raise ValueError(
+                f"{self.name}: sigma_n must be a float or have one value per image "
+                f"(batch {batch}), got {sigma_n.numel()} values"
+            )
+        self._check_sigma_n(sigma_n)
+
+        before = self.denoiser.tile_counters()
+        start = time.perf_counter()
+        x = self.initial_state(y, generators)
+        x_hat, backward = self._run(x, y, sigma_n, generators, names)
+        wall = time.perf_counter() - start
+        after = self.denoiser.tile_counters()
+        if self.clip_output:
+            x_hat = x_hat.clamp(0.0, 1.0)
+
+        tiles = back_tiles = None
+        if before is not None and after is not None:
+            # The wrapper counts tiles summed over the batch; all images have one size.
+            tiles = (after[0] - before[0]) // batch
+            back_tiles = (after[1] - before[1]) // batch
+        info = {
+            "solver": self.name,
+            "nfe": self.steps,
+            "backward_passes": backward,
+            "tiles_evaluated": tiles,
+            "backward_tiles": back_tiles,
+            "steps": self.steps,
+            "batch_size": batch,
+            "sigma_start": float(self.sigmas[0]),
+            "wall_seconds": wall,
+        }
+        return x_hat.detach(), info
+
+    def initial_state(self, y: torch.Tensor, generators: Sequence[torch.Generator]) -> torch.Tensor:
+        """``x_init + s_0 z``: the operator's initial guess (clamped to [0, 1]) plus noise."""
+        with torch.no_grad():
+            x_init = self.operator.init(y)
+            if x_init.is_complex():
+                x_init = x_init.real
+            x_init = x_init.clamp(0.0, 1.0)
+            return x_init + float(self.sigmas[0]) * per_sample_noise(x_init, generators)
+
+    def _noise(self, like: torch.Tensor, generators: Sequence[torch.Generator]) -> torch.Tensor:
+        return per_sample_noise(like, generators)
+
+    def _check(self, x: torch.Tensor, step: int, names: Sequence[Any] | None) -> None:
+        _check_finite(self.name, x, step, self.steps, float(self.sigmas[step]), names)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(steps={self.steps}, sigma_start={float(self.sigmas[0]):.4g}, "
+            f"operator={self.operator!r})"
+        )

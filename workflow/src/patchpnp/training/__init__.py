@@ -1,0 +1,1 @@
+"""Training the diffusion priors: data, batch sampling per scheme, the loop, checkpoints."""
