@@ -17,6 +17,7 @@ if not workflow.overwrite_configfiles:
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/infer.smk"
 
 
 rule all:
@@ -24,3 +25,4 @@ rule all:
     input:
         plan.split_files(),
         rules.priors.input,
+        rules.infer.input,

@@ -9,7 +9,7 @@ from snakemake.exceptions import WorkflowError
 
 from patchpnp.config import ConfigError, validate_config
 from patchpnp.fastmri import DataError
-from patchpnp.plan import Plan
+from patchpnp.plan import Plan, parse_size
 from patchpnp.training.settings import resolve_prior
 
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
@@ -22,6 +22,7 @@ except ConfigError as err:
 plan = Plan(config)
 DATA = config["data"]
 LOGS = "results/logs"
+INFER = config["inference"]
 
 
 wildcard_constraints:
@@ -29,6 +30,10 @@ wildcard_constraints:
     split="train|eval|tune",
     shard=r"\d+",
     prior=r"[a-z][a-z0-9_]*",
+    solver=r"[a-z][a-z0-9_]*",
+    task=r"[a-z][a-z0-9_]*",
+    size=r"whole|p\d+",
+    padding="none|zeros|reflect|replicate",
 
 
 def checked(fn):
@@ -80,3 +85,14 @@ def launcher(processes):
 def gpus_for(processes):
     """GPUs a job asks the scheduler for (none when the config pins the CPU)."""
     return 0 if config["device"] == "cpu" else processes
+
+
+def inference_options():
+    """Command-line options shared by every inference job."""
+    inf = config["inference"]
+    opts = f"--batch-images {inf['batch_images']} --seed {config['seed']} --device {config['device']}"
+    if inf.get("patch_batch"):
+        opts += f" --patch-batch {inf['patch_batch']}"
+    if inf.get("limit"):
+        opts += f" --limit {inf['limit']}"
+    return opts

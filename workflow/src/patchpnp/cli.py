@@ -113,6 +113,32 @@ def _cmd_denoise_check(args: argparse.Namespace) -> None:
     print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
 
 
+def _cmd_infer(args: argparse.Namespace) -> None:
+    import json
+
+    from patchpnp.inference import run_cell
+
+    size = args.size if args.size == "whole" else int(args.size)
+    run_cell(
+        args.data,
+        args.recon,
+        args.metrics,
+        task=args.task,
+        task_params=json.loads(args.task_params),
+        solver=args.solver,
+        solver_params=json.loads(args.solver_params),
+        prior=args.prior,
+        size=size,
+        padding=args.padding,
+        patch_batch=args.patch_batch,
+        batch_images=args.batch_images,
+        seed=args.seed,
+        device=args.device,
+        threads=args.threads,
+        limit=args.limit,
+    )
+
+
 def _cmd_check_config(args: argparse.Namespace) -> None:
     from patchpnp.config import load_config
 
@@ -198,6 +224,25 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--output", help="write the table as CSV")
     q.set_defaults(func=_cmd_denoise_check)
 
+    i = sub.add_parser("infer", help="one grid cell: solve a task on evaluation slices")
+    i.add_argument("data", help="extracted evaluation split (eval.h5 or tune.h5)")
+    i.add_argument("--recon", required=True, help="output HDF5 of reconstructions")
+    i.add_argument("--metrics", required=True, help="output CSV of per-image metrics")
+    i.add_argument("--task", required=True, help="denoise, sr, deblur or mri")
+    i.add_argument("--task-params", default="{}", help='JSON, e.g. {"sigma_n": 0.1}')
+    i.add_argument("--solver", required=True, help="dps, diffpir or baseline")
+    i.add_argument("--solver-params", default="{}", help='JSON, e.g. {"steps": 100, "lam": 1}')
+    i.add_argument("--prior", help="ema.pt of a trained prior (not for baseline)")
+    i.add_argument("--size", default="whole", help="whole, or the patch size P")
+    i.add_argument("--padding", choices=["zeros", "reflect", "replicate"], default="reflect")
+    i.add_argument("--patch-batch", type=int, default=None, help="tiles per network call")
+    i.add_argument("--batch-images", type=int, default=8)
+    i.add_argument("--seed", type=int, default=0)
+    i.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    i.add_argument("--threads", type=int, default=None)
+    i.add_argument("--limit", type=int, default=None, help="use only the first N images")
+    i.set_defaults(func=_cmd_infer)
+
     c = sub.add_parser("check-config", help="validate a config file against the schema")
     c.add_argument("config")
     c.set_defaults(func=_cmd_check_config)
@@ -212,11 +257,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     from patchpnp.config import ConfigError
     from patchpnp.fastmri import DataError
+    from patchpnp.inference import InferenceError
     from patchpnp.training.loop import TrainingError
 
     try:
         args.func(args)
-    except (DataError, ConfigError, TrainingError, FileNotFoundError) as err:
+    except (DataError, ConfigError, TrainingError, InferenceError, FileNotFoundError) as err:
         print(f"patchpnp {args.command}: error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -92,6 +92,7 @@ def _cross_checks(config: dict[str, Any]) -> list[str]:
         if name in RESERVED_DATASET_NAMES:
             out.append(f"config key 'data.datasets.{name}': the name is reserved; choose another")
     out += _prior_checks(config)
+    out += _inference_checks(config)
     if data["source"] == "fastmri":
         if not config.get("fastmri_root"):
             out.append(
@@ -177,6 +178,96 @@ def _prior_checks(config: dict[str, Any]) -> list[str]:
                 f"config key '{key}' (training.batch_size): {tr['batch_size']} does not "
                 f"split over {tr['processes']} processes"
             )
+    return out
+
+
+SOLVER_KEYS = {"dps": {"zeta", "sigma_start"}, "diffpir": {"lam", "zeta", "sigma_start"}}
+SOLVER_REQUIRED = {"dps": {"zeta"}, "diffpir": {"lam", "zeta"}}
+TASK_KEYS = {
+    "denoise": {"sigma_n"},
+    "sr": {"sigma_n", "factor", "kernel"},
+    "deblur": {"sigma_n", "kernel", "sigma", "size"},
+    "mri": {"sigma_n", "acceleration", "center_fraction", "mask"},
+}
+
+
+def _inference_checks(config: dict[str, Any]) -> list[str]:
+    from patchpnp.patches import AxisGrid
+
+    inf, out = config["inference"], []
+    size = config["data"]["image_size"]
+    for task, params in inf["tasks"].items():
+        if task not in TASK_KEYS:
+            out.append(
+                f"config key 'inference.tasks.{task}': unknown task; expected one of "
+                f"{sorted(TASK_KEYS)}"
+            )
+            continue
+        extra = sorted(set(params) - TASK_KEYS[task])
+        if extra:
+            out.append(
+                f"config key 'inference.tasks.{task}': {extra} do not apply to {task} "
+                f"(allowed: {sorted(TASK_KEYS[task])})"
+            )
+        if params["sigma_n"] <= 0:
+            out.append(
+                f"config key 'inference.tasks.{task}.sigma_n': must be > 0 (the solvers "
+                f"and the data consistency divide by it)"
+            )
+        if task == "sr" and size % params.get("factor", 2):
+            out.append(
+                f"config key 'inference.tasks.sr.factor': data.image_size {size} is not "
+                f"divisible by {params.get('factor', 2)}"
+            )
+    multiples = {
+        2 ** (len({**config["network"], **p.get("network", {})}["channel_mult"]) - 1)
+        for p in config["priors"].values()
+    }
+    for p in (s for s in inf["sizes"] if s != "whole"):
+        grid = AxisGrid.for_axis(size, p)
+        if p >= size:
+            out.append(
+                f"config key 'inference.sizes': patch {p} is not smaller than the "
+                f"{size} x {size} image; use 'whole'"
+            )
+        elif "reflect" in inf["paddings"] and grid.pad >= size:
+            out.append(
+                f"config key 'inference.sizes': patch {p} needs padding M = {grid.pad} >= "
+                f"N = {size}; reflection padding needs M < N"
+            )
+        for m in multiples:
+            if p % m:
+                out.append(
+                    f"config key 'inference.sizes': patch {p} is not a multiple of {m}, "
+                    f"which the network's levels need"
+                )
+    for solver, spec in inf["solvers"].items():
+        key = f"inference.solvers.{solver}"
+        if solver not in SOLVER_KEYS:
+            out.append(f"config key '{key}': unknown solver; expected one of {sorted(SOLVER_KEYS)}")
+            continue
+        for task in inf["tasks"]:
+            if task not in spec["tasks"]:
+                out.append(f"config key '{key}.tasks': no parameters for task '{task}'")
+        groups = [(f"{key}.tasks.{t}", p) for t, p in spec["tasks"].items()]
+        for prior, by_task in spec.get("priors", {}).items():
+            if prior not in config["priors"]:
+                out.append(f"config key '{key}.priors.{prior}': no such prior")
+            groups += [(f"{key}.priors.{prior}.{t}", p) for t, p in by_task.items()]
+        for where, params in groups:
+            extra = sorted(set(params) - SOLVER_KEYS[solver])
+            if extra:
+                out.append(
+                    f"config key '{where}': {extra} do not apply to {solver} "
+                    f"(allowed: {sorted(SOLVER_KEYS[solver])})"
+                )
+        for t, params in spec["tasks"].items():
+            missing = sorted(SOLVER_REQUIRED[solver] - set(params))
+            if missing:
+                out.append(f"config key '{key}.tasks.{t}': {solver} needs {missing}")
+    for solver in inf.get("padding_solvers") or []:
+        if solver not in inf["solvers"]:
+            out.append(f"config key 'inference.padding_solvers': '{solver}' is not a solver")
     return out
 
 

@@ -108,3 +108,61 @@ class Plan:
     def eval_files(self) -> list[str]:
         """Every dataset's evaluation split."""
         return [f"results/data/{d}/eval.h5" for d in self.datasets]
+
+    # -- the inference grid --------------------------------------------------------------
+    def solver_params(self, solver: str, task: str, prior: str) -> dict:
+        """Steps and parameters of ``solver`` for ``task`` with ``prior`` (overrides last)."""
+        spec = self.config["inference"]["solvers"][solver]
+        params = {"steps": spec["steps"], **spec["tasks"][task]}
+        params.update(spec.get("priors", {}).get(prior, {}).get(task, {}))
+        return params
+
+    def cells(self) -> list[dict]:
+        """Every (dataset, prior, solver, task, size, padding) job of the grid."""
+        inf = self.config["inference"]
+        out = []
+        for dataset in self.datasets:
+            for prior in self.config["priors"]:
+                for solver in inf["solvers"]:
+                    every = inf.get("padding_solvers")
+                    paddings = (
+                        inf["paddings"] if every is None or solver in every else inf["paddings"][:1]
+                    )
+                    for task in inf["tasks"]:
+                        for size in inf["sizes"]:
+                            for padding in ["none"] if size == "whole" else paddings:
+                                out.append(
+                                    {
+                                        "dataset": dataset,
+                                        "prior": prior,
+                                        "solver": solver,
+                                        "task": task,
+                                        "size": size_tag(size),
+                                        "padding": padding,
+                                    }
+                                )
+        return out
+
+    def cell_files(self, kind: str) -> list[str]:
+        """``kind`` = infer (reconstructions) or metrics, for every grid cell and baseline."""
+        ext = "h5" if kind == "infer" else "csv"
+        files = [
+            f"results/{kind}/{c['dataset']}/{c['prior']}/{c['solver']}/{c['task']}/"
+            f"{c['size']}-{c['padding']}.{ext}"
+            for c in self.cells()
+        ]
+        files += [
+            f"results/{kind}/{d}/baseline/{t}.{ext}"
+            for d in self.datasets
+            for t in self.config["inference"]["tasks"]
+        ]
+        return files
+
+
+def size_tag(size) -> str:
+    """``whole`` or ``p<P>``: the inference size as it appears in file names."""
+    return "whole" if size == "whole" else f"p{int(size)}"
+
+
+def parse_size(tag: str):
+    return "whole" if tag == "whole" else int(tag[1:])

@@ -241,7 +241,7 @@ def train_prior(
                     "seconds": f"{seconds:.4f}",
                 }
             )
-            bar.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{ips:.1f}")
+            bar.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{ips:.1f}", refresh=False)
         done = step + 1
         if done % tr["checkpoint_every"] == 0 or done == end:
             if rank == 0:

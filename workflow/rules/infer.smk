@@ -1,0 +1,62 @@
+# The experiment grid: one job per (dataset, prior, solver, task, size, padding)
+# and one measurement baseline per (dataset, task).
+
+
+rule infer_cell:
+    input:
+        data="results/data/{dataset}/eval.h5",
+        prior="results/priors/{prior}/ema.pt",
+    output:
+        recon="results/infer/{dataset}/{prior}/{solver}/{task}/{size}-{padding}.h5",
+        metrics="results/metrics/{dataset}/{prior}/{solver}/{task}/{size}-{padding}.csv",
+    log:
+        f"{LOGS}/infer/{{dataset}}/{{prior}}/{{solver}}/{{task}}/{{size}}-{{padding}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/infer/{{dataset}}/{{prior}}/{{solver}}/{{task}}/{{size}}-{{padding}}.tsv"
+    conda:
+        "../envs/patchpnp.yaml"
+    threads: INFER.get("threads", 1)
+    resources:
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+        runtime=lambda wc, attempt: 120 * attempt,
+        gpu=gpus_for(1),
+    params:
+        task=lambda wc: json.dumps(INFER["tasks"][wc.task]),
+        solver=lambda wc: json.dumps(plan.solver_params(wc.solver, wc.task, wc.prior)),
+        size=lambda wc: parse_size(wc.size),
+        padding=lambda wc: "reflect" if wc.padding == "none" else wc.padding,
+        options=inference_options(),
+    shell:
+        "patchpnp infer {input.data:q} --recon {output.recon:q} --metrics {output.metrics:q}"
+        " --task {wildcards.task} --task-params {params.task:q}"
+        " --solver {wildcards.solver} --solver-params {params.solver:q}"
+        " --prior {input.prior:q} --size {params.size} --padding {params.padding}"
+        " --threads {threads} {params.options} > {log} 2>&1"
+
+
+rule infer_baseline:
+    input:
+        data="results/data/{dataset}/eval.h5",
+    output:
+        recon="results/infer/{dataset}/baseline/{task}.h5",
+        metrics="results/metrics/{dataset}/baseline/{task}.csv",
+    log:
+        f"{LOGS}/infer/{{dataset}}/baseline/{{task}}.log",
+    conda:
+        "../envs/patchpnp.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        task=lambda wc: json.dumps(INFER["tasks"][wc.task]),
+        options=inference_options(),
+    shell:
+        "patchpnp infer {input.data:q} --recon {output.recon:q} --metrics {output.metrics:q}"
+        " --task {wildcards.task} --task-params {params.task:q} --solver baseline"
+        " --threads {threads} {params.options} > {log} 2>&1"
+
+
+rule infer:
+    input:
+        plan.cell_files("metrics"),
