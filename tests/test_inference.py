@@ -133,3 +133,45 @@ def test_cells_write_reconstructions_and_costs(
     )
     with h5py.File(tmp_path / "r2.h5") as f:
         np.testing.assert_allclose(f["recon"][:], recon, atol=1e-5)
+
+
+def test_tune_picks_an_interior_value_or_widens(tmp_path, eval_file, tiny_prior, monkeypatch):
+    """The sweep widens while the best value is on the grid's edge."""
+    import patchpnp.tune as tuning
+
+    # A fake PSNR peaked at lam = 0.01, two decades below the starting centre.
+    def fake_cell(path, recon, metrics, **kw):
+        lam = kw["solver_params"]["lam"]
+        return pd.DataFrame({"psnr": [30 - (np.log10(lam) + 2) ** 2]})
+
+    monkeypatch.setattr(tuning, "run_cell", fake_cell)
+    table, best = tuning.tune(
+        [eval_file],
+        prior=tiny_prior,
+        solver="diffpir",
+        task="denoise",
+        task_params={"sigma_n": 0.1},
+        solver_params={"steps": 2, "lam": 1.0, "zeta": 0.3},
+    )
+    assert best == pytest.approx(0.01) and table["interior"].all()
+    assert table["value"].min() < 0.01 < table["value"].max()
+    tuning.write_tuning(table, tmp_path / "prior" / "diffpir" / "denoise.csv")
+    chosen = tuning.summarise([tmp_path / "prior" / "diffpir" / "denoise.csv"], tmp_path / "c.yaml")
+    assert chosen == {"diffpir": {"priors": {"prior": {"denoise": {"lam": 0.01}}}}}
+
+
+def test_tune_runs_for_real(tmp_path, eval_file, tiny_prior):
+    from patchpnp.tune import tune
+
+    table, best = tune(
+        [eval_file],
+        prior=tiny_prior,
+        solver="dps",
+        task="denoise",
+        task_params={"sigma_n": 0.1},
+        solver_params={"steps": 2, "zeta": 0.3, "sigma_start": 0.2},
+        per_decade=1,
+        max_widen=1,
+    )
+    assert table["chosen"].sum() == 1 and np.isfinite(table["psnr"]).all()
+    assert best in set(table["value"])

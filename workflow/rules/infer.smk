@@ -60,3 +60,64 @@ rule infer_baseline:
 rule infer:
     input:
         plan.cell_files("metrics"),
+
+
+# Tuning (ALGORITHMS.md section 8): lambda / zeta per (prior, solver, task) on the
+# tuning slices, disjoint from the evaluation slices. Not part of `all`: run
+# `snakemake tune` and copy results/tune/chosen.yaml into the config.
+rule tune_solver:
+    input:
+        data=plan.tune_files(),
+        prior="results/priors/{prior}/ema.pt",
+    output:
+        "results/tune/{prior}/{solver}/{task}.csv",
+    log:
+        f"{LOGS}/tune/{{prior}}/{{solver}}/{{task}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/tune/{{prior}}/{{solver}}/{{task}}.tsv"
+    conda:
+        "../envs/patchpnp.yaml"
+    threads: INFER.get("threads", 1)
+    resources:
+        mem_mb=4000,
+        runtime=lambda wc, attempt: 240 * attempt,
+        gpu=gpus_for(1),
+    params:
+        task=lambda wc: json.dumps(INFER["tasks"][wc.task]),
+        solver=lambda wc: json.dumps(plan.solver_params(wc.solver, wc.task, wc.prior)),
+        seed=config["seed"],
+        batch=INFER["batch_images"],
+        device=config["device"],
+    shell:
+        "patchpnp tune {input.data:q} --output {output:q} --prior {input.prior:q}"
+        " --solver {wildcards.solver} --task {wildcards.task} --task-params {params.task:q}"
+        " --solver-params {params.solver:q} --seed {params.seed}"
+        " --batch-images {params.batch} --threads {threads} --device {params.device}"
+        " > {log} 2>&1"
+
+
+rule tune_summary:
+    input:
+        expand(
+            "results/tune/{prior}/{solver}/{task}.csv",
+            prior=list(config["priors"]),
+            solver=list(INFER["solvers"]),
+            task=list(INFER["tasks"]),
+        ),
+    output:
+        "results/tune/chosen.yaml",
+    log:
+        f"{LOGS}/tune/summary.log",
+    conda:
+        "../envs/patchpnp.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "patchpnp tune-summary {input:q} --output {output:q} > {log} 2>&1"
+
+
+rule tune:
+    input:
+        "results/tune/chosen.yaml",

@@ -139,6 +139,34 @@ def _cmd_infer(args: argparse.Namespace) -> None:
     )
 
 
+def _cmd_tune(args: argparse.Namespace) -> None:
+    import json
+
+    from patchpnp.tune import tune, write_tuning
+
+    table, best = tune(
+        args.data,
+        prior=args.prior,
+        solver=args.solver,
+        task=args.task,
+        task_params=json.loads(args.task_params),
+        solver_params=json.loads(args.solver_params),
+        seed=args.seed,
+        batch_images=args.batch_images,
+        threads=args.threads,
+        device=args.device,
+    )
+    write_tuning(table, args.output)
+    print(table.to_string(index=False))
+
+
+def _cmd_tune_summary(args: argparse.Namespace) -> None:
+    from patchpnp.tune import summarise
+
+    summarise(args.tables, args.output)
+    print(Path(args.output).read_text())
+
+
 def _cmd_check_config(args: argparse.Namespace) -> None:
     from patchpnp.config import load_config
 
@@ -242,6 +270,25 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--threads", type=int, default=None)
     i.add_argument("--limit", type=int, default=None, help="use only the first N images")
     i.set_defaults(func=_cmd_infer)
+
+    u = sub.add_parser("tune", help="sweep lambda (DiffPIR) or zeta (DPS) on tuning slices")
+    u.add_argument("data", nargs="+", help="extracted tuning splits (tune.h5)")
+    u.add_argument("--output", required=True, help="CSV of PSNR per value, the choice marked")
+    u.add_argument("--prior", required=True)
+    u.add_argument("--solver", required=True, choices=["dps", "diffpir"])
+    u.add_argument("--task", required=True)
+    u.add_argument("--task-params", default="{}")
+    u.add_argument("--solver-params", required=True, help="JSON; the tuned value is the centre")
+    u.add_argument("--seed", type=int, default=0)
+    u.add_argument("--batch-images", type=int, default=8)
+    u.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    u.add_argument("--threads", type=int, default=None)
+    u.set_defaults(func=_cmd_tune)
+
+    us = sub.add_parser("tune-summary", help="collect tuned values into a config fragment")
+    us.add_argument("tables", nargs="+")
+    us.add_argument("--output", required=True)
+    us.set_defaults(func=_cmd_tune_summary)
 
     c = sub.add_parser("check-config", help="validate a config file against the schema")
     c.add_argument("config")

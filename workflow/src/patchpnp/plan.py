@@ -109,6 +109,10 @@ class Plan:
         """Every dataset's evaluation split."""
         return [f"results/data/{d}/eval.h5" for d in self.datasets]
 
+    def tune_files(self) -> list[str]:
+        """Every dataset's tuning split (datasets with n_tune > 0)."""
+        return [f"results/data/{d}/tune.h5" for d in self.datasets if "tune" in self.splits(d)]
+
     # -- the inference grid --------------------------------------------------------------
     def solver_params(self, solver: str, task: str, prior: str) -> dict:
         """Steps and parameters of ``solver`` for ``task`` with ``prior`` (overrides last)."""
