@@ -102,6 +102,11 @@ def test_tiny_demo_runs_end_to_end_and_then_does_nothing(tmp_path):
     logs = tmp_path / "results" / "logs"
     assert (logs / "extract" / "mni_t1_singlecoil_train_0000.log").is_file()
     assert (logs / "demo_volumes" / "mni_t1_singlecoil_train.log").is_file()
+    for prior in ("whole", "patch"):
+        assert (tmp_path / "results" / "priors" / prior / "ema.pt").is_file()
+        assert (tmp_path / "results" / "priors" / prior / "denoise_check.csv").is_file()
+    metrics = sorted((tmp_path / "results" / "metrics").rglob("*.csv"))
+    assert len(metrics) == 2 * 2 * 2 + 1  # priors x solvers x sizes, and the baseline
     again = snakemake(tmp_path, "--cores", "2", configfile=configfile)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
 

@@ -48,6 +48,7 @@ def tiny_demo_config() -> dict:
     """The smallest demo: one dataset, a handful of 32 px volumes."""
     return {
         "seed": 3,
+        "device": "cpu",
         "fastmri_root": None,
         "data": {
             "source": "demo",
@@ -73,6 +74,45 @@ def tiny_demo_config() -> dict:
                 "coils": 2,
                 "readout_oversampling": 1,
                 "noise": 0.01,
+            },
+        },
+        "network": {
+            "img_channels": 1,
+            "model_channels": 8,
+            "channel_mult": [1, 2],
+            "num_blocks": 1,
+            "attn_levels": [1],
+            "channels_per_head": 8,
+        },
+        "training": {
+            "batch_size": 4,
+            "steps": 3,
+            "lr_ref": 0.01,
+            "ref_steps": 10,
+            "warmup_steps": 1,
+            "ema_sigma_rel": 0.1,
+            "P_mean": -0.8,
+            "P_std": 1.6,
+            "checkpoint_every": 2,
+            "processes": 1,
+            "threads": 1,
+            "max_memory_mb": 64,
+        },
+        "priors": {"whole": {"scheme": "whole"}, "patch": {"scheme": "patch", "train_patch": 8}},
+        "inference": {
+            "batch_images": 2,
+            "patch_batch": None,
+            "limit": None,
+            "threads": 1,
+            "sizes": ["whole", 8],
+            "paddings": ["reflect"],
+            "tasks": {"denoise": {"sigma_n": 0.1}},
+            "solvers": {
+                "diffpir": {
+                    "steps": 2,
+                    "tasks": {"denoise": {"lam": 1.0, "zeta": 0.3, "sigma_start": 0.3}},
+                },
+                "dps": {"steps": 2, "tasks": {"denoise": {"zeta": 0.3, "sigma_start": 0.3}}},
             },
         },
     }
