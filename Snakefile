@@ -18,6 +18,10 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/infer.smk"
+include: "workflow/rules/report.smk"
+
+
+report: "workflow/report/workflow.rst"
 
 
 rule all:
@@ -26,3 +30,12 @@ rule all:
         plan.split_files(),
         rules.priors.input,
         rules.infer.input,
+        rules.results.input,
+
+
+onsuccess:
+    print(
+        "\npatchpnp: done. Tables: results/tables/ (table1.md, table1.tex, extended.md);"
+        " figures: results/figures/; build the report with"
+        " `snakemake --report results/report.html`."
+    )

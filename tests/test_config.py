@@ -82,6 +82,15 @@ def _set(config, dotted, value):
         ("data.datasets.mni_t1_singlecoil.layout", "any", r"use singlecoil or multicoil"),
         ("data.datasets.mni_t1_multicoil.eval_dir", "mni_t1_singlecoil_val", r"already used by"),
         ("data.source", "fastmri", r"'fastmri_root': required when data.source is 'fastmri'"),
+        ("profile.prior", "padis", r"'profile.prior': 'padis' is not a prior"),
+        ("profile.solvers", ["ddrm"], r"'profile.solvers.0': 'ddrm' is not one of"),
+        ("profile.sizes", [128, "whole"], r"'profile.sizes': patch 128 exceeds"),
+        ("profile.sweep_patch", 512, r"'profile.sweep_patch': 512 exceeds"),
+        ("profile.steps", 0, r"'profile.steps': 0 is less than the minimum of 1"),
+        ("figures.solver", "ddrm", r"'figures.solver': 'ddrm' is not a solver"),
+        ("figures.dataset", "knee", r"'figures.dataset': 'knee' is not a dataset"),
+        ("figures.index", 99, r"'figures.index': slice 99 is not among the 8"),
+        ("figures", KeyError, r"'figures' is a required property"),
     ],
 )
 def test_each_mistake_names_its_key(demo_config, key, value, message):
@@ -113,3 +122,23 @@ def test_plan_shards_and_splits(demo_config):
     ev, tune = plan.volumes("mni_t1_singlecoil", "eval"), plan.volumes("mni_t1_singlecoil", "tune")
     assert len(ev) == 8 and len(tune) == 4 and not set(ev) & set(tune)
     assert plan.splits("mni_t1_singlecoil") == ["train", "eval", "tune"]
+
+
+def test_plan_names_the_figures_inputs(demo_config):
+    plan = Plan(demo_config)
+    fig = plan.figure_inputs()
+    assert fig["padding"]["zeros"].endswith("/patch/diffpir/denoise/p32-zeros.h5")
+    assert fig["padding"]["reflect"].endswith("/patch/diffpir/denoise/p32-reflect.h5")
+    assert [r["task"] for r in fig["rows"]] == ["denoise", "sr"]
+    labels = [label for label, _ in fig["rows"][1]["panels"]]
+    assert labels == ["whole", "patch 32 (reflect)"]
+    assert fig["rows"][1]["measurement"].endswith("baseline/sr.h5")
+    # every file a figure reads is one the grid writes
+    grid = set(plan.cell_files("infer"))
+    assert {p for r in fig["rows"] for _, p in r["panels"]} <= grid
+    assert "results/figures/fig1_padding.png" in plan.figure_files()
+
+    config = copy.deepcopy(demo_config)
+    config["inference"]["paddings"] = ["reflect"]
+    assert Plan(config).figure_inputs()["padding"] is None
+    assert "results/figures/fig1_padding.png" not in Plan(config).figure_files()

@@ -105,7 +105,8 @@ def tiny_demo_config() -> dict:
             "limit": None,
             "threads": 1,
             "sizes": ["whole", 8],
-            "paddings": ["reflect"],
+            "paddings": ["reflect", "zeros"],
+            "padding_solvers": ["diffpir"],
             "tasks": {"denoise": {"sigma_n": 0.1}},
             "solvers": {
                 "diffpir": {
@@ -115,4 +116,15 @@ def tiny_demo_config() -> dict:
                 "dps": {"steps": 2, "tasks": {"denoise": {"zeta": 0.3, "sigma_start": 0.3}}},
             },
         },
+        "profile": {
+            "prior": "patch",
+            "solvers": ["diffpir"],
+            "image_size": 16,
+            "sizes": [8, "whole"],
+            "image_sizes": [32],
+            "sweep_patch": 8,
+            "steps": 1,
+            "threads": 1,
+        },
+        "figures": {"dataset": None, "prior": "patch", "solver": "diffpir", "index": 1},
     }

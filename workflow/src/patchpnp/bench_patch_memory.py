@@ -24,13 +24,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
 
 import torch
 from torch import nn
+
+from patchpnp.memory import PeakMemory
 
 MODES = ("whole", "plain", "bounded")
 
@@ -52,26 +53,6 @@ class ConvDenoiser(nn.Module):
         s = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1, 1, 1, 1)
         s = s.expand(x.shape[0], 1, *x.shape[2:])
         return x + self.net(torch.cat([x, s], dim=1))
-
-
-def _status_kib(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def _reset_peak_rss() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # resets VmHWM (the peak RSS) to the current RSS
-        return True
-    except OSError:
-        return False
 
 
 def _worker(mode: str, size: int, patch: int, patch_batch: int, device: str) -> dict:
@@ -108,30 +89,14 @@ def _worker(mode: str, size: int, patch: int, patch_batch: int, device: str) -> 
     if mode != "whole":
         den.reset_counters()
 
+    meter = PeakMemory(dev)
+    meter.start()
+    t0 = time.perf_counter()
+    step()
     if dev.type == "cuda":
         torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        t0 = time.perf_counter()
-        step()
-        torch.cuda.synchronize()
-        seconds = time.perf_counter() - t0
-        peak_mib = (torch.cuda.max_memory_allocated() - base) / 2**20
-        how = "cuda.max_memory_allocated"
-    else:
-        exact = _reset_peak_rss()
-        base_kib = _status_kib("VmRSS") if exact else None
-        if base_kib is None:
-            exact = False
-            base_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        t0 = time.perf_counter()
-        step()
-        seconds = time.perf_counter() - t0
-        peak_kib = _status_kib("VmHWM") if exact else None
-        if peak_kib is None:
-            peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        peak_mib = (peak_kib - base_kib) / 1024
-        how = "VmHWM reset" if exact else "ru_maxrss"
+    seconds = time.perf_counter() - t0
+    peak_mib, how = meter.stop()
     tiles = 1 if mode == "whole" else den.tiles_evaluated
     return {
         "mode": mode,

@@ -167,6 +167,46 @@ def _cmd_tune_summary(args: argparse.Namespace) -> None:
     print(Path(args.output).read_text())
 
 
+def _cmd_tables(args: argparse.Namespace) -> None:
+    from patchpnp.aggregate import write_tables
+
+    written = write_tables(args.metrics, args.out_dir, args.seed, tuple(args.image_shape))
+    print(Path(written["table1.md"]).read_text())
+
+
+def _cmd_profile(args: argparse.Namespace) -> None:
+    from patchpnp.profiling import profile_plan, run_profiles
+
+    sizes = [s if s == "whole" else int(s) for s in args.sizes]
+    jobs = profile_plan(args.solvers, args.image_size, sizes, args.image_sizes, args.sweep_patch)
+    table = run_profiles(
+        jobs,
+        args.output,
+        prior=args.prior,
+        eval_h5=args.eval,
+        steps=args.steps,
+        device=args.device,
+        threads=args.threads,
+    )
+    print(table.to_string(index=False))
+
+
+def _cmd_figure(args: argparse.Namespace) -> None:
+    import json
+
+    from patchpnp import figures
+
+    if args.kind == "memory":
+        written = figures.memory_figure(args.inputs, args.out_stem)
+    elif args.kind == "padding":
+        gt, zeros, reflect = args.inputs
+        written = figures.padding_figure(gt, zeros, reflect, args.out_stem, index=args.index)
+    else:
+        rows = json.loads(args.inputs[0])
+        written = figures.qualitative_figure(rows, args.out_stem, index=args.index)
+    print("\n".join(str(w) for w in written))
+
+
 def _cmd_check_config(args: argparse.Namespace) -> None:
     from patchpnp.config import load_config
 
@@ -290,6 +330,39 @@ def build_parser() -> argparse.ArgumentParser:
     us.add_argument("--output", required=True)
     us.set_defaults(func=_cmd_tune_summary)
 
+    a = sub.add_parser("tables", help="Table 1 and the extended table from per-cell metrics")
+    a.add_argument("metrics", nargs="+", help="metrics CSVs (results/metrics/... layout)")
+    a.add_argument("--out-dir", required=True)
+    a.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    a.add_argument("--image-shape", type=int, nargs=2, required=True, metavar=("H", "W"))
+    a.set_defaults(func=_cmd_tables)
+
+    r = sub.add_parser("profile", help="memory and time per denoiser call (fresh processes)")
+    r.add_argument("--output", required=True, help="CSV, one row per configuration")
+    r.add_argument("--prior", required=True, help="ema.pt of the profiled prior")
+    r.add_argument("--eval", required=True, help="eval.h5 whose first slice is the test image")
+    r.add_argument("--solvers", nargs="+", choices=["dps", "diffpir"], required=True)
+    r.add_argument("--image-size", type=int, required=True)
+    r.add_argument("--sizes", nargs="+", required=True, help="patch sides and/or whole")
+    r.add_argument("--image-sizes", type=int, nargs="*", default=[])
+    r.add_argument("--sweep-patch", type=int, required=True)
+    r.add_argument("--steps", type=int, default=3)
+    r.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    r.add_argument("--threads", type=int, default=1)
+    r.set_defaults(func=_cmd_profile)
+
+    f = sub.add_parser("figure", help="draw a figure (PNG and PDF)")
+    f.add_argument("kind", choices=["memory", "padding", "qualitative"])
+    f.add_argument(
+        "inputs",
+        nargs="+",
+        help="memory: profile CSVs; padding: gt.h5 zeros.h5 reflect.h5; "
+        "qualitative: the rows as JSON (see patchpnp.figures.qualitative_figure)",
+    )
+    f.add_argument("--out-stem", required=True, help="writes <stem>.png and <stem>.pdf")
+    f.add_argument("--index", type=int, default=0, help="evaluation slice shown")
+    f.set_defaults(func=_cmd_figure)
+
     c = sub.add_parser("check-config", help="validate a config file against the schema")
     c.add_argument("config")
     c.set_defaults(func=_cmd_check_config)
@@ -302,14 +375,20 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from patchpnp.aggregate import AggregateError
     from patchpnp.config import ConfigError
     from patchpnp.fastmri import DataError
     from patchpnp.inference import InferenceError
     from patchpnp.training.loop import TrainingError
 
+    errors = (DataError, ConfigError, TrainingError, InferenceError, AggregateError)
+    if args.command == "figure":  # matplotlib and seaborn load only where they are used
+        from patchpnp.figures import FigureError
+
+        errors += (FigureError,)
     try:
         args.func(args)
-    except (DataError, ConfigError, TrainingError, InferenceError, FileNotFoundError) as err:
+    except (*errors, FileNotFoundError) as err:
         print(f"patchpnp {args.command}: error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -268,6 +268,40 @@ def _inference_checks(config: dict[str, Any]) -> list[str]:
     for solver in inf.get("padding_solvers") or []:
         if solver not in inf["solvers"]:
             out.append(f"config key 'inference.padding_solvers': '{solver}' is not a solver")
+    return out + _report_checks(config)
+
+
+def _report_checks(config: dict[str, Any]) -> list[str]:
+    """The profile and the figures must name things the config defines."""
+    out, prof, fig = [], config["profile"], config["figures"]
+    inf = config["inference"]
+    if prof["prior"] not in config["priors"]:
+        out.append(f"config key 'profile.prior': '{prof['prior']}' is not a prior")
+    for p in (s for s in prof["sizes"] if s != "whole"):
+        if p > prof["image_size"]:
+            out.append(
+                f"config key 'profile.sizes': patch {p} exceeds profile.image_size "
+                f"{prof['image_size']}"
+            )
+    if prof["sweep_patch"] > min(prof["image_sizes"] or [prof["sweep_patch"]]):
+        out.append(
+            f"config key 'profile.sweep_patch': {prof['sweep_patch']} exceeds the smallest of "
+            f"profile.image_sizes {prof['image_sizes']}"
+        )
+    if fig["prior"] not in config["priors"]:
+        out.append(f"config key 'figures.prior': '{fig['prior']}' is not a prior")
+    if fig["solver"] not in inf["solvers"]:
+        out.append(f"config key 'figures.solver': '{fig['solver']}' is not a solver")
+    if fig.get("dataset") and fig["dataset"] not in config["data"]["datasets"]:
+        out.append(f"config key 'figures.dataset': '{fig['dataset']}' is not a dataset")
+    n_eval = min(d["n_eval"] for d in config["data"]["datasets"].values())
+    if inf.get("limit"):
+        n_eval = min(n_eval, inf["limit"])
+    if fig["index"] >= n_eval:
+        out.append(
+            f"config key 'figures.index': slice {fig['index']} is not among the {n_eval} "
+            f"evaluation slices"
+        )
     return out
 
 

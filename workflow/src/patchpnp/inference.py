@@ -14,7 +14,8 @@ shifted-grid patch denoiser, and writes
   backward passes and seconds.
 
 A baseline cell (``solver = "baseline"``) records the measurement's own score:
-the noisy image (denoising), bicubic upsampling (SR), zero filling (MRI).
+the noisy image (denoising), bicubic upsampling (SR), zero filling (MRI), each
+as it is, without clamping to [0, 1].
 """
 
 from __future__ import annotations
@@ -141,8 +142,10 @@ def run_cell(
         y = operator.measure(x, sigma_n, measurement_generators(seed, task, idx))
         t0 = time.perf_counter()
         if solver == "baseline":
+            # The measurement as it comes, not clamped: clamping the noisy image to
+            # [0, 1] is already a (crude) denoiser, worth ~1.5 dB at sigma_n 0.2.
             x_hat = operator.init(y)
-            x_hat = (x_hat.real if x_hat.is_complex() else x_hat).clamp(0, 1)
+            x_hat = x_hat.real if x_hat.is_complex() else x_hat
             info = {"nfe": 0, "backward_passes": 0, "tiles_evaluated": 0}
         else:
             x_hat, info = engine.solve(

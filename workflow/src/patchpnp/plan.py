@@ -163,6 +163,69 @@ class Plan:
         return files
 
 
+    # -- reporting -----------------------------------------------------------------------
+    def patch_sizes(self) -> list[int]:
+        return sorted(int(s) for s in self.config["inference"]["sizes"] if s != "whole")
+
+    def paddings_for(self, solver: str) -> list[str]:
+        inf = self.config["inference"]
+        every = inf.get("padding_solvers")
+        return list(inf["paddings"] if every is None or solver in every else inf["paddings"][:1])
+
+    def _recon(self, dataset, prior, solver, task, size, padding) -> str:
+        return f"results/infer/{dataset}/{prior}/{solver}/{task}/{size}-{padding}.h5"
+
+    def figure_inputs(self) -> dict:
+        """What Figs. 1 and 2 show, as file paths (config key ``figures``).
+
+        ``padding`` (Fig. 1: zeros vs reflect on the smallest patch size, first task) is
+        None when the grid does not run both paddings for the figure's solver; ``rows``
+        (Fig. 2) has one entry per task: ground truth, measurement, whole and patch.
+        """
+        fig, inf = self.config["figures"], self.config["inference"]
+        dataset = fig.get("dataset") or self.datasets[0]
+        prior, solver = fig["prior"], fig["solver"]
+        gt = f"results/data/{dataset}/eval.h5"
+        sizes, paddings = self.patch_sizes(), self.paddings_for(solver)
+        tasks = list(inf["tasks"])
+        padding = None
+        if sizes and {"zeros", "reflect"} <= set(paddings):
+            p = size_tag(sizes[0])
+            padding = {
+                "gt": gt,
+                "zeros": self._recon(dataset, prior, solver, tasks[0], p, "zeros"),
+                "reflect": self._recon(dataset, prior, solver, tasks[0], p, "reflect"),
+            }
+        shown = "reflect" if "reflect" in paddings else paddings[0]
+        rows = []
+        for task in tasks:
+            panels = []
+            if "whole" in inf["sizes"]:
+                panels.append(["whole", self._recon(dataset, prior, solver, task, "whole", "none")])
+            for size in sizes[:1]:
+                panels.append(
+                    [
+                        f"patch {size} ({shown})",
+                        self._recon(dataset, prior, solver, task, size_tag(size), shown),
+                    ]
+                )
+            rows.append(
+                {
+                    "task": task,
+                    "gt": gt,
+                    "measurement": f"results/infer/{dataset}/baseline/{task}.h5",
+                    "panels": panels,
+                }
+            )
+        return {"index": fig["index"], "padding": padding, "rows": rows}
+
+    def figure_files(self) -> list[str]:
+        stems = ["fig2_qualitative", "fig3_memory"]
+        if self.figure_inputs()["padding"] is not None:
+            stems.append("fig1_padding")
+        return [f"results/figures/{s}.{ext}" for s in sorted(stems) for ext in ("png", "pdf")]
+
+
 def size_tag(size) -> str:
     """``whole`` or ``p<P>``: the inference size as it appears in file names."""
     return "whole" if size == "whole" else f"p{int(size)}"

@@ -1,0 +1,182 @@
+# Results: memory and time profiles (Fig. 3), the tables (Table 1 and the
+# extended table), the figures (Figs. 1-3) and the tiled one-call check.
+PROFILE = config["profile"]
+FIGURES = plan.figure_inputs()
+
+
+rule profile:
+    input:
+        prior=f"results/priors/{PROFILE['prior']}/ema.pt",
+        data=plan.eval_files()[0],
+    output:
+        "results/profile/{solver}.csv",
+    log:
+        f"{LOGS}/profile/{{solver}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/profile/{{solver}}.tsv"
+    conda:
+        "../envs/patchpnp.yaml"
+    threads: PROFILE["threads"]
+    resources:
+        mem_mb=lambda wc, attempt: 8000 * attempt,
+        runtime=lambda wc, attempt: 60 * attempt,
+        gpu=gpus_for(1),
+    params:
+        sizes=" ".join(str(s) for s in PROFILE["sizes"]),
+        image_sizes=" ".join(str(s) for s in PROFILE["image_sizes"]),
+        image_size=PROFILE["image_size"],
+        sweep_patch=PROFILE["sweep_patch"],
+        steps=PROFILE["steps"],
+        device=config["device"],
+    shell:
+        "patchpnp profile --output {output:q} --prior {input.prior:q} --eval {input.data:q}"
+        " --solvers {wildcards.solver} --image-size {params.image_size}"
+        " --sizes {params.sizes} --image-sizes {params.image_sizes}"
+        " --sweep-patch {params.sweep_patch} --steps {params.steps}"
+        " --device {params.device} --threads {threads} > {log} 2>&1"
+
+
+rule tables:
+    input:
+        plan.cell_files("metrics"),
+    output:
+        table1=report(
+            "results/tables/table1.csv",
+            caption="../report/table1.rst",
+            category="Tables",
+        ),
+        table1_md="results/tables/table1.md",
+        table1_tex="results/tables/table1.tex",
+        extended=report(
+            "results/tables/extended.csv",
+            caption="../report/extended.rst",
+            category="Tables",
+        ),
+        extended_md="results/tables/extended.md",
+    log:
+        f"{LOGS}/tables.log",
+    conda:
+        "../envs/patchpnp.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        side=DATA["image_size"],
+        seed=config["seed"],
+    shell:
+        "patchpnp tables {input:q} --out-dir results/tables --seed {params.seed}"
+        " --image-shape {params.side} {params.side} > {log} 2>&1"
+
+
+rule figure_memory:
+    input:
+        expand("results/profile/{solver}.csv", solver=PROFILE["solvers"]),
+    output:
+        png=report(
+            "results/figures/fig3_memory.png",
+            caption="../report/memory.rst",
+            category="Figures",
+        ),
+        pdf="results/figures/fig3_memory.pdf",
+    log:
+        f"{LOGS}/figures/fig3_memory.log",
+    conda:
+        "../envs/patchpnp.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "patchpnp figure memory {input:q} --out-stem results/figures/fig3_memory > {log} 2>&1"
+
+
+if FIGURES["padding"] is not None:
+
+    rule figure_padding:
+        input:
+            gt=FIGURES["padding"]["gt"],
+            zeros=FIGURES["padding"]["zeros"],
+            reflect=FIGURES["padding"]["reflect"],
+        output:
+            png=report(
+                "results/figures/fig1_padding.png",
+                caption="../report/padding.rst",
+                category="Figures",
+            ),
+            pdf="results/figures/fig1_padding.pdf",
+        log:
+            f"{LOGS}/figures/fig1_padding.log",
+        conda:
+            "../envs/patchpnp.yaml"
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=10,
+        params:
+            index=FIGURES["index"],
+        shell:
+            "patchpnp figure padding {input.gt:q} {input.zeros:q} {input.reflect:q}"
+            " --index {params.index} --out-stem results/figures/fig1_padding > {log} 2>&1"
+
+
+rule figure_qualitative:
+    input:
+        [r["gt"] for r in FIGURES["rows"]],
+        [r["measurement"] for r in FIGURES["rows"]],
+        [p[1] for r in FIGURES["rows"] for p in r["panels"]],
+    output:
+        png=report(
+            "results/figures/fig2_qualitative.png",
+            caption="../report/qualitative.rst",
+            category="Figures",
+        ),
+        pdf="results/figures/fig2_qualitative.pdf",
+    log:
+        f"{LOGS}/figures/fig2_qualitative.log",
+    conda:
+        "../envs/patchpnp.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        rows=json.dumps(FIGURES["rows"]),
+        index=FIGURES["index"],
+    shell:
+        "patchpnp figure qualitative {params.rows:q} --index {params.index}"
+        " --out-stem results/figures/fig2_qualitative > {log} 2>&1"
+
+
+# One denoiser call through P x P tiles (smallest patch size), next to the
+# whole-image call of denoise_check: how much a prior loses on tiles by itself.
+rule tile_check:
+    input:
+        data=plan.eval_files(),
+        prior="results/priors/{prior}/ema.pt",
+    output:
+        "results/priors/{prior}/denoise_check_p{patch}.csv",
+    log:
+        f"{LOGS}/denoise_check/{{prior}}_p{{patch}}.log",
+    conda:
+        "../envs/patchpnp.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        seed=config["seed"],
+    shell:
+        "patchpnp denoise-check {input.data:q} --prior {input.prior:q} --tile {wildcards.patch}"
+        " --seed {params.seed} --output {output:q} > {log} 2>&1"
+
+
+rule results:
+    input:
+        rules.tables.output,
+        plan.figure_files(),
+        expand(
+            "results/priors/{prior}/denoise_check_p{patch}.csv",
+            prior=list(config["priors"]),
+            patch=plan.patch_sizes()[:1],
+        ),

@@ -1,0 +1,352 @@
+"""The paper's figures (Roy et al. 2025, Figs. 1-3) from the workflow's HDF5 and CSV results.
+
+Output convention: every figure function takes ``out_stem`` and writes
+``<out_stem>.png`` and ``<out_stem>.pdf`` (the suffix is appended, never substituted, so a
+stem such as ``fig.3`` stays whole), each through :func:`patchpnp.atomic.atomic_path`, and
+returns the two paths. One stem rather than two paths keeps the formats from drifting apart.
+
+Figures are deterministic and need no display: the Agg backend, styles applied through
+seaborn context managers (no global theme, so importing this module changes no other
+plot), and a PDF without a creation date. Inputs are checked before anything is drawn; a
+missing or malformed file, dataset or column raises :class:`FigureError` naming it, so a
+Snakemake log points at the culprit rather than at a matplotlib traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import h5py
+import matplotlib
+import numpy as np
+import pandas as pd
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import seaborn as sns  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+from matplotlib.ticker import NullLocator  # noqa: E402
+
+from patchpnp.atomic import atomic_path  # noqa: E402
+
+__all__ = [
+    "PROFILE_COLUMNS",
+    "FigureError",
+    "memory_figure",
+    "padding_figure",
+    "psnr",
+    "qualitative_figure",
+    "read_profiles",
+]
+
+PROFILE_COLUMNS = (
+    "solver",
+    "mode",
+    "patch_batch",
+    "inference_size",
+    "image_size",
+    "sweep",
+    "peak_mib",
+    "seconds_per_call",
+    "device",
+    "how",
+)
+SWEEPS = ("inference_size", "image_size")
+_METRICS = (("peak_mib", "peak memory (MiB)"), ("seconds_per_call", "seconds per denoiser call"))
+_ZOOM_COLOR = "tab:red"
+
+
+class FigureError(ValueError):
+    """An input of a figure is missing or malformed; the message names the file or column."""
+
+
+def psnr(a, b) -> float:
+    """PSNR in dB for data range 1 (inf for identical images); numpy, no torch import."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"image shapes differ: {a.shape} vs {b.shape}")
+    mse = float(np.mean((a - b) ** 2))
+    return float("inf") if mse == 0 else float(-10.0 * np.log10(mse))
+
+
+# -- figure plumbing ---------------------------------------------------------------------------
+@contextlib.contextmanager
+def _figure(nrows: int, ncols: int, size: tuple[float, float], style: str, **kw):
+    """A constrained-layout figure under a local seaborn style, closed whatever happens."""
+    with sns.axes_style(style), sns.plotting_context("paper"):
+        fig, axes = plt.subplots(
+            nrows, ncols, figsize=size, squeeze=False, layout="constrained", **kw
+        )
+        try:
+            yield fig, axes
+        finally:
+            plt.close(fig)
+
+
+def _save(fig, out_stem: str | os.PathLike) -> tuple[Path, Path]:
+    """Write ``<stem>.png`` and ``<stem>.pdf``; ``format=`` because the temp name ends .part."""
+    paths = (Path(f"{out_stem}.png"), Path(f"{out_stem}.pdf"))
+    for path, fmt, meta in zip(paths, ("png", "pdf"), ({}, {"CreationDate": None}), strict=True):
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=150, metadata=meta)
+    return paths
+
+
+def _panel(ax, img, title=None, note=None, frame=None) -> None:
+    """One grey image on [0, 1]; ``note`` (a score) in a corner, ``frame`` colours the border.
+
+    Ticks are removed rather than the axis switched off, so a row label (ylabel) still shows.
+    """
+    ax.imshow(img, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(frame is not None)
+        spine.set_color(frame or "none")
+        spine.set_linewidth(1.5)
+    if title:
+        ax.set_title(title)
+    if note:
+        bbox = {"facecolor": "black", "alpha": 0.6, "lw": 0}
+        ax.text(0.03, 0.03, note, transform=ax.transAxes, color="white", fontsize=8, bbox=bbox)
+
+
+# -- HDF5 inputs -------------------------------------------------------------------------------
+def _open(path: str | os.PathLike) -> h5py.File:
+    path = Path(path)
+    if not path.is_file():
+        raise FigureError(f"{path}: file not found")
+    try:
+        return h5py.File(path, "r")
+    except OSError as e:
+        raise FigureError(f"{path}: not a readable HDF5 file ({e})") from e
+
+
+def _slice(f: h5py.File, key: str, index: int, shape: tuple[int, ...] | None = None):
+    """Image ``index`` of dataset ``key`` ([n, 1, H, W], real) as float64 [H, W]."""
+    name = f"{f.filename}:{key}"
+    ds = f.get(key)
+    if not isinstance(ds, h5py.Dataset):
+        raise FigureError(f"{name}: dataset not found")
+    if ds.ndim != 4 or ds.shape[1] != 1 or ds.dtype.kind != "f":
+        raise FigureError(f"{name}: expected real images [n, 1, H, W], got {ds.dtype} {ds.shape}")
+    if not 0 <= index < ds.shape[0]:
+        raise FigureError(f"{name}: index {index} out of range for {ds.shape[0]} images")
+    img = ds[index, 0].astype(np.float64)
+    if shape is not None and img.shape != shape:
+        raise FigureError(f"{name}: image shape {img.shape} differs from ground truth {shape}")
+    return img
+
+
+def _image(path, key: str, index: int, shape=None, padding: str | None = None) -> np.ndarray:
+    """One slice of one file; ``padding`` checks the file's attribute (catches swapped args)."""
+    with _open(path) as f:
+        found = f.attrs.get("padding")
+        if padding is not None and found is not None and str(found) != padding:
+            raise FigureError(f"{path}: padding attribute is {found!r}, expected {padding!r}")
+        return _slice(f, key, index, shape)
+
+
+def _measurement(path, index: int, gt: np.ndarray) -> tuple[np.ndarray, float]:
+    """The baseline's display image and PSNR.
+
+    The PSNR is always the baseline recon's (the measurement in image space: noisy image,
+    bicubic upsampling, zero filling). A real measurement smaller than the ground truth by an
+    integer factor (super-resolution) is shown itself, upsampled nearest, so its pixels show;
+    anything else (same size, k-space, complex) is shown as the recon.
+    """
+    with _open(path) as f:
+        recon = _slice(f, "recon", index, gt.shape)
+        shown, m = recon, f.get("measurement")
+        if (
+            isinstance(m, h5py.Dataset)
+            and m.ndim == 4
+            and m.shape[1] == 1
+            and m.dtype.kind == "f"
+            and index < m.shape[0]
+        ):
+            k = gt.shape[0] // m.shape[2]
+            if k > 1 and (m.shape[2] * k, m.shape[3] * k) == gt.shape:
+                shown = np.repeat(np.repeat(m[index, 0].astype(np.float64), k, 0), k, 1)
+    return shown, psnr(recon, gt)
+
+
+# -- Fig. 1: padding -------------------------------------------------------------------------
+def _zoom_box(shape: tuple[int, int], zoom) -> tuple[int, int, int, int]:
+    """``(y0, x0, h, w)``; default the top-left corner, a quarter of each side, where the
+    patch grid meets the image boundary and the padding mode matters."""
+    if zoom is None:
+        zoom = (0, 0, max(1, shape[0] // 4), max(1, shape[1] // 4))
+    y0, x0, h, w = zoom
+    if h < 1 or w < 1 or y0 < 0 or x0 < 0 or y0 + h > shape[0] or x0 + w > shape[1]:
+        raise FigureError(f"zoom box {(y0, x0, h, w)} (y0, x0, h, w) is not inside {shape}")
+    return int(y0), int(x0), int(h), int(w)
+
+
+def padding_figure(
+    gt_h5, zeros_h5, reflect_h5, out_stem, index: int = 0, zoom=None
+) -> tuple[Path, Path]:
+    """Fig. 1: ground truth, zero- and reflection-padding results of one slice, with PSNR;
+    the second row zooms on ``zoom`` = ``(y0, x0, h, w)`` pixels (outlined in the top row),
+    scored on the box alone, since the boundary is where the two paddings differ."""
+    gt = _image(gt_h5, "images", index)
+    box = _zoom_box(gt.shape, zoom)
+    y0, x0, h, w = box
+    images = [
+        ("ground truth", gt),
+        ("zero padding", _image(zeros_h5, "recon", index, gt.shape, "zeros")),
+        ("reflection padding", _image(reflect_h5, "recon", index, gt.shape, "reflect")),
+    ]
+    with _figure(2, 3, (7.5, 5.2), "white") as (fig, axes):
+        for j, (title, img) in enumerate(images):
+            crop, gt_crop = img[y0 : y0 + h, x0 : x0 + w], gt[y0 : y0 + h, x0 : x0 + w]
+            full, part = (f"PSNR {psnr(img, gt):.2f} dB", f"box {psnr(crop, gt_crop):.2f} dB")
+            _panel(axes[0, j], img, title, full if j else None)
+            axes[0, j].add_patch(
+                Rectangle((x0 - 0.5, y0 - 0.5), w, h, fill=False, ec=_ZOOM_COLOR, lw=1.2)
+            )
+            _panel(axes[1, j], crop, None, part if j else None, _ZOOM_COLOR)
+        return _save(fig, out_stem)
+
+
+# -- Fig. 2: qualitative -----------------------------------------------------------------------
+def qualitative_figure(rows: Sequence[dict], out_stem, index: int = 0) -> tuple[Path, Path]:
+    """Fig. 2: one row per task: ground truth, measurement, then each ``(label, recon_h5)``
+    panel, with PSNR (dB, vs ground truth) on all but the ground truth.
+
+    ``rows``: dicts with keys ``task``, ``gt`` (eval.h5), ``measurement`` (baseline h5) and
+    ``panels``. A panel title is repeated below the first row only where it differs from the
+    first row's, so columns of the same methods read as a table.
+    """
+    if not rows:
+        raise FigureError("qualitative_figure: no rows")
+    loaded = []
+    for i, row in enumerate(rows):
+        missing = [k for k in ("task", "gt", "measurement", "panels") if k not in row]
+        if missing:
+            raise FigureError(f"rows[{i}]: missing key(s) {', '.join(missing)}")
+        gt = _image(row["gt"], "images", index)
+        shown, score = _measurement(row["measurement"], index, gt)
+        cells = [("ground truth", gt, None), ("measurement", shown, score)]
+        for k, panel in enumerate(row["panels"]):
+            if not isinstance(panel, (tuple, list)) or len(panel) != 2:
+                raise FigureError(f"rows[{i}]['panels'][{k}]: expected (label, recon_h5)")
+            label, path = panel
+            img = _image(path, "recon", index, gt.shape)
+            cells.append((str(label), img, psnr(img, gt)))
+        loaded.append((str(row["task"]), cells))
+    ncols = max(len(cells) for _, cells in loaded)
+    first = [title for title, _, _ in loaded[0][1]]
+    with _figure(len(loaded), ncols, (2.0 * ncols, 2.1 * len(loaded)), "white") as (fig, axes):
+        for i, (task, cells) in enumerate(loaded):
+            for j, (title, img, score) in enumerate(cells):
+                repeat = i > 0 and j < len(first) and first[j] == title
+                note = None if score is None else f"{score:.2f} dB"
+                _panel(axes[i, j], img, None if repeat else title, note)
+            for ax in axes[i, len(cells) :]:
+                ax.set_axis_off()
+            axes[i, 0].set_ylabel(task, fontsize="large")
+        return _save(fig, out_stem)
+
+
+# -- Fig. 3: memory and time -------------------------------------------------------------------
+def read_profiles(profile_csvs: str | os.PathLike | Iterable[str | os.PathLike]) -> pd.DataFrame:
+    """Concatenate profile CSVs, checked per file so an error names the file and column.
+
+    Adds ``config``: ``whole`` or ``patch, batch <patch_batch>``, the line style of Fig. 3.
+    """
+    if isinstance(profile_csvs, (str, os.PathLike)):
+        profile_csvs = [profile_csvs]
+    frames = []
+    for path in map(Path, profile_csvs):
+        if not path.is_file():
+            raise FigureError(f"{path}: profile CSV not found")
+        try:
+            df = pd.read_csv(path, dtype={"patch_batch": str, "solver": str, "device": str})
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+            raise FigureError(f"{path}: unreadable CSV ({e})") from e
+        missing = [c for c in PROFILE_COLUMNS if c not in df.columns]
+        if missing:
+            raise FigureError(f"{path}: missing column(s) {', '.join(missing)}")
+        for col in ("inference_size", "image_size", "peak_mib", "seconds_per_call"):
+            try:
+                df[col] = pd.to_numeric(df[col])
+            except (ValueError, TypeError) as e:
+                raise FigureError(f"{path}: column {col!r} is not numeric ({e})") from e
+        for col, allowed in (("mode", ("whole", "patch")), ("sweep", SWEEPS)):
+            bad = df.loc[~df[col].isin(allowed), col]
+            if len(bad):
+                raise FigureError(f"{path}: column {col!r} has {bad.iloc[0]!r}; expected {allowed}")
+        for col in ("solver", "inference_size", "image_size"):
+            if df[col].isna().any():
+                raise FigureError(f"{path}: column {col!r} has missing values")
+        if (df["mode"].eq("patch") & df["patch_batch"].isna()).any():
+            raise FigureError(f"{path}: column 'patch_batch' is missing on a patch row")
+        frames.append(df)
+    if not frames or sum(map(len, frames)) == 0:
+        raise FigureError("no profile rows in the given CSVs")
+    df = pd.concat(frames, ignore_index=True)
+    df[["inference_size", "image_size"]] = df[["inference_size", "image_size"]].astype(int)
+    df["config"] = np.where(df["mode"] == "whole", "whole", "patch, batch " + df["patch_batch"])
+    return df
+
+
+def _sweep_x(part: pd.DataFrame, sweep: str):
+    """x values, ticks, tick labels and axis label of one sweep's panels.
+
+    Inference sizes are categorical (patch sizes ascending, then ``whole N``), since the
+    whole image is not a patch size on the same scale; image sizes are a log2 axis.
+    """
+    if sweep == "image_size":
+        sizes = sorted(part["image_size"].unique())
+        return part["image_size"], sizes, [str(s) for s in sizes], "image size N (pixels)"
+    n = sorted(part["image_size"].unique())
+    if len(n) > 1:
+        raise FigureError(f"inference_size sweep mixes image sizes {n}; expected one")
+    patch = sorted(part.loc[part["mode"] == "patch", "inference_size"].unique())
+    pos = {p: k for k, p in enumerate(patch)}
+    pairs = zip(part["mode"], part["inference_size"], strict=True)
+    x = [len(patch) if mode == "whole" else pos[size] for mode, size in pairs]
+    labels = [str(p) for p in patch] + [f"whole {n[0]}"] * bool((part["mode"] == "whole").any())
+    return pd.Series(x, index=part.index), list(range(len(labels))), labels, "inference size P"
+
+
+def memory_figure(profile_csvs, out_stem) -> tuple[Path, Path]:
+    """Fig. 3: peak memory (top) and seconds per denoiser call (bottom), both log y, against
+    inference size (left, fixed image size) and image size (right), one line per solver
+    (hue) and whole / patch-batch configuration (style). Duplicate points raise instead of
+    being averaged, since a mean of two runs would not be a measurement any row records."""
+    df = read_profiles(profile_csvs)
+    hue_order = sorted(df["solver"].unique())
+    style_order = ["whole", *sorted(set(df["config"]) - {"whole"})]
+    with _figure(2, 2, (11.0, 7.0), "whitegrid", sharex="col") as (fig, axes):
+        for j, sweep in enumerate(SWEEPS):
+            part = df[df["sweep"] == sweep]
+            if part.empty:
+                for ax in axes[:, j]:
+                    ax.text(0.5, 0.5, f"no {sweep} rows", ha="center", transform=ax.transAxes)
+                continue
+            x, ticks, labels, xlabel = _sweep_x(part, sweep)
+            part = part.assign(x=x)
+            dup = part.duplicated(["solver", "config", "x"])
+            if dup.any():
+                r = part[dup].iloc[0]
+                raise FigureError(f"duplicate {sweep} row: {r.solver} {r.config} at {r[sweep]}")
+            devices = ", ".join(sorted(part["device"].astype(str).unique()))
+            for i, (col, ylabel) in enumerate(_METRICS):
+                ax = axes[i, j]
+                sns.lineplot(
+                    part, x="x", y=col, hue="solver", style="config", ax=ax, legend=i == 0,
+                    hue_order=hue_order, style_order=style_order, markers=True, errorbar=None,
+                )  # fmt: skip
+                ax.set_yscale("log")
+                if sweep == "image_size":
+                    ax.set_xscale("log", base=2)
+                ax.set_xticks(ticks, labels)
+                ax.xaxis.set_minor_locator(NullLocator())
+                ax.set(xlabel=xlabel if i else "", ylabel=ylabel)
+            axes[0, j].set_title(f"{sweep.replace('_', ' ')} sweep ({devices})")
+        return _save(fig, out_stem)

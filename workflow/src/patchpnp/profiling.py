@@ -1,0 +1,225 @@
+"""Memory and time profiles of patch versus whole-image inference (the paper's Fig. 3).
+
+Two sweeps, for each solver:
+
+- ``inference_size``: a fixed image of side ``image_size`` (the paper: 320), solved
+  whole and with shifted-grid patches of each configured size, the patches once with
+  every tile in one network call (``patch_batch`` = all) and once one tile at a time
+  (``patch_batch`` = 1);
+- ``image_size``: whole versus patch inference (one tile at a time) as the image
+  grows, beyond the paper, to show that patch memory stays bounded by the patch size.
+
+Every configuration runs in a fresh Python process (``python -m patchpnp.profiling
+--worker``), so one measurement's allocations and caches cannot leak into the next.
+Inside it the prior is loaded and warmed up on a small image first; the peak
+memory above that baseline (:class:`patchpnp.memory.PeakMemory`) and the seconds
+per denoiser call of a short solve are what is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import h5py
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from patchpnp.atomic import atomic_path
+from patchpnp.memory import PeakMemory
+from patchpnp.patches import ShiftedGridDenoiser
+from patchpnp.physics import make_operator
+from patchpnp.solvers import make_solver
+
+log = logging.getLogger(__name__)
+COLUMNS = [
+    "solver",
+    "mode",
+    "patch_batch",
+    "inference_size",
+    "image_size",
+    "sweep",
+    "tiles_per_call",
+    "peak_mib",
+    "seconds_per_call",
+    "device",
+    "how",
+]
+
+
+def profile_plan(
+    solvers: Sequence[str],
+    image_size: int,
+    sizes: Sequence,
+    image_sizes: Sequence[int],
+    sweep_patch: int,
+) -> list[dict]:
+    """Every configuration of both sweeps, in the order they are run."""
+    jobs = []
+    for solver in solvers:
+        for size in sizes:
+            if size == "whole" or int(size) >= image_size:
+                jobs.append(
+                    dict(
+                        solver=solver,
+                        mode="whole",
+                        patch_batch="none",
+                        inference_size=image_size,
+                        image_size=image_size,
+                        sweep="inference_size",
+                    )
+                )
+                continue
+            for batch in ("all", "1"):
+                jobs.append(
+                    dict(
+                        solver=solver,
+                        mode="patch",
+                        patch_batch=batch,
+                        inference_size=int(size),
+                        image_size=image_size,
+                        sweep="inference_size",
+                    )
+                )
+        for n in image_sizes:
+            jobs.append(
+                dict(
+                    solver=solver,
+                    mode="whole",
+                    patch_batch="none",
+                    inference_size=n,
+                    image_size=n,
+                    sweep="image_size",
+                )
+            )
+            jobs.append(
+                dict(
+                    solver=solver,
+                    mode="patch",
+                    patch_batch="1",
+                    inference_size=sweep_patch,
+                    image_size=n,
+                    sweep="image_size",
+                )
+            )
+    return jobs  # fmt: skip
+
+
+def _test_image(eval_h5: str | Path, side: int) -> torch.Tensor:
+    """The first evaluation slice resized to ``side``: memory and time do not depend on
+    the content, but a real slice keeps the solver's arithmetic realistic."""
+    with h5py.File(eval_h5, "r") as f:
+        x = torch.from_numpy(f["images"][:1]).float()
+    if x.shape[-1] != side or x.shape[-2] != side:
+        x = F.interpolate(x, size=(side, side), mode="bicubic", align_corners=False)
+    return x.clamp(0, 1)
+
+
+def _build(prior, job: dict, steps: int):
+    """The denoiser (whole, or tiled as the job says) and its solver."""
+    den = prior
+    if job["mode"] == "patch":
+        batch = None if job["patch_batch"] == "all" else int(job["patch_batch"])
+        den = ShiftedGridDenoiser(prior, int(job["inference_size"]), "reflect", patch_batch=batch)
+    operator = make_operator("denoise")
+    params = {"dps": {"zeta": 0.3}, "diffpir": {"lam": 1.0, "zeta": 0.3}}[job["solver"]]
+    return den, make_solver(job["solver"], den, operator, steps=steps, sigma_start=0.5, **params)
+
+
+def profile_one(
+    job: dict, prior_path: str | Path, eval_h5: str | Path, steps: int, device: str
+) -> dict:
+    """Measure one configuration in this process (meant to be a fresh one)."""
+    from patchpnp.training.settings import load_prior, select_device
+
+    dev = select_device(device)
+    prior, _ = load_prior(prior_path, dev)
+    sigma_n = 0.1
+    gen = [torch.Generator().manual_seed(0)]
+    # Warm-up: one whole-image step on a tiny image pays library initialisation and
+    # first-call costs before the baseline is taken. It must stay tiny: memory it
+    # frees stays in the process's heap and would hide the measured job's own peak.
+    _, engine = _build(prior, {**job, "mode": "whole", "image_size": 16}, 1)
+    x = _test_image(eval_h5, 16).to(dev)
+    engine.solve(x, sigma_n, gen)
+
+    _, engine = _build(prior, job, steps)
+    x = _test_image(eval_h5, int(job["image_size"])).to(dev)
+    y = x + sigma_n * torch.randn(x.shape, generator=torch.Generator().manual_seed(1)).to(dev)
+    meter = PeakMemory(dev)
+    meter.start()
+    t0 = time.perf_counter()
+    _, info = engine.solve(y, sigma_n, gen)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    seconds = time.perf_counter() - t0
+    peak_mib, how = meter.stop()
+    tiles = info["tiles_evaluated"]
+    return {
+        **job,
+        "tiles_per_call": 1 if tiles is None else tiles // info["nfe"],
+        "peak_mib": peak_mib,
+        "seconds_per_call": seconds / info["nfe"],
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+        "how": how,
+    }
+
+
+def run_profiles(
+    jobs: Sequence[dict],
+    output: str | Path,
+    *,
+    prior: str | Path,
+    eval_h5: str | Path,
+    steps: int = 3,
+    device: str = "auto",
+    threads: int = 1,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Run every job in its own process and write the table (CSV) atomically."""
+    from tqdm import tqdm
+
+    rows = []
+    for job in tqdm(jobs, desc="profiles", disable=not progress):
+        cmd = [sys.executable, "-m", "patchpnp.profiling", "--worker", json.dumps(job),
+               "--prior", str(prior), "--eval", str(eval_h5), "--steps", str(steps),
+               "--device", device, "--threads", str(threads)]  # fmt: skip
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        if res.returncode != 0:
+            raise RuntimeError(f"profile {job} failed:\n{res.stderr.strip()[-2000:]}")
+        row = json.loads(res.stdout.strip().splitlines()[-1])
+        log.info(
+            "%s %s P=%s batch=%s N=%s: %.1f MiB, %.4f s/call",
+            row["solver"], row["mode"], row["inference_size"], row["patch_batch"],
+            row["image_size"], row["peak_mib"], row["seconds_per_call"],
+        )  # fmt: skip
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    with atomic_path(output) as tmp:
+        table.to_csv(tmp, index=False)
+    return table
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="one profile configuration (internal)")
+    p.add_argument("--worker", required=True, help="the job as JSON")
+    p.add_argument("--prior", required=True)
+    p.add_argument("--eval", required=True)
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    row = profile_one(json.loads(args.worker), args.prior, args.eval, args.steps, args.device)
+    print(json.dumps(row))
+
+
+if __name__ == "__main__":
+    main()
