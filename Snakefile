@@ -24,6 +24,21 @@ include: "workflow/rules/report.smk"
 report: "workflow/report/workflow.rst"
 
 
+# On a cluster, aggregation and plotting run on the submitting node: they take
+# seconds, and a queued job would take minutes.
+localrules:
+    all,
+    data,
+    priors,
+    infer,
+    results,
+    tune,
+    tune_summary,
+    tables,
+    figure_memory,
+    figure_qualitative,
+
+
 rule all:
     default_target: True
     input:

@@ -19,3 +19,10 @@ def test_ci_runs_exactly_the_readme_test_command(repo_root):
     test = _commands((repo_root / "README.md").read_text())[1]
     ci = (repo_root / ".ci" / "run").read_text().splitlines()
     assert test in ci
+
+
+def test_ci_lints_before_the_tests(repo_root):
+    ci = (repo_root / ".ci" / "run").read_text()
+    test = _commands((repo_root / "README.md").read_text())[1]
+    for lint in ("snakemake --lint", "snakefmt --check", "ruff check", "ruff format --check"):
+        assert lint in ci and ci.index(lint) < ci.rindex(test), lint

@@ -48,6 +48,54 @@ def test_paper_config_dry_run(tmp_path, paper_fastmri):
     assert "results/data/knee/shards/eval_0001.h5" in out
     assert "results/data/brain/shards/eval_0003.h5" in out
     assert "results/data/brain/shards/eval_0004.h5" not in out
+    # The paper's full grid: 2 datasets x 2 priors x 2 solvers x 2 tasks x
+    # (whole + 2 patch sizes x 2 paddings) = 80 cells, one baseline per dataset and task.
+    counts = job_counts(out)
+    assert counts["infer_cell"] == 80 and counts["infer_baseline"] == 4
+    assert counts["extract_shard"] == 10 and counts["merge_split"] == 6
+    assert counts["train_prior"] == 2 and counts["profile"] == 2
+
+
+def job_counts(dry_run_output: str) -> dict[str, int]:
+    table = dry_run_output.split("Job stats:")[1].split("total")[0]
+    rows = (line.split() for line in table.splitlines()[3:])
+    return {row[0]: int(row[1]) for row in rows if len(row) == 2}
+
+
+@pytest.mark.parametrize("account", [None, "my_lab"])
+def test_slurm_profile_resources(tmp_path, paper_fastmri, account):
+    """GPU jobs ask for a GPU per process and CPUs per GPU; memory and run time come
+    from the profile; the account comes from the environment when it is set."""
+    res = snakemake(
+        tmp_path,
+        "-n",
+        "--profile",
+        str(ROOT / "profiles" / "slurm"),
+        "--config",
+        f"fastmri_root={paper_fastmri}",
+        configfile=ROOT / "config" / "paper.yaml",
+        extra_env={"PATCHPNP_SLURM_ACCOUNT": account or ""},
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    resources = {}
+    rule = None
+    for line in res.stdout.splitlines():
+        if line.startswith("rule "):
+            rule = line[5:-1]
+        elif line.startswith("    resources: ") and rule not in resources:
+            resources[rule] = dict(
+                item.split("=", 1) for item in line[len("    resources: ") :].split(", ")
+            )
+    train, cell, shard = (
+        resources["train_prior"],
+        resources["infer_cell"],
+        resources["extract_shard"],
+    )
+    paper = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
+    assert train["gpu"] == str(paper["training"]["processes"]) and train["cpus_per_gpu"] == "8"
+    assert cell["gpu"] == "1" and cell["mem_mb"] == "32000" and cell["runtime"] == "240"
+    assert "gpu" not in shard and shard["mem_mb"] == "8000"
+    assert cell.get("slurm_account") == account
 
 
 def test_paper_config_without_fastmri_location_stops_early(tmp_path):

@@ -13,21 +13,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def write_config(folder: Path, config: dict) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
     path = folder / "test_config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 
 
-def snakemake(
-    workdir: Path, *args: str, configfile: Path | None = None, timeout: int = 600
-) -> subprocess.CompletedProcess:
-    """``snakemake`` on the repository's Snakefile with ``workdir`` as working directory.
-
-    The rules call the ``patchpnp`` command, so the interpreter's bin folder goes
-    first on PATH (the tests may run without an activated virtual environment).
-    """
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+def snakemake_command(workdir: Path, configfile: Path | None = None) -> list[str]:
+    """``snakemake`` on the repository's Snakefile with ``workdir`` as working directory."""
     cmd = [
         sys.executable,
         "-m",
@@ -39,8 +32,33 @@ def snakemake(
     ]
     if configfile is not None:
         cmd += ["--configfile", str(configfile)]
+    return cmd
+
+
+def runner_env(extra_env: dict | None = None) -> dict:
+    """The rules call the ``patchpnp`` command, so the interpreter's bin folder goes
+    first on PATH (the tests may run without an activated virtual environment)."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.update(extra_env or {})
+    return env
+
+
+def snakemake(
+    workdir: Path,
+    *args: str,
+    configfile: Path | None = None,
+    timeout: int = 600,
+    extra_env: dict | None = None,
+) -> subprocess.CompletedProcess:
+    """Run ``snakemake`` (see :func:`snakemake_command`) and capture its output."""
     return subprocess.run(
-        [*cmd, *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=workdir
+        [*snakemake_command(workdir, configfile), *args],
+        capture_output=True,
+        text=True,
+        env=runner_env(extra_env),
+        timeout=timeout,
+        cwd=workdir,
     )
 
 

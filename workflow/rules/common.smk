@@ -7,9 +7,11 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
+from patchpnp.atomic import OutputLocationError, check_writable_dir
 from patchpnp.config import ConfigError, validate_config
 from patchpnp.fastmri import DataError
 from patchpnp.plan import Plan, parse_size
+from patchpnp.provenance import solver_code, training_code
 from patchpnp.training.settings import resolve_prior
 
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
@@ -17,6 +19,13 @@ SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 try:
     validate_config(config, SCHEMA)
 except ConfigError as err:
+    raise WorkflowError(str(err))
+
+# Results go under results/ in the working directory; an unwritable location
+# stops the workflow here rather than failing every job.
+try:
+    check_writable_dir("results")
+except OutputLocationError as err:
     raise WorkflowError(str(err))
 
 plan = Plan(config)

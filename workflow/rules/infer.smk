@@ -23,6 +23,9 @@ rule infer_cell:
     params:
         task=lambda wc: json.dumps(INFER["tasks"][wc.task]),
         solver=lambda wc: json.dumps(plan.solver_params(wc.solver, wc.task, wc.prior)),
+        # Package code is invisible to Snakemake: its digest reruns these jobs when
+        # the solver's module changes.
+        code=lambda wc: solver_code(wc.solver),
         size=lambda wc: parse_size(wc.size),
         padding=lambda wc: "reflect" if wc.padding == "none" else wc.padding,
         options=inference_options(),
@@ -85,6 +88,7 @@ rule tune_solver:
     params:
         task=lambda wc: json.dumps(INFER["tasks"][wc.task]),
         solver=lambda wc: json.dumps(plan.solver_params(wc.solver, wc.task, wc.prior)),
+        code=lambda wc: solver_code(wc.solver),
         seed=config["seed"],
         batch=INFER["batch_images"],
         device=config["device"],

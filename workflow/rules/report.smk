@@ -93,6 +93,9 @@ rule figure_memory:
 
 if FIGURES["padding"] is not None:
 
+    localrules:
+        figure_padding,
+
     rule figure_padding:
         input:
             gt=FIGURES["padding"]["gt"],
@@ -160,15 +163,18 @@ rule tile_check:
         f"{LOGS}/denoise_check/{{prior}}_p{{patch}}.log",
     conda:
         "../envs/patchpnp.yaml"
-    threads: 1
+    threads: INFER.get("threads", 1)
     resources:
         mem_mb=4000,
         runtime=30,
+        gpu=gpus_for(1),
     params:
         seed=config["seed"],
+        device=config["device"],
     shell:
         "patchpnp denoise-check {input.data:q} --prior {input.prior:q} --tile {wildcards.patch}"
-        " --seed {params.seed} --output {output:q} > {log} 2>&1"
+        " --seed {params.seed} --output {output:q} --threads {threads}"
+        " --device {params.device} > {log} 2>&1"
 
 
 rule results:

@@ -30,6 +30,8 @@ rule train_prior:
         settings=lambda wc: json.dumps(prior_settings(wc.prior)),
         launcher=lambda wc: launcher(prior_settings(wc.prior)["training"]["processes"]),
         device=config["device"],
+        # The network and training code, which Snakemake does not track by itself.
+        code=training_code(),
     shell:
         "{params.launcher} train {input:q} --out-dir $(dirname {output.weights:q})"
         " --settings {params.settings:q} --threads {threads} --device {params.device}"
@@ -46,15 +48,18 @@ rule denoise_check:
         f"{LOGS}/denoise_check/{{prior}}.log",
     conda:
         "../envs/patchpnp.yaml"
-    threads: 1
+    threads: INFER.get("threads", 1)
     resources:
         mem_mb=4000,
         runtime=30,
+        gpu=gpus_for(1),
     params:
         seed=config["seed"],
+        device=config["device"],
     shell:
         "patchpnp denoise-check {input.data:q} --prior {input.weights:q}"
-        " --seed {params.seed} --output {output:q} > {log} 2>&1"
+        " --seed {params.seed} --output {output:q} --threads {threads}"
+        " --device {params.device} > {log} 2>&1"
 
 
 rule priors:

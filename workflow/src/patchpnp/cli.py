@@ -106,7 +106,14 @@ def _cmd_denoise_check(args: argparse.Namespace) -> None:
     from patchpnp.denoise_check import denoise_check
 
     table = denoise_check(
-        args.prior, args.data, args.sigmas, seed=args.seed, tile=args.tile, padding=args.padding
+        args.prior,
+        args.data,
+        args.sigmas,
+        seed=args.seed,
+        tile=args.tile,
+        padding=args.padding,
+        device=args.device,
+        threads=args.threads,
     )
     if args.output:
         table.to_csv(args.output, index=False)
@@ -290,6 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--tile", type=int, default=None, help="run through P x P shifted-grid tiles")
     q.add_argument("--padding", choices=["zeros", "reflect", "replicate"], default="reflect")
     q.add_argument("--output", help="write the table as CSV")
+    q.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    q.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     q.set_defaults(func=_cmd_denoise_check)
 
     i = sub.add_parser("infer", help="one grid cell: solve a task on evaluation slices")
@@ -386,11 +395,17 @@ def main(argv: list[str] | None = None) -> int:
         from patchpnp.figures import FigureError
 
         errors += (FigureError,)
+    from patchpnp.faults import InjectedFault, maybe_fail
+
     try:
+        maybe_fail(" ".join(sys.argv[1:] if argv is None else argv))
         args.func(args)
     except (*errors, FileNotFoundError) as err:
         print(f"patchpnp {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except InjectedFault as err:
+        print(f"patchpnp {args.command}: {err}", file=sys.stderr)
+        return 3
     return 0
 
 

@@ -19,7 +19,7 @@ import torch
 from patchpnp.extract import read_images
 from patchpnp.patches import ShiftedGridDenoiser
 from patchpnp.training.schemes import step_generator
-from patchpnp.training.settings import load_prior
+from patchpnp.training.settings import load_prior, select_device
 
 
 def psnr(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
@@ -37,9 +37,18 @@ def denoise_check(
     tile: int | None = None,
     padding: str = "reflect",
     batch: int = 16,
+    device: str = "cpu",
+    threads: int | None = None,
 ) -> pd.DataFrame:
-    """Mean PSNR of the noisy input and of one denoiser call, per sigma."""
-    denoiser, settings = load_prior(prior)
+    """Mean PSNR of the noisy input and of one denoiser call, per sigma.
+
+    The noise is drawn on the CPU, so the numbers do not depend on ``device``
+    (``auto``, ``cpu`` or ``cuda``, as in training).
+    """
+    if threads:
+        torch.set_num_threads(threads)
+    dev = select_device(device)
+    denoiser, settings = load_prior(prior, device=dev)
     if tile:
         denoiser = ShiftedGridDenoiser(denoiser, tile, padding=padding, seed=seed)
     x = torch.cat([torch.from_numpy(read_images(p)) for p in data])
@@ -47,7 +56,9 @@ def denoise_check(
     for k, sigma in enumerate(sigmas):
         g = step_generator(seed, k, stream=7)
         noisy = x + sigma * torch.randn(x.shape, generator=g)
-        out = torch.cat([denoiser(noisy[i : i + batch], sigma) for i in range(0, len(x), batch)])
+        out = torch.cat(
+            [denoiser(noisy[i : i + batch].to(dev), sigma).cpu() for i in range(0, len(x), batch)]
+        )
         p_in, p_out = psnr(noisy, x), psnr(out.clamp(0, 1), x)
         rows.append(
             {

@@ -162,7 +162,6 @@ class Plan:
         ]
         return files
 
-
     # -- reporting -----------------------------------------------------------------------
     def patch_sizes(self) -> list[int]:
         return sorted(int(s) for s in self.config["inference"]["sizes"] if s != "whole")

@@ -1,0 +1,249 @@
+"""Scale-out and robustness on the smallest config: a workflow killed outright and
+restarted, incremental reruns after a change of setting or code, a stand-in
+cluster that runs every job as its own process, and injected job failures."""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import h5py
+import pandas as pd
+import pytest
+import torch
+from workflow_runner import (
+    ROOT,
+    runner_env,
+    snakemake,
+    snakemake_command,
+    tiny_demo_config,
+    write_config,
+)
+
+pytestmark = pytest.mark.slow
+
+JOB = re.compile(r"^(?:local)?rule (\w+):$")
+
+
+def planned_jobs(text: str) -> list[tuple[str, list[str]]]:
+    """(rule, outputs) for every job a dry run lists."""
+    jobs: list[tuple[str, list[str]]] = []
+    for line in text.splitlines():
+        match = JOB.match(line.strip())
+        if match:
+            jobs.append((match.group(1), []))
+        elif jobs and line.startswith("    output: "):
+            jobs[-1][1].extend(p.strip() for p in line[len("    output: ") :].split(","))
+    return jobs
+
+
+def dry_run(workdir: Path, config: dict, env: dict | None = None) -> list[tuple[str, list[str]]]:
+    res = snakemake(workdir, "-n", configfile=write_config(workdir / "alt", config), extra_env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return planned_jobs(res.stdout)
+
+
+def result_files(results: Path) -> dict[str, int]:
+    """Modification times of every result (logs and benchmarks aside)."""
+    return {
+        str(p.relative_to(results)): p.stat().st_mtime_ns
+        for p in results.rglob("*")
+        if p.is_file() and "logs" not in p.relative_to(results).parts
+    }
+
+
+def assert_results_readable(results: Path) -> None:
+    """Every result opens: no truncated HDF5, CSV or checkpoint, no temporary files."""
+    assert not list(results.rglob("*.part")), "temporary files left behind"
+    for path in results.rglob("*.h5"):
+        with h5py.File(path) as f:
+            for name in f:
+                if isinstance(f[name], h5py.Dataset):
+                    f[name][()]
+    for path in results.rglob("*.csv"):
+        if "logs" not in path.parts:
+            assert len(pd.read_csv(path)) > 0, path
+    for path in results.rglob("ema.pt"):
+        torch.load(path, map_location="cpu", weights_only=False)
+
+
+@pytest.fixture(scope="module")
+def killed_and_restarted(tmp_path_factory):
+    """The tiny workflow killed outright (SIGKILL to Snakemake and its jobs) once
+    the priors are trained and some grid cells are done, then started again."""
+    work = tmp_path_factory.mktemp("killed")
+    config = tiny_demo_config()
+    configfile = write_config(work, config)
+    log = (work / "first.log").open("w")
+    first = subprocess.Popen(
+        [*snakemake_command(work, configfile), "--cores", "2"],
+        cwd=work,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=runner_env(),
+        start_new_session=True,
+    )
+    metrics = work / "results" / "metrics"
+    deadline = time.monotonic() + 400
+    while time.monotonic() < deadline and first.poll() is None:
+        if len(list(metrics.rglob("*.csv"))) >= 3:
+            break
+        time.sleep(0.2)
+    assert first.poll() is None, "the workflow ended before it could be killed"
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    log.close()
+    before = result_files(work / "results")
+
+    unlock = snakemake(work, "--unlock", configfile=configfile)
+    assert unlock.returncode == 0, unlock.stderr[-2000:]
+    pending = dry_run(work, config)
+    second = snakemake(work, "--cores", "2", configfile=configfile)
+    assert second.returncode == 0, second.stderr[-3000:]
+    return {
+        "work": work,
+        "config": config,
+        "before": before,
+        "pending": pending,
+        "after": result_files(work / "results"),
+        "second": second,
+    }
+
+
+def test_restart_after_kill_redoes_no_finished_job(killed_and_restarted):
+    run = killed_and_restarted
+    pending = {out for _, outs in run["pending"] for out in outs}
+    rerun_rules = {rule for rule, _ in run["pending"]}
+    # Trained priors and extracted data were finished: they are not redone.
+    assert "train_prior" not in rerun_rules and "merge_split" not in rerun_rules
+    assert "infer_cell" in rerun_rules  # the grid was cut short
+    kept = [
+        name
+        for name in run["before"]
+        if f"results/{name}" not in pending and not name.endswith(".part")
+    ]
+    assert any(name.startswith("metrics/") for name in kept)
+    changed = [name for name in kept if run["after"].get(name) != run["before"][name]]
+    assert not changed, f"finished results were redone or removed: {changed}"
+    assert_results_readable(run["work"] / "results")
+    again = snakemake(run["work"], "-n", configfile=write_config(run["work"], run["config"]))
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def _rules(jobs):
+    return {rule for rule, _ in jobs}
+
+
+def _outputs(jobs, rule):
+    return [outs[0] for r, outs in jobs if r == rule]
+
+
+def test_changing_one_solver_setting_reruns_only_that_solvers_jobs(killed_and_restarted):
+    run = killed_and_restarted
+    config = copy.deepcopy(run["config"])
+    config["inference"]["solvers"]["dps"]["tasks"]["denoise"]["zeta"] = 0.5
+    jobs = dry_run(run["work"], config)
+    cells = _outputs(jobs, "infer_cell")
+    assert cells and all("/dps/" in c for c in cells), cells
+    # every DPS cell: 2 priors x (whole, p8-reflect)
+    assert len(cells) == 4
+    assert _rules(jobs) <= {"infer_cell", "tables", "all"}, _rules(jobs)
+
+
+def test_changing_a_training_setting_reruns_that_prior_and_its_dependants(killed_and_restarted):
+    run = killed_and_restarted
+    config = copy.deepcopy(run["config"])
+    config["priors"]["patch"]["train_patch"] = 12
+    jobs = dry_run(run["work"], config)
+    assert _outputs(jobs, "train_prior") == ["results/priors/patch/ema.pt"]
+    for rule, outs in jobs:
+        for out in outs:
+            assert "/whole/" not in out and "/data/" not in out, (rule, out)
+    assert {"denoise_check", "tile_check", "infer_cell", "tables"} <= _rules(jobs)
+    assert not _rules(jobs) & {"extract_shard", "merge_split", "infer_baseline"}
+    assert len(_outputs(jobs, "infer_cell")) == 5  # the patch prior's cells only
+
+
+def test_adding_a_patch_size_adds_only_its_jobs(killed_and_restarted):
+    run = killed_and_restarted
+    config = copy.deepcopy(run["config"])
+    config["inference"]["sizes"] = ["whole", 8, 4]
+    jobs = dry_run(run["work"], config)
+    cells = _outputs(jobs, "infer_cell")
+    # per prior: diffpir p4 with both paddings, dps p4 with reflection
+    assert len(cells) == 2 * 3 and all("/p4-" in c for c in cells), cells
+    assert not _rules(jobs) & {"train_prior", "extract_shard", "infer_baseline", "profile"}
+
+
+def test_changing_a_solver_module_reruns_that_solvers_jobs(killed_and_restarted, tmp_path):
+    """The package's code is a rerun trigger, comments and formatting aside."""
+    run = killed_and_restarted
+    src = tmp_path / "src"
+    shutil.copytree(ROOT / "workflow" / "src" / "patchpnp", src / "patchpnp")
+    env = {"PYTHONPATH": str(src)}
+    module = src / "patchpnp" / "solvers" / "dps.py"
+
+    module.write_text(module.read_text() + "\n# a comment changes nothing\n")
+    assert not [job for job in dry_run(run["work"], run["config"], env) if job[0] != "all"]
+
+    module.write_text(module.read_text() + "\nSTEP_SIZE_NOTE = 'changed behaviour'\n")
+    jobs = dry_run(run["work"], run["config"], env)
+    cells = _outputs(jobs, "infer_cell")
+    assert len(cells) == 4 and all("/dps/" in c for c in cells), cells
+    assert _rules(jobs) <= {"infer_cell", "tables", "all"}
+
+
+def test_stand_in_cluster_runs_every_job_as_its_own_process_and_survives_faults(
+    killed_and_restarted, tmp_path
+):
+    """The local-cluster profile (cluster-generic executor, one background process
+    per job) runs the smallest config. One cell fails once and succeeds on the retry
+    the profile allows; another fails every time: it fails alone, the independent
+    jobs finish (--keep-going), and a clean rerun completes only what is missing.
+    The numbers equal the local run's: each job is self-contained."""
+    config = tiny_demo_config()
+    configfile = write_config(tmp_path, config)
+    profile = ["--profile", str(ROOT / "profiles" / "local-cluster")]
+    flaky = "metrics/mni_t1_singlecoil/whole/dps/denoise/p8-reflect.csv"
+    broken = "metrics/mni_t1_singlecoil/patch/diffpir/denoise/whole-none.csv"
+    state = tmp_path / "faults"
+    env = {
+        "PATCHPNP_INJECT_FAULT": f"{flaky}@1;{broken}@5",
+        "PATCHPNP_INJECT_FAULT_STATE": str(state),
+    }
+    first = snakemake(
+        tmp_path, *profile, "--keep-going", configfile=configfile, extra_env=env, timeout=900
+    )
+    assert first.returncode != 0
+    results = tmp_path / "results"
+    attempts = {p.read_text() for p in state.iterdir()}
+    assert attempts == {"1", "2"}  # flaky: one failure; broken: first try and one retry
+    assert (results / flaky).is_file()  # succeeded on its retry
+    assert not (results / broken).exists()
+    assert not (results / broken.replace("metrics/", "infer/").replace(".csv", ".h5")).exists()
+    # independent jobs finished; the aggregation that needs the broken cell did not
+    assert len(list((results / "metrics").rglob("*.csv"))) == 2 * (3 + 2) + 1 - 1
+    assert (results / "figures" / "fig3_memory.png").is_file()
+    assert not (results / "tables" / "table1.csv").exists()
+    jobs = list((tmp_path / ".snakemake" / "local-cluster").glob("*.sh"))
+    assert len(jobs) >= 25  # every job (targets and localrules aside) went through submit.py
+
+    before = result_files(results)
+    second = snakemake(tmp_path, *profile, configfile=configfile, timeout=600)
+    assert second.returncode == 0, second.stderr[-3000:]
+    after = result_files(results)
+    redone = sorted(n for n in before if after[n] != before[n])
+    assert not redone, redone
+    assert (results / "tables" / "table1.csv").is_file()
+    assert_results_readable(results)
+
+    local = killed_and_restarted["work"] / "results"
+    for name in (flaky, broken, "metrics/mni_t1_singlecoil/baseline/denoise.csv"):
+        ours, theirs = pd.read_csv(results / name), pd.read_csv(local / name)
+        pd.testing.assert_series_equal(ours["psnr"], theirs["psnr"])
