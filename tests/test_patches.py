@@ -286,3 +286,21 @@ def test_bad_arguments():
         ShiftedGridDenoiser(SmallConvNet(), 8, padding="circular")
     with pytest.raises(ValueError, match="patch_batch"):
         ShiftedGridDenoiser(SmallConvNet(), 8, patch_batch=0)
+
+
+def test_gradient_recomputes_only_when_micro_batches_bound_memory():
+    """Default policy: one batch of all tiles differentiates by plain autograd (no
+    extra forward pass); micro-batches use the recomputing backward. Same gradient."""
+    inner = SmallConvNet(channels=1)
+    x = torch.rand(1, 1, 20, 20, generator=torch.Generator().manual_seed(2))
+    grads = {}
+    for patch_batch in (None, 2, 100):
+        den = ShiftedGridDenoiser(inner, 8, padding="reflect", patch_batch=patch_batch)
+        xg = x.clone().requires_grad_(True)
+        out = den(xg, 0.3, generator=torch.Generator().manual_seed(5))
+        bounded = "MemoryBounded" in type(out.grad_fn).__name__
+        assert bounded == (patch_batch == 2), patch_batch  # 9 tiles: only 2 splits them
+        out.square().sum().backward()
+        grads[patch_batch] = xg.grad
+    assert torch.allclose(grads[None], grads[2], rtol=1e-5, atol=1e-6)
+    assert torch.allclose(grads[None], grads[100], rtol=1e-5, atol=1e-6)

@@ -45,7 +45,7 @@ def planned_jobs(text: str) -> list[tuple[str, list[str]]]:
 
 def dry_run(workdir: Path, config: dict, env: dict | None = None) -> list[tuple[str, list[str]]]:
     res = snakemake(workdir, "-n", configfile=write_config(workdir / "alt", config), extra_env=env)
-    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
     return planned_jobs(res.stdout)
 
 
@@ -136,6 +136,50 @@ def test_restart_after_kill_redoes_no_finished_job(killed_and_restarted):
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
+def test_tiny_demo_runs_end_to_end_and_then_does_nothing(killed_and_restarted):
+    """Everything the workflow promises is there after the (restarted) run; a second
+    run does nothing, quickly; the report builds."""
+    tmp_path = killed_and_restarted["work"]
+    configfile = write_config(tmp_path, killed_and_restarted["config"])
+    res = killed_and_restarted["second"]
+    data = tmp_path / "results" / "data" / "mni_t1_singlecoil"
+    with h5py.File(data / "train.h5") as f:
+        assert f["images"].shape == (3 * 3, 1, 16, 16)  # 3 volumes x 3 slices
+    with h5py.File(data / "eval.h5") as f:
+        assert f["images"].shape == (2, 1, 16, 16)
+    with h5py.File(data / "tune.h5") as f:
+        assert f["images"].shape == (1, 1, 16, 16)
+    assert not (data / "shards").exists() or not any((data / "shards").iterdir())  # temp()
+    logs = tmp_path / "results" / "logs"
+    assert (logs / "extract" / "mni_t1_singlecoil_train_0000.log").is_file()
+    assert (logs / "demo_volumes" / "mni_t1_singlecoil_train.log").is_file()
+    for prior in ("whole", "patch"):
+        assert (tmp_path / "results" / "priors" / prior / "ema.pt").is_file()
+        assert (tmp_path / "results" / "priors" / prior / "denoise_check.csv").is_file()
+    metrics = sorted((tmp_path / "results" / "metrics").rglob("*.csv"))
+    # priors x (diffpir: whole + 2 paddings, dps: whole + reflect), and the baseline
+    assert len(metrics) == 2 * (3 + 2) + 1
+    results = tmp_path / "results"
+    for name in ("table1.csv", "table1.md", "table1.tex", "extended.csv", "extended.md"):
+        assert (results / "tables" / name).stat().st_size > 0, name
+    for stem in ("fig1_padding", "fig2_qualitative", "fig3_memory"):
+        for ext in ("png", "pdf"):
+            assert (results / "figures" / f"{stem}.{ext}").stat().st_size > 1000, stem
+    assert (results / "profile" / "diffpir.csv").is_file()
+    assert (results / "priors" / "whole" / "denoise_check_p8.csv").is_file()
+    assert "results/tables/" in res.stdout + res.stderr  # where the outputs are
+
+    start = time.perf_counter()
+    again = snakemake(tmp_path, "--cores", "2", configfile=configfile)
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+    assert time.perf_counter() - start < 15
+
+    report = snakemake(tmp_path, "--report", "report.html", configfile=configfile)
+    assert report.returncode == 0, report.stderr[-3000:]
+    html = (tmp_path / "report.html").read_text(errors="replace")
+    assert "fig3_memory.png" in html and "table1.csv" in html
+
+
 def _rules(jobs):
     return {rule for rule, _ in jobs}
 
@@ -173,11 +217,11 @@ def test_changing_a_training_setting_reruns_that_prior_and_its_dependants(killed
 def test_adding_a_patch_size_adds_only_its_jobs(killed_and_restarted):
     run = killed_and_restarted
     config = copy.deepcopy(run["config"])
-    config["inference"]["sizes"] = ["whole", 8, 4]
+    config["inference"]["sizes"] = ["whole", 8, 12]
     jobs = dry_run(run["work"], config)
     cells = _outputs(jobs, "infer_cell")
-    # per prior: diffpir p4 with both paddings, dps p4 with reflection
-    assert len(cells) == 2 * 3 and all("/p4-" in c for c in cells), cells
+    # per prior: diffpir p12 with both paddings, dps p12 with reflection
+    assert len(cells) == 2 * 3 and all("/p12-" in c for c in cells), cells
     assert not _rules(jobs) & {"train_prior", "extract_shard", "infer_baseline", "profile"}
 
 
@@ -208,9 +252,12 @@ def test_stand_in_cluster_runs_every_job_as_its_own_process_and_survives_faults(
     jobs finish (--keep-going), and a clean rerun completes only what is missing.
     The numbers equal the local run's: each job is self-contained."""
     config = tiny_demo_config()
+    # The smallest grid that still has every kind of job: one prior, both solvers.
+    config["priors"] = {"patch": config["priors"]["patch"]}
+    config["inference"]["paddings"] = ["reflect"]
     configfile = write_config(tmp_path, config)
     profile = ["--profile", str(ROOT / "profiles" / "local-cluster")]
-    flaky = "metrics/mni_t1_singlecoil/whole/dps/denoise/p8-reflect.csv"
+    flaky = "metrics/mni_t1_singlecoil/patch/dps/denoise/p8-reflect.csv"
     broken = "metrics/mni_t1_singlecoil/patch/diffpir/denoise/whole-none.csv"
     state = tmp_path / "faults"
     env = {
@@ -228,11 +275,12 @@ def test_stand_in_cluster_runs_every_job_as_its_own_process_and_survives_faults(
     assert not (results / broken).exists()
     assert not (results / broken.replace("metrics/", "infer/").replace(".csv", ".h5")).exists()
     # independent jobs finished; the aggregation that needs the broken cell did not
-    assert len(list((results / "metrics").rglob("*.csv"))) == 2 * (3 + 2) + 1 - 1
+    assert len(list((results / "metrics").rglob("*.csv"))) == 2 * 2 + 1 - 1
     assert (results / "figures" / "fig3_memory.png").is_file()
     assert not (results / "tables" / "table1.csv").exists()
     jobs = list((tmp_path / ".snakemake" / "local-cluster").glob("*.sh"))
-    assert len(jobs) >= 25  # every job (targets and localrules aside) went through submit.py
+    # every job (targets and localrules aside) went through submit.py, retries included
+    assert len(jobs) >= 20
 
     before = result_files(results)
     second = snakemake(tmp_path, *profile, configfile=configfile, timeout=600)

@@ -1,8 +1,5 @@
 """The Snakemake workflow: dry runs of both configs, early errors, and a tiny real run."""
 
-import time
-
-import h5py
 import pytest
 import yaml
 from fastmri_files import write_folder
@@ -135,48 +132,6 @@ def test_bad_config_value_stops_before_any_job(tmp_path):
         in res.stdout + res.stderr
     )
     assert not (tmp_path / "results").exists()
-
-
-def test_tiny_demo_runs_end_to_end_and_then_does_nothing(tmp_path):
-    configfile = write_config(tmp_path, tiny_demo_config())
-    res = snakemake(tmp_path, "--cores", "2", configfile=configfile)
-    assert res.returncode == 0, res.stderr[-3000:]
-    data = tmp_path / "results" / "data" / "mni_t1_singlecoil"
-    with h5py.File(data / "train.h5") as f:
-        assert f["images"].shape == (3 * 3, 1, 16, 16)  # 3 volumes x 3 slices
-    with h5py.File(data / "eval.h5") as f:
-        assert f["images"].shape == (2, 1, 16, 16)
-    with h5py.File(data / "tune.h5") as f:
-        assert f["images"].shape == (1, 1, 16, 16)
-    assert not (data / "shards").exists() or not any((data / "shards").iterdir())  # temp()
-    logs = tmp_path / "results" / "logs"
-    assert (logs / "extract" / "mni_t1_singlecoil_train_0000.log").is_file()
-    assert (logs / "demo_volumes" / "mni_t1_singlecoil_train.log").is_file()
-    for prior in ("whole", "patch"):
-        assert (tmp_path / "results" / "priors" / prior / "ema.pt").is_file()
-        assert (tmp_path / "results" / "priors" / prior / "denoise_check.csv").is_file()
-    metrics = sorted((tmp_path / "results" / "metrics").rglob("*.csv"))
-    # priors x (diffpir: whole + 2 paddings, dps: whole + reflect), and the baseline
-    assert len(metrics) == 2 * (3 + 2) + 1
-    results = tmp_path / "results"
-    for name in ("table1.csv", "table1.md", "table1.tex", "extended.csv", "extended.md"):
-        assert (results / "tables" / name).stat().st_size > 0, name
-    for stem in ("fig1_padding", "fig2_qualitative", "fig3_memory"):
-        for ext in ("png", "pdf"):
-            assert (results / "figures" / f"{stem}.{ext}").stat().st_size > 1000, stem
-    assert (results / "profile" / "diffpir.csv").is_file()
-    assert (results / "priors" / "whole" / "denoise_check_p8.csv").is_file()
-    assert "results/tables/" in res.stdout + res.stderr  # where the outputs are
-
-    start = time.perf_counter()
-    again = snakemake(tmp_path, "--cores", "2", configfile=configfile)
-    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
-    assert time.perf_counter() - start < 15
-
-    report = snakemake(tmp_path, "--report", "report.html", configfile=configfile)
-    assert report.returncode == 0, report.stderr[-3000:]
-    html = (tmp_path / "report.html").read_text(errors="replace")
-    assert "fig3_memory.png" in html and "table1.csv" in html
 
 
 def test_lint_is_clean():

@@ -52,8 +52,12 @@ def snakemake(
     extra_env: dict | None = None,
 ) -> subprocess.CompletedProcess:
     """Run ``snakemake`` (see :func:`snakemake_command`) and capture its output."""
+    # The config file goes last: --configfile takes several values, so a target
+    # name after it would be read as one more config file.
+    cmd = snakemake_command(workdir)
+    cmd += [*args, *(["--configfile", str(configfile)] if configfile is not None else [])]
     return subprocess.run(
-        [*snakemake_command(workdir, configfile), *args],
+        cmd,
         capture_output=True,
         text=True,
         env=runner_env(extra_env),

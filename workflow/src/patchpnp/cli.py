@@ -146,6 +146,45 @@ def _cmd_infer(args: argparse.Namespace) -> None:
     )
 
 
+def _cmd_crosscheck(args: argparse.Namespace) -> None:
+    import json
+
+    from patchpnp.crosscheck import require_deepinv, run_crosscheck
+
+    require_deepinv()  # fail first, with the install command, if the extra is missing
+    task_params, solver_params, seed = {}, {}, args.seed
+    if args.config:
+        from patchpnp.config import load_config
+        from patchpnp.plan import Plan
+
+        config = load_config(args.config)
+        if args.task not in config["inference"]["tasks"]:
+            raise ValueError(f"task '{args.task}' is not in {args.config}")
+        name = args.prior_name or Path(args.prior).parent.name
+        task_params = dict(config["inference"]["tasks"][args.task])
+        solver_params = Plan(config).solver_params("diffpir", args.task, name)
+        seed = config["seed"] if seed is None else seed
+    task_params.update(json.loads(args.task_params))
+    solver_params.update(json.loads(args.solver_params))
+    table, summary = run_crosscheck(
+        args.prior,
+        args.data,
+        task=args.task,
+        task_params=task_params,
+        solver_params=solver_params,
+        limit=args.limit,
+        seed=0 if seed is None else seed,
+        start=args.start,
+        physics=args.physics,
+        device=args.device,
+        threads=args.threads,
+    )
+    if args.output:
+        table.to_csv(args.output, index=False)
+    print(f"DiffPIR cross-check, task {args.task}: {task_params}, {solver_params}")
+    print(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
 def _cmd_tune(args: argparse.Namespace) -> None:
     import json
 
@@ -319,6 +358,40 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--threads", type=int, default=None)
     i.add_argument("--limit", type=int, default=None, help="use only the first N images")
     i.set_defaults(func=_cmd_infer)
+
+    x = sub.add_parser(
+        "crosscheck",
+        help="our DiffPIR against deepinv's (needs the crosscheck extra), PSNR per method",
+    )
+    x.add_argument("--prior", required=True, help="ema.pt of a trained prior")
+    x.add_argument("--data", required=True, help="extracted evaluation split (eval.h5)")
+    x.add_argument("--task", required=True, help="denoise or sr")
+    x.add_argument("--config", help="take sigma_n and the DiffPIR settings from this config")
+    x.add_argument("--prior-name", help="the prior's name in --config (default: its folder)")
+    x.add_argument("--task-params", default="{}", help='JSON overrides, e.g. {"sigma_n": 0.2}')
+    x.add_argument(
+        "--solver-params", default="{}", help="JSON overrides: steps, lam (ours), zeta, sigma_start"
+    )
+    x.add_argument(
+        "--start",
+        choices=["config", "top"],
+        default="config",
+        help="config: both start at sigma_start; top: deepinv unmodified, ours from sigma_max",
+    )
+    x.add_argument(
+        "--physics",
+        choices=["native", "wrapped"],
+        default="native",
+        help="deepinv's own operator (checked equal to ours) or ours wrapped for deepinv",
+    )
+    x.add_argument("--limit", type=int, default=4, help="use only the first N images")
+    x.add_argument(
+        "--seed", type=int, default=None, help="default: the config's seed (as infer), else 0"
+    )
+    x.add_argument("--output", help="write the per-image table as CSV")
+    x.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    x.add_argument("--threads", type=int, default=None)
+    x.set_defaults(func=_cmd_crosscheck)
 
     u = sub.add_parser("tune", help="sweep lambda (DiffPIR) or zeta (DPS) on tuning slices")
     u.add_argument("data", nargs="+", help="extracted tuning splits (tune.h5)")

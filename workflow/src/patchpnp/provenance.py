@@ -35,7 +35,7 @@ def code_digest(*modules: str) -> str:
 
 # The modules each kind of job runs. A change in a solver's own module reruns
 # that solver's jobs only; the shared parts rerun every job that uses them.
-SOLVER_SHARED = ("patchpnp.solvers.base", "patchpnp.solvers.schedule")
+SOLVER_SHARED = ("patchpnp.solvers.base", "patchpnp.solvers.schedule", "patchpnp.patches")
 TRAINING = (
     "patchpnp.prior.network",
     "patchpnp.prior.mp_layers",
@@ -50,7 +50,8 @@ TRAINING = (
 
 
 def solver_code(solver: str) -> str:
-    """Digest of what a solver's jobs run: its module and the shared solver code."""
+    """Digest of what a solver's jobs run: its module, the shared solver code and the
+    shifted-grid patch wrapper."""
     return code_digest(f"patchpnp.solvers.{solver}", *SOLVER_SHARED)
 
 

@@ -11,11 +11,16 @@ Per step ``i`` (ALGORITHMS.md section 6), with ``s_i`` the noise level:
 The estimate returned is the last step's ``x0_hat``, i.e. the final denoised image.
 
 Units: ``sigma_n`` and ``s_i`` are both in [0, 1] units, so ``rho_i`` is unit-free and
-``lam`` is consistent; the official code mixes [0, 1] and [-1, 1] units in ``rho``, so its
-``lambda`` is 1/4 of ours (and deepinv's is half the official one). ``rho_i`` is per
-sample when ``sigma_n`` is. ``sigma_n = 0`` would make ``rho_i = 0``: the prox then
-degenerates into an unregularised least-squares solve (singular for SR or MRI, where
-``A^T A`` is not invertible), so it is rejected.
+``lam`` is consistent. The official code mixes units: its ``rho = lambda sigma_n^2 /
+sigma_k^2`` takes ``sigma_n`` in [0, 1] units but ``sigma_k = 2 s`` in [-1, 1] units, and
+solves the same ``argmin ||y - A x||^2 + rho ||x - x0||^2``, so the same algorithm needs
+its ``lambda`` 4 times ours (``lam_official = 4 lam``). deepinv's ``DiffPIR`` (with its
+default ``L2()`` data fidelity, ``f = ||Ax - y||^2 / 2``) calls ``prox(gamma = 1 / (2 rho))``,
+an effective weight ``2 rho``: its ``lambda_`` is half the official one, i.e. twice ours
+(``lambda_deepinv = 2 lam``; :mod:`patchpnp.crosscheck` checks this against deepinv's own
+code). ``rho_i`` is per sample when ``sigma_n`` is. ``sigma_n = 0`` would make ``rho_i = 0``:
+the prox then degenerates into an unregularised least-squares solve (singular for SR or
+MRI, where ``A^T A`` is not invertible), so it is rejected.
 """
 
 from __future__ import annotations
