@@ -178,7 +178,8 @@ def test_code_digest_follows_code_not_comments(tmp_path, monkeypatch):
 
 
 def test_each_solver_has_its_own_digest():
-    from patchpnp.provenance import solver_code, training_code
+    from patchpnp.provenance import RULE_MODULES, rule_code, solver_code
 
     assert solver_code("dps") != solver_code("diffpir")
-    assert training_code() == training_code()
+    digests = {kind: rule_code(kind) for kind in RULE_MODULES}
+    assert len(set(digests.values())) == len(digests)

@@ -11,8 +11,8 @@ from patchpnp.atomic import OutputLocationError, check_writable_dir
 from patchpnp.config import ConfigError, validate_config
 from patchpnp.fastmri import DataError
 from patchpnp.plan import Plan, parse_size
-from patchpnp.provenance import solver_code, training_code
-from patchpnp.training.settings import resolve_prior
+from patchpnp.provenance import rule_code, solver_code
+from patchpnp.training.spec import resolve_prior
 
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 

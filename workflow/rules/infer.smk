@@ -54,6 +54,7 @@ rule infer_baseline:
     params:
         task=lambda wc: json.dumps(INFER["tasks"][wc.task]),
         options=inference_options(),
+        code=rule_code("baseline"),
     shell:
         "patchpnp infer {input.data:q} --recon {output.recon:q} --metrics {output.metrics:q}"
         " --task {wildcards.task} --task-params {params.task:q} --solver baseline"
@@ -88,7 +89,7 @@ rule tune_solver:
     params:
         task=lambda wc: json.dumps(INFER["tasks"][wc.task]),
         solver=lambda wc: json.dumps(plan.solver_params(wc.solver, wc.task, wc.prior)),
-        code=lambda wc: solver_code(wc.solver),
+        code=lambda wc: solver_code(wc.solver) + rule_code("tune"),
         seed=config["seed"],
         batch=INFER["batch_images"],
         device=config["device"],

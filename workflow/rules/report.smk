@@ -28,6 +28,7 @@ rule profile:
         sweep_patch=PROFILE["sweep_patch"],
         steps=PROFILE["steps"],
         device=config["device"],
+        code=lambda wc: rule_code("profile") + solver_code(wc.solver),
     shell:
         "patchpnp profile --output {output:q} --prior {input.prior:q} --eval {input.data:q}"
         " --solvers {wildcards.solver} --image-size {params.image_size}"
@@ -64,6 +65,7 @@ rule tables:
     params:
         side=DATA["image_size"],
         seed=config["seed"],
+        code=rule_code("tables"),
     shell:
         "patchpnp tables {input:q} --out-dir results/tables --seed {params.seed}"
         " --image-shape {params.side} {params.side} > {log} 2>&1"
@@ -87,6 +89,8 @@ rule figure_memory:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        code=rule_code("figures"),
     shell:
         "patchpnp figure memory {input:q} --out-stem results/figures/fig3_memory > {log} 2>&1"
 
@@ -118,6 +122,7 @@ if FIGURES["padding"] is not None:
             runtime=10,
         params:
             index=FIGURES["index"],
+            code=rule_code("figures"),
         shell:
             "patchpnp figure padding {input.gt:q} {input.zeros:q} {input.reflect:q}"
             " --index {params.index} --out-stem results/figures/fig1_padding > {log} 2>&1"
@@ -146,6 +151,7 @@ rule figure_qualitative:
     params:
         rows=json.dumps(FIGURES["rows"]),
         index=FIGURES["index"],
+        code=rule_code("figures"),
     shell:
         "patchpnp figure qualitative {params.rows:q} --index {params.index}"
         " --out-stem results/figures/fig2_qualitative > {log} 2>&1"
@@ -171,6 +177,7 @@ rule tile_check:
     params:
         seed=config["seed"],
         device=config["device"],
+        code=rule_code("denoise_check"),
     shell:
         "patchpnp denoise-check {input.data:q} --prior {input.prior:q} --tile {wildcards.patch}"
         " --seed {params.seed} --output {output:q} --threads {threads}"

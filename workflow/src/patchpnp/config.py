@@ -192,7 +192,7 @@ TASK_KEYS = {
 
 
 def _inference_checks(config: dict[str, Any]) -> list[str]:
-    from patchpnp.patches import AxisGrid
+    from patchpnp.tiling import AxisGrid
 
     inf, out = config["inference"], []
     size = config["data"]["image_size"]

@@ -28,16 +28,16 @@ micro-batch instead of growing with the number of tiles. The recomputation costs
 extra forward pass per tile, so by default (``memory_bounded_grad=None``) it is used
 only where it bounds memory: when ``patch_batch`` splits the tiles into several
 micro-batches. With all tiles in one batch, plain autograd holds the same activations
-and is a third faster (one forward and one backward instead of two and one). Only the gradient with respect
-to ``x`` is produced: if ``inner`` has parameters that require grad, the wrapper falls
-back to plain autograd (exact for the parameters too, but not memory-bounded) and warns.
+and is a third faster (one forward and one backward instead of two and one). Only the
+gradient with respect to ``x`` is produced: if ``inner`` has parameters that require
+grad, the wrapper falls back to plain autograd (exact for the parameters too, but not
+memory-bounded) and warns.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -45,32 +45,10 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from patchpnp.prior.precond import coordinate_channels
+from patchpnp.tiling import AxisGrid
 
 PADDING_MODES = ("zeros", "reflect", "replicate")
 _TORCH_PAD_MODE = {"zeros": "constant", "reflect": "reflect", "replicate": "replicate"}
-
-
-@dataclass(frozen=True)
-class AxisGrid:
-    """How one image axis of length ``size`` is tiled by ``count`` tiles of ``tile`` pixels.
-
-    ``pad`` (M) pixels are added on both sides; the tiled window starts at the drawn
-    shift in ``[0, pad)`` of the padded axis and spans ``count * tile = size + pad``.
-    """
-
-    size: int
-    tile: int
-    count: int
-    pad: int
-
-    @classmethod
-    def for_axis(cls, size: int, patch: int) -> AxisGrid:
-        k = size // patch if patch < size else 0
-        return cls(size=size, tile=patch, count=k + 1, pad=(k + 1) * patch - size)
-
-    @property
-    def span(self) -> int:
-        return self.count * self.tile
 
 
 def image_coordinates(

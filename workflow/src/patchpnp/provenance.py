@@ -14,16 +14,32 @@ import ast
 import hashlib
 import importlib.util
 from functools import cache
+from pathlib import Path
+
+
+def _source_path(module: str) -> Path:
+    """The file Python would import ``module`` from, found without importing any of
+    its packages (``find_spec`` of a submodule imports its parents, and with them
+    torch: planning the workflow must stay quick)."""
+    top, *rest = module.split(".")
+    spec = importlib.util.find_spec(top)
+    if spec is not None and spec.submodule_search_locations and rest:
+        for folder in spec.submodule_search_locations:
+            base = Path(folder).joinpath(*rest)
+            for path in (base.with_suffix(".py"), base / "__init__.py"):
+                if path.is_file():
+                    return path
+    elif spec is not None and spec.origin and spec.origin.endswith(".py") and not rest:
+        return Path(spec.origin)
+    raise ValueError(f"{module!r} is not a Python source module that can be found")
 
 
 @cache
 def module_digest(module: str) -> str:
     """SHA-256 (16 hex digits) of a module's syntax tree, without importing it."""
-    spec = importlib.util.find_spec(module)
-    if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
-        raise ValueError(f"{module!r} is not a Python source module that can be found")
-    with open(spec.origin, encoding="utf-8") as fh:
-        tree = ast.parse(fh.read(), filename=spec.origin)
+    path = _source_path(module)
+    with open(path, encoding="utf-8") as fh:
+        tree = ast.parse(fh.read(), filename=str(path))
     return hashlib.sha256(ast.dump(tree).encode()).hexdigest()[:16]
 
 
@@ -35,25 +51,56 @@ def code_digest(*modules: str) -> str:
 
 # The modules each kind of job runs. A change in a solver's own module reruns
 # that solver's jobs only; the shared parts rerun every job that uses them.
-SOLVER_SHARED = ("patchpnp.solvers.base", "patchpnp.solvers.schedule", "patchpnp.patches")
-TRAINING = (
+PHYSICS = tuple(
+    f"patchpnp.physics.{m}"
+    for m in ("base", "convolution", "kernels", "denoising", "superres", "deblur", "mri")
+)
+SOLVER_SHARED = (
+    "patchpnp.solvers.base",
+    "patchpnp.solvers.schedule",
+    "patchpnp.patches",
+    "patchpnp.tiling",
+    "patchpnp.inference",
+    "patchpnp.metrics",
+    *PHYSICS,
+)
+PRIOR = (
     "patchpnp.prior.network",
     "patchpnp.prior.mp_layers",
     "patchpnp.prior.precond",
     "patchpnp.prior.loss",
     "patchpnp.prior.ema",
     "patchpnp.prior.schedule",
+    "patchpnp.training.settings",
+    "patchpnp.training.spec",
+)
+TRAINING = (
+    *PRIOR,
     "patchpnp.training.loop",
     "patchpnp.training.schemes",
     "patchpnp.training.images",
 )
 
+# Rules whose code does not depend on a wildcard.
+RULE_MODULES = {
+    "demo_volumes": ("patchpnp.demo", "patchpnp.fastmri"),
+    "extract": ("patchpnp.extract", "patchpnp.fastmri", "patchpnp.atomic"),
+    "train": TRAINING,
+    "denoise_check": ("patchpnp.denoise_check", "patchpnp.patches", "patchpnp.tiling"),
+    "baseline": ("patchpnp.inference", "patchpnp.metrics", *PHYSICS),
+    "profile": ("patchpnp.profiling", "patchpnp.memory"),
+    "tune": ("patchpnp.tune",),
+    "tables": ("patchpnp.aggregate",),
+    "figures": ("patchpnp.figures",),
+}
+
 
 def solver_code(solver: str) -> str:
-    """Digest of what a solver's jobs run: its module, the shared solver code and the
-    shifted-grid patch wrapper."""
+    """Digest of what a solver's jobs run: its module, the shared solver code, the
+    shifted-grid patch wrapper, the cell runner, the metrics and the operators."""
     return code_digest(f"patchpnp.solvers.{solver}", *SOLVER_SHARED)
 
 
-def training_code() -> str:
-    return code_digest(*TRAINING)
+def rule_code(kind: str) -> str:
+    """Digest of the modules behind one kind of job (a key of ``RULE_MODULES``)."""
+    return code_digest(*RULE_MODULES[kind])

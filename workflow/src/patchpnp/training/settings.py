@@ -1,87 +1,22 @@
-"""A prior's resolved settings, the network they build, and checkpoint identity.
+"""The network a prior's settings build, device selection, and loading a trained prior.
 
-The workflow config splits a prior's settings into shared defaults
-(``network``, ``training``) and per-prior overrides (``priors.<name>``);
-:func:`resolve_prior` merges them into one plain dict that the ``train`` step
-receives, saves beside its weights and hashes to name its checkpoints.
+The settings themselves (merging, hashing, comparing) live in
+:mod:`patchpnp.training.spec`, which does not need torch; they are re-exported here.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
 import torch
 
 from patchpnp.prior import ImageSpaceDenoiser, Precond, UNet
-
-# Settings that do not change the trained weights: they are left out of the
-# hash, so changing them neither invalidates a checkpoint nor names a new one.
-NOT_IN_HASH = {
-    ("training", "checkpoint_every"),
-    ("training", "threads"),
-    ("training", "max_memory_mb"),
-}
-
-
-def resolve_prior(config: dict, name: str) -> dict:
-    """The full settings of prior ``name`` from a validated workflow config."""
-    prior = config["priors"][name]
-    network = {**config["network"], **prior.get("network", {})}
-    training = {**config["training"], **prior.get("training", {})}
-    scheme = {
-        "name": prior["scheme"],
-        "image_size": config["data"]["image_size"],
-        "batch_size": training["batch_size"],
-    }
-    if prior["scheme"] != "whole":
-        scheme["train_patch"] = prior["train_patch"]
-    if prior["scheme"] == "padis":
-        scheme["patch_sizes"] = list(prior.get("patch_sizes") or [prior["train_patch"]])
-        scheme["patch_probs"] = list(prior.get("patch_probs") or [1.0] * len(scheme["patch_sizes"]))
-    network["coord_channels"] = 2 if prior["scheme"] == "padis" else 0
-    return {
-        "name": name,
-        "seed": int(config["seed"]),
-        "scheme": scheme,
-        "network": network,
-        "training": training,
-    }
-
-
-def _flatten(d: dict, prefix: tuple = ()) -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, (*prefix, k)))
-        else:
-            out[(*prefix, k)] = v
-    return out
-
-
-def result_hash(settings: dict) -> str:
-    """A short hash of the settings that decide the trained weights."""
-    kept = {
-        ".".join(k): v
-        for k, v in _flatten(settings).items()
-        if k[:2] not in NOT_IN_HASH and k != ("name",)
-    }
-    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def describe_mismatch(old: dict, new: dict) -> str:
-    """The settings that differ between two resolved settings dicts (``''`` if none)."""
-    a, b = _flatten(old), _flatten(new)
-    diffs = []
-    for key in sorted(set(a) | set(b), key=str):
-        if key[:2] in NOT_IN_HASH:
-            continue
-        if a.get(key, "<missing>") != b.get(key, "<missing>"):
-            diffs.append(
-                f"{'.'.join(key)}: {a.get(key, '<missing>')!r} -> {b.get(key, '<missing>')!r}"
-            )
-    return "; ".join(diffs)
+from patchpnp.training.spec import (  # noqa: F401  (re-exported: the settings API)
+    NOT_IN_HASH,
+    describe_mismatch,
+    resolve_prior,
+    result_hash,
+)
 
 
 def build_network(network: dict, seed: int = 0) -> Precond:
