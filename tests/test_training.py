@@ -1,9 +1,13 @@
 """Training the priors: schemes, resume, bad input, NaN, DDP, and a tiny quality check."""
 
 import copy
+import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import h5py
@@ -312,3 +316,50 @@ def test_tiny_prior_learns_to_denoise(tmp_path):
     prior = train_prior(settings, train, tmp_path / "p", progress=False, threads=1)
     table = denoise_check(prior, evals, sigmas=(0.05, 0.1, 0.2))
     assert (table["gain_db"] > 3.0).all(), table
+
+
+def test_training_killed_outright_resumes_from_its_checkpoint(tmp_path, data):
+    """SIGKILL to a running `patchpnp train` (no chance to clean up), then the same
+    command again: it resumes from the last checkpoint and ends with the weights of
+    an uninterrupted run."""
+    settings = tiny_settings(steps=60, checkpoint_every=5)
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+
+    def command(out: Path) -> list[str]:
+        return [
+            "patchpnp", "train", *map(str, data), "--out-dir", str(out),
+            "--settings", json.dumps(settings), "--threads", "1", "--device", "cpu",
+        ]  # fmt: skip
+
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(command(out), env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    step = 0
+    while time.monotonic() < deadline and proc.poll() is None and step < 10:
+        for state in out.glob("state-*.pt"):
+            try:
+                step = torch.load(state, weights_only=False)["step"]
+            except Exception:  # being replaced at this instant
+                pass
+        time.sleep(0.05)
+    assert proc.poll() is None, "training ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "ema.pt").exists()
+
+    again = subprocess.run(command(out), env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    resumed = re.search(r"resuming from \S+ at step (\d+)", again.stderr)
+    assert resumed and 10 <= int(resumed.group(1)) < 60, again.stderr[-2000:]
+
+    threads = torch.get_num_threads()
+    try:  # the same thread count as the command, so the same floating-point sums
+        train_prior(settings, data, tmp_path / "straight", progress=False, threads=1)
+    finally:
+        torch.set_num_threads(threads)
+    a, b = weights(tmp_path / "straight" / "ema.pt"), weights(out / "ema.pt")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+    steps = [r.split(",")[0] for r in (out / "train_log.csv").read_text().splitlines()[1:]]
+    assert steps == [str(i) for i in range(1, 61)]
