@@ -27,6 +27,7 @@ from patchpnp.crosscheck import (
 from patchpnp.physics import Denoising, SuperResolution
 from patchpnp.prior.precond import ImageSpaceDenoiser
 from patchpnp.training.settings import build_network
+from workflow_runner import TINY_NETWORK
 
 dinv = pytest.importorskip("deepinv")
 
@@ -94,15 +95,7 @@ def test_our_closed_form_prox_matches_deepinvs_iterative_solve():
 
 
 def test_denoiser_wrapper_is_d01_of_the_network():
-    settings = {
-        "img_channels": 1,
-        "model_channels": 8,
-        "channel_mult": [1, 2],
-        "num_blocks": 1,
-        "attn_levels": [1],
-        "channels_per_head": 8,
-    }
-    net = build_network(settings, seed=2).eval().requires_grad_(False)
+    net = build_network(TINY_NETWORK, seed=2).eval().requires_grad_(False)
     wrapped = DeepinvDenoiser(ImageSpaceDenoiser(net))
     x = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(1))
     for s in (0.02, 0.3):

@@ -26,6 +26,7 @@ from patchpnp.training.settings import (
     result_hash,
     select_device,
 )
+from workflow_runner import TINY_NETWORK
 
 
 def blobs(n: int, size: int, seed: int = 0) -> np.ndarray:
@@ -50,14 +51,7 @@ def tiny_settings(scheme="whole", steps=6, **training):
     config = {
         "seed": 5,
         "data": {"image_size": 16},
-        "network": {
-            "img_channels": 1,
-            "model_channels": 8,
-            "channel_mult": [1, 2],
-            "num_blocks": 1,
-            "attn_levels": [1],
-            "channels_per_head": 8,
-        },
+        "network": copy.deepcopy(TINY_NETWORK),
         "training": {
             "batch_size": 4,
             "steps": steps,

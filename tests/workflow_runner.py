@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
@@ -10,6 +11,17 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+# The smallest EDM2 U-Net the tests train: two levels, one block each.
+TINY_NETWORK = {
+    "img_channels": 1,
+    "model_channels": 8,
+    "channel_mult": [1, 2],
+    "num_blocks": 1,
+    "attn_levels": [1],
+    "channels_per_head": 8,
+}
 
 
 def write_config(folder: Path, config: dict) -> Path:
@@ -98,14 +110,7 @@ def tiny_demo_config() -> dict:
                 "noise": 0.01,
             },
         },
-        "network": {
-            "img_channels": 1,
-            "model_channels": 8,
-            "channel_mult": [1, 2],
-            "num_blocks": 1,
-            "attn_levels": [1],
-            "channels_per_head": 8,
-        },
+        "network": copy.deepcopy(TINY_NETWORK),
         "training": {
             "batch_size": 4,
             "steps": 3,
