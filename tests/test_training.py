@@ -357,3 +357,17 @@ def test_training_killed_outright_resumes_from_its_checkpoint(tmp_path, data):
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
     steps = [r.split(",")[0] for r in (out / "train_log.csv").read_text().splitlines()[1:]]
     assert steps == [str(i) for i in range(1, 61)]
+
+
+def test_training_speed_benchmark_times_real_steps():
+    from patchpnp import bench_training
+
+    settings = tiny_settings(scheme="patch")
+    threads = torch.get_num_threads()
+    try:
+        out = bench_training._worker(settings, 1, True, False, batch=4, steps=2, warmup=1)
+    finally:
+        torch.set_num_threads(threads)
+    assert out["side"] == settings["scheme"]["train_patch"]
+    assert out["images_per_s"] == pytest.approx(4 / out["seconds_per_step"])
+    assert 0 < out["seconds_per_step"] < 30
