@@ -82,7 +82,7 @@ def killed_and_restarted(tmp_path_factory):
     configfile = write_config(work, config)
     log = (work / "first.log").open("w")
     first = subprocess.Popen(
-        [*snakemake_command(work, configfile), "--cores", "2"],
+        snakemake_command(work, "--cores", "2", configfile=configfile),
         cwd=work,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -31,8 +31,10 @@ def write_config(folder: Path, config: dict) -> Path:
     return path
 
 
-def snakemake_command(workdir: Path, configfile: Path | None = None) -> list[str]:
-    """``snakemake`` on the repository's Snakefile with ``workdir`` as working directory."""
+def snakemake_command(workdir: Path, *args: str, configfile: Path | None = None) -> list[str]:
+    """``snakemake ARGS`` on the repository's Snakefile with ``workdir`` as working
+    directory. The config file goes last: --configfile takes several values, so a
+    target name after it would be read as one more config file."""
     cmd = [
         sys.executable,
         "-m",
@@ -41,6 +43,7 @@ def snakemake_command(workdir: Path, configfile: Path | None = None) -> list[str
         str(ROOT / "Snakefile"),
         "--directory",
         str(workdir),
+        *args,
     ]
     if configfile is not None:
         cmd += ["--configfile", str(configfile)]
@@ -64,12 +67,8 @@ def snakemake(
     extra_env: dict | None = None,
 ) -> subprocess.CompletedProcess:
     """Run ``snakemake`` (see :func:`snakemake_command`) and capture its output."""
-    # The config file goes last: --configfile takes several values, so a target
-    # name after it would be read as one more config file.
-    cmd = snakemake_command(workdir)
-    cmd += [*args, *(["--configfile", str(configfile)] if configfile is not None else [])]
     return subprocess.run(
-        cmd,
+        snakemake_command(workdir, *args, configfile=configfile),
         capture_output=True,
         text=True,
         env=runner_env(extra_env),

@@ -51,12 +51,16 @@ import math
 import time
 from pathlib import Path
 
-import h5py
 import pandas as pd
 import torch
 from torch import nn
 
-from patchpnp.inference import InferenceError, measurement_generators, solver_generators
+from patchpnp.inference import (
+    InferenceError,
+    _load_eval,  # the same slices, in the same order, as a grid cell reads
+    measurement_generators,
+    solver_generators,
+)
 from patchpnp.metrics import psnr
 from patchpnp.physics import Denoising, LinearOperator, SuperResolution, make_operator
 from patchpnp.solvers import DiffPIR
@@ -320,12 +324,6 @@ def ours_on_levels(denoiser, operator, levels: torch.Tensor, lam: float, zeta: f
 
 
 # -- the comparison -------------------------------------------------------------------------
-def _load(path, limit):
-    with h5py.File(path, "r") as f:
-        n = f["images"].shape[0] if limit is None else min(int(limit), f["images"].shape[0])
-        return torch.from_numpy(f["images"][:n]), f["source"].asstr()[:n], f["slice"][:n]
-
-
 def run_crosscheck(
     prior: str | Path,
     data: str | Path,
@@ -382,7 +380,7 @@ def run_crosscheck(
     except (ValueError, TypeError) as err:
         raise CrosscheckError(f"task '{task}': {err}") from err
 
-    x, sources, slices = _load(data, limit)
+    x, sources, slices = _load_eval(data, None if limit is None else int(limit))
     x = x.to(dev)
     n = x.shape[0]
     idx = list(range(n))

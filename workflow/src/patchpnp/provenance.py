@@ -55,14 +55,15 @@ PHYSICS = tuple(
     f"patchpnp.physics.{m}"
     for m in ("base", "convolution", "kernels", "denoising", "superres", "deblur", "mri")
 )
+# What every inference job runs, a baseline included: the cell runner, the
+# metrics and the operators.
+CELL = ("patchpnp.inference", "patchpnp.metrics", *PHYSICS)
 SOLVER_SHARED = (
     "patchpnp.solvers.base",
     "patchpnp.solvers.schedule",
     "patchpnp.patches",
     "patchpnp.tiling",
-    "patchpnp.inference",
-    "patchpnp.metrics",
-    *PHYSICS,
+    *CELL,
 )
 PRIOR = (
     "patchpnp.prior.network",
@@ -87,7 +88,7 @@ RULE_MODULES = {
     "extract": ("patchpnp.extract", "patchpnp.fastmri", "patchpnp.atomic"),
     "train": TRAINING,
     "denoise_check": ("patchpnp.denoise_check", "patchpnp.patches", "patchpnp.tiling"),
-    "baseline": ("patchpnp.inference", "patchpnp.metrics", *PHYSICS),
+    "baseline": CELL,
     "profile": ("patchpnp.profiling", "patchpnp.memory"),
     "tune": ("patchpnp.tune",),
     "tables": ("patchpnp.aggregate",),
