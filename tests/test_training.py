@@ -18,6 +18,7 @@ from patchpnp.denoise_check import denoise_check
 from patchpnp.training import loop
 from patchpnp.training.images import ImageFiles
 from patchpnp.training.loop import TrainingError, train_prior
+from patchpnp.training import settings as settings_module
 from patchpnp.training.schemes import Scheme
 from patchpnp.training.settings import (
     describe_mismatch,
@@ -25,6 +26,7 @@ from patchpnp.training.settings import (
     resolve_prior,
     result_hash,
     select_device,
+    training_autocast,
 )
 from workflow_runner import TINY_NETWORK
 
@@ -65,6 +67,7 @@ def tiny_settings(scheme="whole", steps=6, **training):
             "processes": 1,
             "threads": 1,
             "max_memory_mb": 64,
+            "precision": "float32",
             **training,
         },
         "priors": {"p": {"scheme": scheme, "train_patch": 8}},
@@ -156,6 +159,28 @@ def test_device_selection(monkeypatch):
         select_device("tpu")
 
 
+def test_training_precision(monkeypatch, tmp_path, data, caplog):
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    assert training_autocast("float32", cpu) is None
+    assert training_autocast("bfloat16", cpu) is torch.bfloat16  # asked for: emulated if need be
+    for native in (True, False):
+        monkeypatch.setattr(settings_module, "cpu_has_native_bf16", lambda n=native: n)
+        assert training_autocast("auto", cpu) is (torch.bfloat16 if native else None)
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda n=native: n)
+        assert training_autocast("auto", gpu) is (torch.bfloat16 if native else None)
+    with pytest.raises(RuntimeError, match="does not support bfloat16"):
+        training_autocast("bfloat16", gpu)
+    with pytest.raises(ValueError, match="training.precision must be one of"):
+        training_autocast("float16", cpu)
+
+    # The loop applies it and says so in the log; the saved prior runs in float32.
+    caplog.set_level("INFO", logger="patchpnp.training.loop")
+    path = train_prior(tiny_settings(steps=2, precision="bfloat16"), data, tmp_path, progress=False)
+    assert "precision bfloat16: the U-Net runs in bfloat16 autocast on cpu" in caplog.text
+    denoiser, _ = load_prior(path)
+    assert denoiser.precond.autocast_dtype is None
+
+
 # --- the loop -------------------------------------------------------------------------------
 
 
@@ -175,8 +200,10 @@ def test_outputs_and_log(tmp_path, data):
     assert settings["name"] == "p" and not any(p.requires_grad for p in denoiser.parameters())
 
 
-def test_resume_after_interruption_gives_identical_weights(tmp_path, data, monkeypatch):
-    settings = tiny_settings(steps=7)
+# bfloat16 autocast (the demo's choice on a CPU that computes it) must resume as exactly.
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_resume_after_interruption_gives_identical_weights(tmp_path, data, monkeypatch, precision):
+    settings = tiny_settings(steps=7, precision=precision)
     train_prior(settings, data, tmp_path / "straight", progress=False)
 
     # A crash at step 5 (0-based 4): the checkpoint of step 4 stays behind.
@@ -365,7 +392,9 @@ def test_training_speed_benchmark_times_real_steps():
     settings = tiny_settings(scheme="patch")
     threads = torch.get_num_threads()
     try:
-        out = bench_training._worker(settings, 1, True, False, batch=4, steps=2, warmup=1)
+        out = bench_training._worker(
+            settings, 1, channels_last=True, bf16=True, compiled=False, batch=4, steps=2, warmup=1
+        )
     finally:
         torch.set_num_threads(threads)
     assert out["side"] == settings["scheme"]["train_patch"]

@@ -123,6 +123,7 @@ def tiny_demo_config() -> dict:
             "processes": 1,
             "threads": 1,
             "max_memory_mb": 64,
+            "precision": "auto",
         },
         "priors": {"whole": {"scheme": "whole"}, "patch": {"scheme": "patch", "train_patch": 8}},
         "inference": {

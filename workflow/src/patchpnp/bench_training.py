@@ -3,7 +3,8 @@
 A benchmark, not a test: ``python -m patchpnp.bench_training --config config/config.yaml``
 times optimiser steps (EDM2 loss, forward, backward, Adam) of each configured prior's
 network on random images of its training size, for every combination asked for:
-torch threads, channels_last memory format, ``torch.compile`` and batch size. Each
+torch threads, channels_last memory format, bfloat16 autocast, ``torch.compile`` and
+batch size. Each
 combination runs in a fresh process (thread pools and compiled graphs do not carry
 over) and reports images per second after warm-up steps.
 """
@@ -20,8 +21,8 @@ import time
 import pandas as pd
 
 
-def _worker(settings: dict, threads: int, channels_last: bool, compiled: bool, batch: int,
-            steps: int, warmup: int) -> dict:  # fmt: skip
+def _worker(settings: dict, threads: int, channels_last: bool, bf16: bool, compiled: bool,
+            batch: int, steps: int, warmup: int) -> dict:  # fmt: skip
     import torch
 
     from patchpnp.prior.loss import EDM2Loss
@@ -32,6 +33,7 @@ def _worker(settings: dict, threads: int, channels_last: bool, compiled: bool, b
     net = build_network(settings["network"], seed=0).train()
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     net = net.to(memory_format=fmt)
+    net.autocast_dtype = torch.bfloat16 if bf16 else None  # as training.precision does
     model = torch.compile(net) if compiled else net
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     loss_fn = EDM2Loss(settings["training"]["P_mean"], settings["training"]["P_std"])
@@ -59,6 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--priors", nargs="+", help="default: every prior of the config")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--channels-last", choices=["on", "off", "both"], default="both")
+    parser.add_argument("--bf16", choices=["on", "off", "both"], default="both")
     parser.add_argument("--compile", choices=["on", "off", "both"], default="off")
     parser.add_argument("--batch", type=int, nargs="+", default=None, help="default: config's")
     parser.add_argument("--steps", type=int, default=15)
@@ -81,10 +84,11 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.priors or list(config["priors"]):
         settings = resolve_prior(config, name)
         batches = args.batch or [settings["training"]["batch_size"]]
-        for threads, cl, compiled, batch in itertools.product(
-            args.threads, choice[args.channels_last], choice[args.compile], batches
+        for threads, cl, bf16, compiled, batch in itertools.product(
+            args.threads, choice[args.channels_last], choice[args.bf16], choice[args.compile],
+            batches,
         ):
-            job = {"settings": settings, "threads": threads, "channels_last": cl,
+            job = {"settings": settings, "threads": threads, "channels_last": cl, "bf16": bf16,
                    "compiled": compiled, "batch": batch, "steps": args.steps,
                    "warmup": args.warmup}  # fmt: skip
             res = subprocess.run(
@@ -96,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
                 raise SystemExit(f"{name} {job}: failed\n{res.stderr[-2000:]}")
             out = json.loads(res.stdout.strip().splitlines()[-1])
             rows.append({"prior": name, "threads": threads, "channels_last": cl,
-                         "compile": compiled, "batch": batch, **out})  # fmt: skip
+                         "bf16": bf16, "compile": compiled, "batch": batch, **out})  # fmt: skip
             print(rows[-1], flush=True)
     table = pd.DataFrame(rows)
     if args.output:

@@ -44,6 +44,7 @@ from patchpnp.training.settings import (
     describe_mismatch,
     result_hash,
     select_device,
+    training_autocast,
 )
 
 log = logging.getLogger(__name__)
@@ -160,8 +161,13 @@ def train_prior(
     # channels_last: mkldnn's convolutions (CPU) and cuDNN's run 10-20% faster in it.
     net = build_network(settings["network"], seed=settings["seed"])
     net = net.to(dev, memory_format=torch.channels_last).train()
-    if dev.type == "cuda" and torch.cuda.is_bf16_supported():
-        net.autocast_dtype = torch.bfloat16
+    net.autocast_dtype = training_autocast(tr["precision"], dev)
+    log.info(
+        "precision %s: the U-Net runs in %s on %s",
+        tr["precision"],
+        "float32" if net.autocast_dtype is None else "bfloat16 autocast",
+        dev,
+    )
     opt = torch.optim.Adam(net.parameters(), lr=tr["lr_ref"], betas=(0.9, 0.99), eps=1e-8)
     ema = PowerEMA(net, sigma_rel=tr["ema_sigma_rel"])
     loss_fn = EDM2Loss(P_mean=tr["P_mean"], P_std=tr["P_std"])
