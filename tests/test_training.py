@@ -16,9 +16,9 @@ import pytest
 import torch
 from patchpnp.denoise_check import denoise_check
 from patchpnp.training import loop
+from patchpnp.training import settings as settings_module
 from patchpnp.training.images import ImageFiles
 from patchpnp.training.loop import TrainingError, train_prior
-from patchpnp.training import settings as settings_module
 from patchpnp.training.schemes import Scheme
 from patchpnp.training.settings import (
     describe_mismatch,

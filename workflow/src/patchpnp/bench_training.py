@@ -85,7 +85,10 @@ def main(argv: list[str] | None = None) -> None:
         settings = resolve_prior(config, name)
         batches = args.batch or [settings["training"]["batch_size"]]
         for threads, cl, bf16, compiled, batch in itertools.product(
-            args.threads, choice[args.channels_last], choice[args.bf16], choice[args.compile],
+            args.threads,
+            choice[args.channels_last],
+            choice[args.bf16],
+            choice[args.compile],
             batches,
         ):
             job = {"settings": settings, "threads": threads, "channels_last": cl, "bf16": bf16,
