@@ -4,9 +4,8 @@ A benchmark, not a test: ``python -m patchpnp.bench_training --config config/con
 times optimiser steps (EDM2 loss, forward, backward, Adam) of each configured prior's
 network on random images of its training size, for every combination asked for:
 torch threads, channels_last memory format, bfloat16 autocast, ``torch.compile`` and
-batch size. Each
-combination runs in a fresh process (thread pools and compiled graphs do not carry
-over) and reports images per second after warm-up steps.
+batch size. Each combination runs in a fresh process (thread pools and compiled
+graphs do not carry over) and reports images per second after warm-up steps.
 """
 
 from __future__ import annotations
