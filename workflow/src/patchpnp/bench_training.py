@@ -25,14 +25,15 @@ def _worker(settings: dict, threads: int, channels_last: bool, bf16: bool, compi
     import torch
 
     from patchpnp.prior.loss import EDM2Loss
-    from patchpnp.training.settings import build_network
+    from patchpnp.training.settings import build_network, training_autocast
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     net = build_network(settings["network"], seed=0).train()
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     net = net.to(memory_format=fmt)
-    net.autocast_dtype = torch.bfloat16 if bf16 else None  # as training.precision does
+    # The same choice the training loop makes from training.precision.
+    net.autocast_dtype = training_autocast("bfloat16" if bf16 else "float32", torch.device("cpu"))
     model = torch.compile(net) if compiled else net
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     loss_fn = EDM2Loss(settings["training"]["P_mean"], settings["training"]["P_std"])
