@@ -16,6 +16,34 @@ def test_demo_config_dry_run(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+def test_longer_priors_overlay_merges_into_the_demo(tmp_path):
+    """config/longer-priors.yaml after the demo config changes only what it names:
+    the training volumes and the training schedule, for both priors."""
+    config = ROOT / "config"
+    res = snakemake(
+        tmp_path,
+        "priors",
+        "-n",
+        "-p",
+        "--configfile",
+        str(config / "config.yaml"),
+        str(config / "longer-priors.yaml"),
+    )
+    assert res.returncode == 0, res.stderr
+    demo_train = [line for line in res.stdout.splitlines() if "patchpnp demo" in line]
+    assert demo_train and all(("--train 96" in c) == ("_train " in c) for c in demo_train)
+    overlay = yaml.safe_load((config / "longer-priors.yaml").read_text())["training"]
+    demo = yaml.safe_load((config / "config.yaml").read_text())
+    trained = [line for line in res.stdout.splitlines() if "patchpnp train" in line]
+    assert len(trained) == len(demo["priors"])
+    for command in trained:
+        settings = yaml.safe_load(command.split("--settings ", 1)[1].split("' --threads")[0][1:])
+        assert {k: settings["training"][k] for k in overlay} == overlay
+        for key in ("lr_ref", "ema_sigma_rel", "precision"):
+            assert settings["training"][key] == demo["training"][key]
+    assert not (tmp_path / "results").exists()
+
+
 @pytest.fixture
 def paper_fastmri(tmp_path):
     """A fastMRI location with the paper's folders, holding small valid volumes."""
