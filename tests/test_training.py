@@ -339,6 +339,32 @@ def test_tiny_prior_learns_to_denoise(tmp_path):
     assert (table["gain_db"] > 3.0).all(), table
 
 
+def test_denoise_check_noise_is_per_image_and_averaged_over_draws(tmp_path):
+    """Each image's noise is its own (file, index, sigma, draw): the table does not
+    depend on the order of the files; several draws give a standard error, one gives 0."""
+    train = [write_split(tmp_path / "train.h5", blobs(16, 16, 0))]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    evals = [
+        write_split(tmp_path / "a" / "eval.h5", blobs(5, 16, 1)),
+        write_split(tmp_path / "b" / "eval.h5", blobs(3, 16, 2)),
+    ]
+    prior = train_prior(tiny_settings(steps=2), train, tmp_path / "p", progress=False, threads=1)
+    kw = dict(sigmas=(0.05, 0.2), seed=3, draws=3)
+    forward, backward = denoise_check(prior, evals, **kw), denoise_check(prior, evals[::-1], **kw)
+    cols = ["psnr_noisy", "psnr_denoised", "gain_db", "gain_db_se"]
+    np.testing.assert_allclose(forward[cols].to_numpy(), backward[cols].to_numpy(), atol=1e-5)
+    assert (forward["draws"] == 3).all() and (forward["images"] == 8).all()
+    assert (forward["gain_db_se"] > 0).all()
+    one = denoise_check(prior, evals, sigmas=(0.05, 0.2), seed=3, draws=1)
+    assert (one["gain_db_se"] == 0).all()
+    assert not np.allclose(one["psnr_noisy"], forward["psnr_noisy"])  # other draws were added
+    other_seed = denoise_check(prior, evals, sigmas=(0.05, 0.2), seed=4, draws=1)
+    assert not np.allclose(one["psnr_noisy"], other_seed["psnr_noisy"])
+    with pytest.raises(ValueError, match="draws"):
+        denoise_check(prior, evals, draws=0)
+
+
 def test_training_killed_outright_resumes_from_its_checkpoint(tmp_path, data):
     """SIGKILL to a running `patchpnp train` (no chance to clean up), then the same
     command again: it resumes from the last checkpoint and ends with the weights of

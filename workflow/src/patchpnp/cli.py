@@ -114,6 +114,7 @@ def _cmd_denoise_check(args: argparse.Namespace) -> None:
         padding=args.padding,
         device=args.device,
         threads=args.threads,
+        draws=args.draws,
     )
     if args.output:
         table.to_csv(args.output, index=False)
@@ -335,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--tile", type=int, default=None, help="run through P x P shifted-grid tiles")
     q.add_argument("--padding", choices=["zeros", "reflect", "replicate"], default="reflect")
+    q.add_argument("--draws", type=int, default=4, help="noise draws per image and sigma, averaged")
     q.add_argument("--output", help="write the table as CSV")
     q.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     q.add_argument("--threads", type=int, default=None, help="torch CPU threads")
