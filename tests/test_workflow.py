@@ -30,9 +30,11 @@ def test_longer_priors_overlay_merges_into_the_demo(tmp_path):
         str(config / "longer-priors.yaml"),
     )
     assert res.returncode == 0, res.stderr
+    overlay = yaml.safe_load((config / "longer-priors.yaml").read_text())
+    volumes = f"--train {overlay['data']['demo']['train_volumes']} "
     demo_train = [line for line in res.stdout.splitlines() if "patchpnp demo" in line]
-    assert demo_train and all(("--train 96" in c) == ("_train " in c) for c in demo_train)
-    overlay = yaml.safe_load((config / "longer-priors.yaml").read_text())["training"]
+    assert demo_train and all((volumes in c) == ("_train " in c) for c in demo_train)
+    overlay = overlay["training"]
     demo = yaml.safe_load((config / "config.yaml").read_text())
     trained = [line for line in res.stdout.splitlines() if "patchpnp train" in line]
     assert len(trained) == len(demo["priors"])
