@@ -21,12 +21,12 @@ import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
 from patchpnp.extract import read_images
 from patchpnp.patches import ShiftedGridDenoiser
+from patchpnp.training.schemes import seeded_generator
 from patchpnp.training.settings import load_prior, select_device
 
 
@@ -41,8 +41,7 @@ def noise_generator(seed: int, split: str | Path, index: int, sigma_index: int, 
     (``<dataset>/<file>``), the image's index in it, the sigma's index and the draw."""
     split = Path(split)
     name = zlib.crc32(f"{split.parent.name}/{split.name}".encode())
-    state = np.random.SeedSequence([seed, 7, name, index, sigma_index, draw]).generate_state(2)
-    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+    return seeded_generator(seed, 7, name, index, sigma_index, draw)
 
 
 @torch.no_grad()
