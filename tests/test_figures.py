@@ -6,6 +6,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+from patchpnp import figures
 from patchpnp.figures import (
     FigureError,
     memory_figure,
@@ -51,8 +52,10 @@ def profile_frame() -> pd.DataFrame:
             rows.append((solver, "whole", "none", n, n, "image_size", n * n / 4, n / 100))
             rows.append((solver, "patch", "1", 16, n, "image_size", 160.0, n / 50))
     cols = ["solver", "mode", "patch_batch", "inference_size", "image_size", "sweep"]
-    df = pd.DataFrame(rows, columns=[*cols, "peak_mib", "seconds_per_call"])
-    return df.assign(device="cpu", how="VmHWM reset")
+    df = pd.DataFrame(rows, columns=[*cols, "peak_working_mib", "seconds_per_call"])
+    # Total = a resident baseline (interpreter, libraries, model) + working, as on the CPU.
+    df.insert(len(cols), "peak_total_mib", 400.0 + df["peak_working_mib"])
+    return df.assign(device="cpu", how="torch.profiler memory events + VmRSS")
 
 
 def assert_written(paths, stem):
@@ -71,16 +74,35 @@ def test_psnr():
         psnr(a, np.zeros((2, 2)))
 
 
-def test_memory_figure(tmp_path):
+def test_memory_figure(tmp_path, monkeypatch):
     df = profile_frame()
     df[df.solver == "dps"].to_csv(tmp_path / "dps.csv", index=False)
     df[df.solver == "diffpir"].to_csv(tmp_path / "diffpir.csv", index=False)
     stem = tmp_path / "fig" / "fig3"
     assert_written(memory_figure([tmp_path / "dps.csv", tmp_path / "diffpir.csv"], stem), stem)
 
-    df.drop(columns="peak_mib").to_csv(tmp_path / "bad.csv", index=False)
-    with pytest.raises(FigureError, match=r"bad\.csv.*peak_mib"):
-        memory_figure(tmp_path / "bad.csv", stem)
+    # Total memory (the paper's measure) on top, working memory beside it, then time.
+    drawn = {}
+    monkeypatch.setattr(figures, "_save", lambda fig, out: drawn.setdefault("fig", fig))
+    memory_figure(tmp_path / "dps.csv", stem)
+    left = drawn["fig"].axes[0::2]  # rows x (inference-size, image-size) sweeps
+    assert [ax.get_ylabel() for ax in left] == [
+        "peak total memory (MiB)",
+        "peak working memory (MiB)",
+        "seconds per denoiser call",
+    ]
+    tops = [max(np.max(ln.get_ydata(), initial=0) for ln in ax.get_lines()) for ax in left[:2]]
+    assert tops == [400.0 + 900.0, 900.0], "each row plots its own column"
+    monkeypatch.undo()
+
+    for col in ("peak_total_mib", "peak_working_mib"):
+        df.drop(columns=col).to_csv(tmp_path / "bad.csv", index=False)
+        with pytest.raises(FigureError, match=rf"bad\.csv.*{col}"):
+            memory_figure(tmp_path / "bad.csv", stem)
+    old = df.drop(columns=["peak_total_mib", "peak_working_mib"]).assign(peak_mib=1.0)
+    old.to_csv(tmp_path / "old.csv", index=False)
+    with pytest.raises(FigureError, match=r"old\.csv.*peak_total_mib, peak_working_mib"):
+        memory_figure(tmp_path / "old.csv", stem)
     with pytest.raises(FigureError, match=r"missing\.csv"):
         memory_figure([tmp_path / "missing.csv"], stem)
     pd.concat([df, df.head(1)]).to_csv(tmp_path / "dup.csv", index=False)

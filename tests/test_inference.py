@@ -34,7 +34,7 @@ def tiny_prior(tmp_path_factory):
         ("inpaint", {"sigma_n": 0.1}, "dps", "whole", "reflect", "unknown task 'inpaint'"),
         ("denoise", {"sigma_n": 0.1}, "ddrm", "whole", "reflect", "unknown solver 'ddrm'"),
         ("denoise", {"sigma_n": 0.0}, "diffpir", "whole", "reflect", "sigma_n must be > 0"),
-        ("denoise", {"sigma_n": 0.1}, "diffpir", 40, "reflect", "reflection padding needs M < N"),
+        ("denoise", {"sigma_n": 0.1}, "diffpir", 8, "circular", "unknown padding 'circular'"),
     ],
 )
 def test_bad_cells_are_refused_before_work(task, params, solver, size, padding, message):
@@ -61,16 +61,18 @@ def test_baseline_scores_the_measurement(tmp_path, eval_file):
         progress=False,
     )
     assert list(table["image"]) == [0, 1, 2, 3, 4]
-    # The clamped noisy image: a little above 20 dB, never below.
-    assert 20.0 <= table["psnr"].mean() < 23.0
+    # The noisy image as measured, not clamped: 20 dB at sigma_n 0.1, up to the
+    # spread of 256-pixel noise samples (about 0.1 dB per image).
+    assert 19.5 <= table["psnr"].mean() < 20.5
     assert table["lpips"].isna().all() or table["lpips"].between(0, 1).all()
     with h5py.File(tmp_path / "r.h5") as f:
         assert f["recon"].shape == (5, 1, 16, 16) and f.attrs["solver"] == "baseline"
     saved = pd.read_csv(tmp_path / "m.csv")
     assert {
         "psnr",
-        "psnr_fastmri",
         "ssim",
+        "rmse_band",
+        "rmse_interior",
         "lpips",
         "data_consistency",
         "nfe",

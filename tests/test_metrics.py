@@ -1,4 +1,4 @@
-"""Tests of the per-image metrics: PSNR (two conventions), SSIM, data consistency, LPIPS."""
+"""Tests of the per-image metrics: PSNR, the boundary band, SSIM, data consistency, LPIPS."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from patchpnp.metrics import (
     LPIPSMetric,
     LPIPSUnavailableWarning,
     alexnet_checkpoint_path,
+    band_rmse,
     data_consistency,
     psnr,
-    psnr_fastmri,
     ssim,
 )
 from patchpnp.physics import make_operator
@@ -43,13 +43,17 @@ def test_psnr_known_values_per_image_torch_and_numpy():
     assert psnr(x + 0.1, x, data_range=2.0)[0].item() == pytest.approx(20 + 20 * np.log10(2))
 
 
-def test_psnr_fastmri_uses_each_references_maximum():
-    ref = images(2)
-    ref[0, 0, 0, 0], ref[1, 0, 0, 0] = 0.5, 0.25
-    ref = ref.clamp(max=torch.tensor([0.5, 0.25]).reshape(2, 1, 1, 1))
-    x = ref + 0.01
-    expected = 20 * np.log10(np.array([0.5, 0.25]) / 0.01)
-    np.testing.assert_allclose(psnr_fastmri(x, ref).numpy(), expected, rtol=1e-5)
+def test_band_rmse_separates_the_outer_band_from_the_interior():
+    ref = torch.zeros(2, 1, 16, 16)
+    x = ref.clone()
+    x[0, :, :2, :] = 0.5  # image 0: error only in the top two rows of the band
+    x[1, :, 2:14, 2:14] = 0.1  # image 1: error only inside
+    band, interior = band_rmse(x, ref, 2)
+    n_band = 16 * 16 - 12 * 12
+    np.testing.assert_allclose(band.numpy(), [0.5 * np.sqrt(32 / n_band), 0.0], rtol=1e-6)
+    np.testing.assert_allclose(interior.numpy(), [0.0, 0.1], rtol=1e-6)
+    with pytest.raises(ValueError, match="band width"):
+        band_rmse(x, ref, 8)
 
 
 def test_ssim_is_one_for_identical_images_and_lower_otherwise():

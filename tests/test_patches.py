@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -64,12 +65,27 @@ class SmallConvNet(nn.Module):
         return x + self.net(torch.cat(parts, dim=1))
 
 
-def reference_shifted_grid(inner, x, sigma, patch, padding, shifts, coords=False):
+def numpy_source_index(n: int, pad: int, padding: str) -> torch.Tensor:
+    """The image index each padded position copies, from numpy's own padding modes
+    (which reflect back and forth when the margin is wider than the image)."""
+    mode = {"reflect": "reflect", "replicate": "edge", "zeros": "edge"}[padding]
+    return torch.from_numpy(np.pad(np.arange(n), pad, mode=mode))
+
+
+def reference_shifted_grid(
+    inner, x, sigma, patch, padding, shifts, coords=False, margin_noise=None
+):
     """Independent, non-memory-bounded implementation (plain autograd through everything)."""
     b_, _, h, w = x.shape
     rows, cols = AxisGrid.for_axis(h, patch), AxisGrid.for_axis(w, patch)
-    mode = {"zeros": "constant", "reflect": "reflect", "replicate": "replicate"}[padding]
-    canvas = F.pad(x, (cols.pad, cols.pad, rows.pad, rows.pad), mode=mode)
+    src_r = numpy_source_index(h, rows.pad, padding)
+    src_c = numpy_source_index(w, cols.pad, padding)
+    if padding == "zeros":
+        canvas = F.pad(x, (cols.pad, cols.pad, rows.pad, rows.pad))
+        if margin_noise is not None:
+            canvas = canvas + margin_noise
+    else:
+        canvas = x[:, :, src_r][:, :, :, src_c]
     outs = []
     for b, (a, c) in enumerate(shifts):
         row_tiles = []
@@ -80,8 +96,7 @@ def reference_shifted_grid(inner, x, sigma, patch, padding, shifts, coords=False
                 tile = canvas[b : b + 1, :, r0 : r0 + patch, c0 : c0 + patch]
                 sig = sigma[b : b + 1] if isinstance(sigma, torch.Tensor) else sigma
                 if coords:
-                    rr = torch.arange(r0, r0 + patch) - rows.pad
-                    cc = torch.arange(c0, c0 + patch) - cols.pad
+                    rr, cc = src_r[r0 : r0 + patch], src_c[c0 : c0 + patch]
                     co = image_coordinates(rr, cc, h, w)[None].to(x.dtype)
                     col_tiles.append(inner(tile, sig, coords=co))
                 else:
@@ -133,7 +148,7 @@ def test_every_pixel_covered_exactly_once(shape, patch):
     # Pixel ids 1..HW with zero padding: over every tile, each id must appear exactly once.
     ids = torch.arange(1, h * w + 1, dtype=torch.float64).reshape(1, 1, h, w).repeat(b_, 1, 1, 1)
     rec = Recorder()
-    den = ShiftedGridDenoiser(rec, patch, padding="zeros", patch_batch=5)
+    den = ShiftedGridDenoiser(rec, patch, padding="zeros", patch_batch=5, noisy_margin=False)
     rows, cols = AxisGrid.for_axis(h, patch), AxisGrid.for_axis(w, patch)
     seen_shifts = set()
     gen = torch.Generator().manual_seed(0)
@@ -151,16 +166,37 @@ def test_every_pixel_covered_exactly_once(shape, patch):
         probe = torch.Generator()
         probe.set_state(plan_gen_state)
         seen_shifts.update(den.draw_shifts(b_, rows, cols, probe))
-    # Shifts range over [0, M) on both axes.
-    assert min(a for a, _ in seen_shifts) == 0 and max(a for a, _ in seen_shifts) < rows.pad
+    # Shifts range over [0, P) on both axes (P < N here).
+    assert min(a for a, _ in seen_shifts) == 0 and max(a for a, _ in seen_shifts) < patch
     assert max(a for a, _ in seen_shifts) > 0 and max(c for _, c in seen_shifts) > 0
 
 
 def test_grid_geometry():
     assert AxisGrid.for_axis(64, 32) == AxisGrid(size=64, tile=32, count=3, pad=32)
-    assert AxisGrid.for_axis(60, 16) == AxisGrid(size=60, tile=16, count=4, pad=4)
+    assert AxisGrid.for_axis(64, 16) == AxisGrid(size=64, tile=16, count=5, pad=16)
+    assert AxisGrid.for_axis(60, 16) == AxisGrid(size=60, tile=16, count=5, pad=20)
+    assert AxisGrid.for_axis(320, 128) == AxisGrid(size=320, tile=128, count=4, pad=192)
     assert AxisGrid.for_axis(20, 32) == AxisGrid(size=20, tile=32, count=1, pad=12)
     assert AxisGrid.for_axis(32, 32) == AxisGrid(size=32, tile=32, count=1, pad=0)
+    assert AxisGrid.for_axis(64, 32).shifts == 32 and AxisGrid.for_axis(20, 32).shifts == 12
+
+
+@pytest.mark.parametrize("n, p", [(320, 128), (320, 64), (320, 256), (64, 16), (60, 16), (17, 5)])
+def test_every_offset_mod_p_can_be_a_seam(n, p):
+    """Seams sit at image positions shift - M + q P; every residue mod P must be reachable
+    (N = 320, P = 128 is the paper config's profile: N // P + 1 tiles would reach only 64),
+    and from every shift the window must still cover the whole image."""
+    axis = AxisGrid.for_axis(n, p)
+    offsets = {(a - axis.pad) % p for a in range(axis.shifts)}
+    assert offsets == set(range(p))
+    for a in range(axis.shifts):
+        assert a <= axis.pad and a + axis.span >= axis.pad + n
+        assert a + axis.span <= n + 2 * axis.pad
+    # The wrapper draws from that range: over many draws, every residue shows up.
+    den = ShiftedGridDenoiser(Recorder(), p, padding="reflect")
+    rows, cols = den.grid(n, n)
+    drawn = den.draw_shifts(4000, rows, cols, torch.Generator().manual_seed(0))
+    assert {(a - rows.pad) % p for a, _ in drawn} == set(range(p))
 
 
 # (c) micro-batching does not change the result --------------------------------------------
@@ -172,7 +208,7 @@ def test_patch_batch_invariance(padding):
     for pb in (1, 3, None):
         den = ShiftedGridDenoiser(inner, 8, padding=padding, patch_batch=pb)
         outs.append(den(x, 0.2, generator=torch.Generator().manual_seed(9)))
-        assert den.tiles_evaluated == 2 * 4 * 5
+        assert den.tiles_evaluated == 2 * 5 * 6  # ceil((N + P - 1) / P) tiles a side
     for o in outs[1:]:
         assert torch.allclose(o, outs[0], atol=1e-6)
 
@@ -198,9 +234,11 @@ def test_memory_bounded_gradient_matches_autograd(padding, shape, patch, coords)
     rows, cols = den.grid(*shape[-2:])
     assert den.backward_tiles == shape[0] * rows.count * cols.count
 
-    shifts = den.draw_shifts(shape[0], rows, cols, torch.Generator().manual_seed(11))
+    plan = den.plan(x, sigma, torch.Generator().manual_seed(11))  # the same draws
     xr = x.clone().requires_grad_(True)
-    ref = reference_shifted_grid(inner, xr, sigma, patch, padding, shifts, coords=coords)
+    ref = reference_shifted_grid(
+        inner, xr, sigma, patch, padding, plan.shifts, coords, plan.margin_noise
+    )
     (ref * weights).sum().backward()
 
     assert torch.allclose(out.detach(), ref.detach(), atol=1e-6)
@@ -268,17 +306,56 @@ def test_pass_through_when_patch_covers_image(coords):
     assert den.calls == 1 and den.tiles_evaluated == 2
 
 
-# (g) reflect needs M < N -----------------------------------------------------------------
-def test_reflect_with_large_pad_raises():
-    # Height 10 with P = 32 (< width 64): M = 32 - 10 = 22 >= 10.
-    den = ShiftedGridDenoiser(SmallConvNet(), 32, padding="reflect")
-    with pytest.raises(ValueError, match=r"M < N.*P=32.*N=10.*M=22"):
-        den(torch.rand(1, 1, 10, 64), 0.1)
-    # The other paddings accept it.
-    out = ShiftedGridDenoiser(SmallConvNet(), 32, padding="replicate")(
-        torch.rand(1, 1, 10, 64), 0.1
-    )
-    assert out.shape == (1, 1, 10, 64)
+# (g) margins wider than the image, and PaDIS's noisy zero margin --------------------------
+def test_reflect_with_a_margin_wider_than_the_image():
+    # Height 10 with P = 32 (< width 64): M = 32 - 10 = 22 >= 10, reflected back and forth.
+    inner = SmallConvNet()
+    x = torch.rand(1, 1, 10, 64, generator=torch.Generator().manual_seed(0))
+    den = ShiftedGridDenoiser(inner, 32, padding="reflect")
+    plan = den.plan(x, 0.1, torch.Generator().manual_seed(3))
+    ref = reference_shifted_grid(inner, x, 0.1, 32, "reflect", plan.shifts)
+    out = den(x, 0.1, generator=torch.Generator().manual_seed(3))
+    assert torch.allclose(out, ref, atol=1e-6)
+
+
+def test_zero_margin_holds_noise_at_the_current_level_from_the_given_generators():
+    rec = Recorder()
+    x = torch.full((2, 1, 32, 32), 0.5)
+    sigma = torch.tensor([0.1, 0.4])
+    den = ShiftedGridDenoiser(rec, 16, padding="zeros")
+    out = den(x, sigma, generator=[torch.Generator().manual_seed(i) for i in (1, 2)])
+    assert torch.equal(out, x)  # the margin never reaches the output
+    plan = den.plan(x, sigma, [torch.Generator().manual_seed(i) for i in (1, 2)])
+    canvas = plan.pad(x)
+    m = plan.rows.pad
+    inside = canvas[:, :, m:-m, m:-m]
+    margin = torch.cat([canvas[:, :, :m].flatten(1), canvas[:, :, -m:].flatten(1)], dim=1)
+    assert torch.equal(inside, x)
+    assert margin.mean(1).abs().max() < 0.03
+    assert torch.allclose(margin.std(1), sigma, rtol=0.05)
+    # Same generators, same margin; the tiles the network saw carry it.
+    again = den.plan(x, sigma, [torch.Generator().manual_seed(i) for i in (1, 2)])
+    assert torch.equal(again.margin_noise, plan.margin_noise)
+    assert torch.cat(rec.seen).std() > 0.05
+    # noisy_margin=False: PaDIS's band without noise, clean zeros (only for ablations).
+    clean = ShiftedGridDenoiser(rec, 16, padding="zeros", noisy_margin=False)
+    assert clean.plan(x, sigma, torch.Generator()).margin_noise is None
+
+
+@pytest.mark.parametrize("padding", PADDINGS)
+def test_coordinates_of_padded_pixels_stay_in_the_training_range(padding):
+    """Training shows crops inside the image, coordinates in [-1, 1]: a padded pixel gets
+    the coordinates of the pixel it copies (reflect, replicate) or of the nearest one."""
+    den = ShiftedGridDenoiser(Pointwise(channels=1, coord_channels=2), 8, padding=padding)
+    x = torch.rand(2, 1, 20, 12)
+    plan = den.plan(x, 0.1, torch.Generator().manual_seed(0))
+    coords = plan.coords()
+    assert coords.abs().max() <= 1.0 + 1e-6
+    tiles = plan.tiles_in(torch.arange(240.0).reshape(1, 1, 20, 12).repeat(2, 1, 1, 1))
+    rows = (coords[:, 0] / 2 + 0.5) * 19
+    cols = (coords[:, 1] / 2 + 0.5) * 11
+    if padding != "zeros":  # each tile pixel shows the image pixel its coordinates name
+        assert torch.allclose(tiles[:, 0], rows.round() * 12 + cols.round())
 
 
 def test_bad_arguments():

@@ -222,3 +222,32 @@ def test_make_operator_registry():
         make_operator("sr", kernel="lanczos")
     with pytest.raises(ValueError, match="mask"):
         make_operator("mri", mask="spiral")
+
+
+@pytest.mark.parametrize("width", [64, 65, 320, 368, 372])
+@pytest.mark.parametrize(("acceleration", "center_fraction"), [(4, 0.08), (8, 0.04)])
+def test_equispaced_mask_achieves_its_acceleration(width, acceleration, center_fraction):
+    """fastMRI's convention (EquispacedMaskFractionFunc): centre plus outer lines make
+    width / R lines, the outer spacing being widened to make room for the centre.
+
+    Tolerance: half a line for even widths (the count is a whole number; an odd leftover
+    takes the self-mirrored Nyquist column), one line for odd widths (lines come in
+    conjugate pairs, so the outer count is even). Spacing by R itself, the old rule,
+    samples about n_c (1 - 1/R) lines too many: 20 at 320 / R 4.
+    """
+    m = line_mask(width, acceleration, center_fraction, "equispaced")
+    tol = 0.5 if width % 2 == 0 else 1.0
+    assert abs(int(m.sum()) - width / acceleration) <= tol
+    freq = torch.arange(width) - width // 2
+    n_c = 2 * (round(width * center_fraction) // 2) + 1
+    assert m[freq.abs() <= n_c // 2].all()  # the fully sampled centre
+    # Outer lines on one side: evenly spaced (gaps differ by at most one column), at
+    # fastMRI's adjusted acceleration R (N - n_c) / (N - R n_c) to within a column once
+    # there are enough of them: with k lines a side, rounding to whole line pairs moves
+    # the spacing by up to 1 / (2k) of itself (15 instead of 12.2 at width 64, R 8, k 2).
+    pos = freq[m & (freq > n_c // 2)]
+    gaps = pos.diff()
+    assert len(pos) >= 2 and int(gaps.max() - gaps.min()) <= 1
+    if width >= 320:
+        adjusted = acceleration * (width - n_c) / (width - acceleration * n_c)
+        assert abs(gaps.float().mean().item() - adjusted) < 1

@@ -22,6 +22,7 @@ from patchpnp.solvers import (
     DiffPIR,
     SolverDenoiser,
     SolverDivergedError,
+    SolveStreams,
     dps_step_size,
     edm_sigmas,
     make_solver,
@@ -64,6 +65,11 @@ def gens(*seeds: int) -> list[torch.Generator]:
     return [torch.Generator().manual_seed(s) for s in seeds]
 
 
+def streams(*keys: int) -> SolveStreams:
+    """A solve's random streams, one image key per image (keys play the seeds' part)."""
+    return SolveStreams(0, keys)
+
+
 def sample_images(batch: int, seed: int = 0, mu=MU) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return mu + TAU * torch.randn(batch, 1, H, H, generator=g)
@@ -80,7 +86,7 @@ def problem(task: str, sigma_n: float, batch: int = 3, **params):
 def average_of_runs(solver, y, sigma_n, runs: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Solve ``runs`` copies of each image in one batch; return (first runs, run means)."""
     b = y.shape[0]
-    x_hat, _ = solver.solve(y.repeat_interleave(runs, 0), sigma_n, gens(*range(b * runs)))
+    x_hat, _ = solver.solve(y.repeat_interleave(runs, 0), sigma_n, streams(*range(b * runs)))
     x_hat = x_hat.reshape(b, runs, *x_hat.shape[1:])
     return x_hat[:, 0], x_hat.mean(1)
 
@@ -162,7 +168,7 @@ def test_dps_denoising_improves_on_the_noisy_input():
     sigma_n = 0.1
     op, x, y, _ = problem("denoise", sigma_n)
     solver = DPS(ORACLE, op, steps=30, zeta=0.3, sigma_start=1.0)
-    x_hat, _ = solver.solve(y, sigma_n, gens(1, 2, 3))
+    x_hat, _ = solver.solve(y, sigma_n, streams(1, 2, 3))
     assert bool((psnr(x_hat, x) > psnr(y, x) + 3).all())
 
 
@@ -192,9 +198,9 @@ def test_a_sample_does_not_depend_on_its_batch(name, patches):
         if patches
         else FLAT_ORACLE
     )
-    alone, _ = build(name, den, op).solve(y[:1], 0.1, gens(11))
-    batch, _ = build(name, den, op).solve(y, 0.1, gens(11, 12, 13))
-    other_batch, _ = build(name, den, op).solve(y[[0, 2, 1]], 0.1, gens(11, 99, 98))
+    alone, _ = build(name, den, op).solve(y[:1], 0.1, streams(11))
+    batch, _ = build(name, den, op).solve(y, 0.1, streams(11, 12, 13))
+    other_batch, _ = build(name, den, op).solve(y[[0, 2, 1]], 0.1, streams(11, 99, 98))
     torch.testing.assert_close(batch[:1], alone, rtol=0, atol=1e-6)
     torch.testing.assert_close(other_batch[:1], alone, rtol=0, atol=1e-6)
 
@@ -203,9 +209,9 @@ def test_a_sample_does_not_depend_on_its_batch(name, patches):
 def test_solves_are_deterministic_given_the_seeds(name):
     op = make_operator("sr", factor=2)
     y = op.measure(sample_images(2), 0.025, gens(1, 2))
-    a, _ = build(name, ORACLE, op).solve(y, 0.025, gens(5, 6))
-    b, _ = build(name, ORACLE, op).solve(y, 0.025, gens(5, 6))
-    c, _ = build(name, ORACLE, op).solve(y, 0.025, gens(5, 7))
+    a, _ = build(name, ORACLE, op).solve(y, 0.025, streams(5, 6))
+    b, _ = build(name, ORACLE, op).solve(y, 0.025, streams(5, 6))
+    c, _ = build(name, ORACLE, op).solve(y, 0.025, streams(5, 7))
     assert torch.equal(a, b)
     assert torch.equal(a[0], c[0]) and not torch.equal(a[1], c[1])
 
@@ -216,8 +222,8 @@ def test_dps_guidance_is_per_sample():
     y = op.measure(x, 0.1, gens(1, 2))
     y_changed = y.clone()
     y_changed[1] = 1.0 - y_changed[1]
-    a, _ = build("dps", ORACLE, op, steps=3).solve(y, 0.1, gens(5, 6))
-    b, _ = build("dps", ORACLE, op, steps=3).solve(y_changed, 0.1, gens(5, 6))
+    a, _ = build("dps", ORACLE, op, steps=3).solve(y, 0.1, streams(5, 6))
+    b, _ = build("dps", ORACLE, op, steps=3).solve(y_changed, 0.1, streams(5, 6))
     assert torch.equal(a[0], b[0])  # sample 0 ignores sample 1's measurement...
     assert not torch.equal(a[1], b[1])  # ...which does change sample 1
 
@@ -229,7 +235,7 @@ def test_divergence_names_the_step_and_the_image(name):
     y = op.measure(sample_images(3), 0.1, gens(1, 2, 3))
     solver = build(name, Counting(ORACLE, nan_at_call=2, nan_sample=1), op)
     with pytest.raises(SolverDivergedError, match=r"step 2 of 6.*image 1 .*'slice-b'") as err:
-        solver.solve(y, 0.1, gens(4, 5, 6), names=["slice-a", "slice-b", "slice-c"])
+        solver.solve(y, 0.1, streams(4, 5, 6), names=["slice-a", "slice-b", "slice-c"])
     assert (err.value.step, err.value.index, err.value.name) == (2, 1, "slice-b")
     assert isinstance(err.value, ValueError)
 
@@ -239,7 +245,7 @@ def test_diffpir_rejects_zero_measurement_noise_before_any_work():
     y = op.measure(sample_images(1), 0.1, gens(1))
     den = Counting(ORACLE)
     with pytest.raises(ValueError, match="sigma_n must be > 0"):
-        build("diffpir", den, op).solve(y, 0.0, gens(2))
+        build("diffpir", den, op).solve(y, 0.0, streams(2))
     assert den.calls == 0
 
 
@@ -256,11 +262,13 @@ def test_unknown_solver_names_the_valid_ones():
         make_solver("langevin", ORACLE, make_operator("denoise"), steps=3)
 
 
-def test_generators_must_match_the_batch():
+def test_streams_must_match_the_batch():
     op = make_operator("denoise")
     y = op.measure(sample_images(2), 0.1, gens(1, 2))
-    with pytest.raises(ValueError, match="one torch.Generator per image"):
-        build("diffpir", ORACLE, op).solve(y, 0.1, gens(1))
+    with pytest.raises(ValueError, match="one image key per image"):
+        build("diffpir", ORACLE, op).solve(y, 0.1, streams(1))
+    with pytest.raises(ValueError, match="SolveStreams"):
+        build("diffpir", ORACLE, op).solve(y, 0.1, gens(1, 2))
 
 
 # -- cost accounting ----------------------------------------------------------------------
@@ -284,14 +292,14 @@ def test_adapter_passes_generators_only_to_denoisers_that_take_them():
 def test_info_counts_calls_backward_passes_and_tiles(name, backward):
     op = make_operator("denoise")
     y = op.measure(sample_images(2, mu=0.5)[..., :16, :16], 0.1, gens(1, 2))
-    _, info = build(name, Counting(FLAT_ORACLE), op, steps=5).solve(y, 0.1, gens(3, 4))
+    _, info = build(name, Counting(FLAT_ORACLE), op, steps=5).solve(y, 0.1, streams(3, 4))
     assert (info["nfe"], info["backward_passes"]) == (5, backward)
     assert info["tiles_evaluated"] is None and info["batch_size"] == 2
 
     # 16 x 16 images, 8 x 8 tiles: k = 2, M = 8, (k + 1)^2 = 9 tiles per image per call.
     wrapper = ShiftedGridDenoiser(FLAT_ORACLE, patch_size=8, padding="reflect", patch_batch=4)
     wrapper.tiles_evaluated = 1000  # counts from earlier work must not leak into this solve
-    _, info = build(name, wrapper, op, steps=5).solve(y, 0.1, gens(3, 4))
+    _, info = build(name, wrapper, op, steps=5).solve(y, 0.1, streams(3, 4))
     assert info["nfe"] == 5 and info["backward_passes"] == backward
     assert info["tiles_evaluated"] == 9 * 5
     assert info["backward_tiles"] == 9 * backward

@@ -104,4 +104,6 @@ def inference_options():
         opts += f" --patch-batch {inf['patch_batch']}"
     if inf.get("limit"):
         opts += f" --limit {inf['limit']}"
+    if inf.get("boundary_band"):
+        opts += f" --band {inf['boundary_band']}"
     return opts

@@ -37,9 +37,14 @@ rule profile:
         " --device {params.device} --threads {threads} > {log} 2>&1"
 
 
+# The priors the claims compare: the first of each training scheme.
+CLAIM_PRIORS = {p["scheme"]: n for n, p in reversed(config["priors"].items())}
+
+
 rule tables:
     input:
-        plan.cell_files("metrics"),
+        metrics=plan.cell_files("metrics"),
+        profiles=expand("results/profile/{solver}.csv", solver=PROFILE["solvers"]),
     output:
         table1=report(
             "results/tables/table1.csv",
@@ -54,6 +59,12 @@ rule tables:
             category="Tables",
         ),
         extended_md="results/tables/extended.md",
+        claims=report(
+            "results/tables/claims.csv",
+            caption="../report/claims.rst",
+            category="Tables",
+        ),
+        claims_md="results/tables/claims.md",
     log:
         f"{LOGS}/tables.log",
     conda:
@@ -65,10 +76,17 @@ rule tables:
     params:
         side=DATA["image_size"],
         seed=config["seed"],
+        margin=config.get("claims", {}).get("margin_db", 0.5),
+        whole=CLAIM_PRIORS.get("whole", "whole"),
+        patch=CLAIM_PRIORS.get("patch", "patch"),
+        profiled=PROFILE["prior"],
         code=rule_code("tables"),
     shell:
-        "patchpnp tables {input:q} --out-dir results/tables --seed {params.seed}"
-        " --image-shape {params.side} {params.side} > {log} 2>&1"
+        "patchpnp tables {input.metrics:q} --profiles {input.profiles:q}"
+        " --out-dir results/tables --seed {params.seed}"
+        " --image-shape {params.side} {params.side} --margin-db {params.margin}"
+        " --whole-prior {params.whole} --patch-prior {params.patch}"
+        " --profile-prior {params.profiled} > {log} 2>&1"
 
 
 rule figure_memory:

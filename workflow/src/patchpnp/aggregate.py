@@ -50,8 +50,8 @@ PADDINGS = ("zeros", "reflect", "replicate")
 CELL = ["dataset", "task", "prior", "solver", "size", "padding"]
 T1_KEYS = ["dataset", "task", "solver", "size"]
 REQUIRED = (
-    "image psnr psnr_fastmri ssim lpips data_consistency nfe backward_passes tiles_evaluated"
-    " seconds task solver size padding"
+    "image psnr ssim lpips rmse_band rmse_interior data_consistency nfe backward_passes"
+    " tiles_evaluated seconds task solver size padding"
 ).split()
 LAYOUT = (
     "results/metrics/{dataset}/{prior}/{solver}/{task}/{size}-{padding}.csv "
@@ -244,8 +244,10 @@ def extended_table(df: pd.DataFrame, seed: int, *, image_shape: tuple[int, int])
     """One row per cell with every aggregate the paper's discussion relies on.
 
     Columns: the cell keys, ``n_images``, ``{psnr,ssim,lpips}_{mean,std}``,
-    ``{psnr_fastmri,data_consistency,seconds,nfe,backward_passes,tiles_evaluated}_mean``
-    (per image), ``baseline_psnr`` and ``gain_db`` (over the measurement of the same
+    ``{data_consistency,seconds,nfe,backward_passes,tiles_evaluated}_mean`` (per image),
+    the boundary-artifact score ``rmse_band_mean``, ``rmse_interior_mean`` and their ratio
+    ``band_ratio`` (above 1: errors gather in the outer band, where padding acts),
+    ``baseline_psnr`` and ``gain_db`` (over the measurement of the same
     dataset and task), and for patch rows the paired ``dpsnr_vs_whole`` with its 95%
     bootstrap ``dpsnr_lo``/``dpsnr_hi``, ``time_ratio`` (seconds patch / whole),
     ``pixel_ratio`` (pixels the network sees per evaluation, tiles/nfe * P^2, over the
@@ -263,8 +265,11 @@ def extended_table(df: pd.DataFrame, seed: int, *, image_shape: tuple[int, int])
         row = dict(zip(CELL, key, strict=True), n_images=len(g))
         for col in ("psnr", "ssim", "lpips"):
             row |= {f"{col}_mean": _mean(g[col]), f"{col}_std": _std(g[col])}
-        for col in ("psnr_fastmri", "data_consistency", "seconds", "nfe", "backward_passes"):
+        for col in ("data_consistency", "seconds", "nfe", "backward_passes"):
             row[f"{col}_mean"] = _mean(g[col])
+        for col in ("rmse_band", "rmse_interior"):
+            row[f"{col}_mean"] = _mean(g[col])
+        row["band_ratio"] = row["rmse_band_mean"] / row["rmse_interior_mean"]
         row["tiles_evaluated_mean"] = _mean(pd.to_numeric(g["tiles_evaluated"]))
         rows.append(row)
     out = pd.DataFrame(rows)

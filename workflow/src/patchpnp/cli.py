@@ -144,6 +144,7 @@ def _cmd_infer(args: argparse.Namespace) -> None:
         device=args.device,
         threads=args.threads,
         limit=args.limit,
+        **({} if args.band is None else {"band": args.band}),
     )
 
 
@@ -215,10 +216,23 @@ def _cmd_tune_summary(args: argparse.Namespace) -> None:
 
 
 def _cmd_tables(args: argparse.Namespace) -> None:
-    from patchpnp.aggregate import write_tables
+    from patchpnp.aggregate import read_metrics, write_tables
+    from patchpnp.claims import claims_table, read_profiles, write_claims
 
+    # The claims are computed first, so an error in either stops before any file is written.
+    claims = claims_table(
+        read_metrics(args.metrics),
+        read_profiles(args.profiles),
+        seed=args.seed,
+        margin_db=args.margin_db,
+        whole_prior=args.whole_prior,
+        patch_prior=args.patch_prior,
+        profile_prior=args.profile_prior,
+    )
     written = write_tables(args.metrics, args.out_dir, args.seed, tuple(args.image_shape))
+    written |= write_claims(claims, args.out_dir, args.margin_db)
     print(Path(written["table1.md"]).read_text())
+    print(Path(written["claims.md"]).read_text())
 
 
 def _cmd_profile(args: argparse.Namespace) -> None:
@@ -359,6 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     i.add_argument("--threads", type=int, default=None)
     i.add_argument("--limit", type=int, default=None, help="use only the first N images")
+    i.add_argument(
+        "--band", type=int, default=None, help="outer band (pixels) of the boundary score (4)"
+    )
     i.set_defaults(func=_cmd_infer)
 
     x = sub.add_parser(
@@ -414,11 +431,18 @@ def build_parser() -> argparse.ArgumentParser:
     us.add_argument("--output", required=True)
     us.set_defaults(func=_cmd_tune_summary)
 
-    a = sub.add_parser("tables", help="Table 1 and the extended table from per-cell metrics")
+    a = sub.add_parser(
+        "tables", help="Table 1, the extended table and the claim verdicts from per-cell metrics"
+    )
     a.add_argument("metrics", nargs="+", help="metrics CSVs (results/metrics/... layout)")
     a.add_argument("--out-dir", required=True)
     a.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     a.add_argument("--image-shape", type=int, nargs=2, required=True, metavar=("H", "W"))
+    a.add_argument("--profiles", nargs="*", default=[], help="profile CSVs, for claim (d)")
+    a.add_argument("--margin-db", type=float, default=0.5, help="equivalence margin of claims")
+    a.add_argument("--whole-prior", default="whole", help="the whole-image-trained prior")
+    a.add_argument("--patch-prior", default="patch", help="the patch-trained prior")
+    a.add_argument("--profile-prior", default="n/a", help="the profiled prior (a label)")
     a.set_defaults(func=_cmd_tables)
 
     r = sub.add_parser("profile", help="memory and time per denoiser call (fresh processes)")

@@ -192,8 +192,6 @@ TASK_KEYS = {
 
 
 def _inference_checks(config: dict[str, Any]) -> list[str]:
-    from patchpnp.tiling import AxisGrid
-
     inf, out = config["inference"], []
     size = config["data"]["image_size"]
     for task, params in inf["tasks"].items():
@@ -224,16 +222,10 @@ def _inference_checks(config: dict[str, Any]) -> list[str]:
         for p in config["priors"].values()
     }
     for p in (s for s in inf["sizes"] if s != "whole"):
-        grid = AxisGrid.for_axis(size, p)
         if p >= size:
             out.append(
                 f"config key 'inference.sizes': patch {p} is not smaller than the "
                 f"{size} x {size} image; use 'whole'"
-            )
-        elif "reflect" in inf["paddings"] and grid.pad >= size:
-            out.append(
-                f"config key 'inference.sizes': patch {p} needs padding M = {grid.pad} >= "
-                f"N = {size}; reflection padding needs M < N"
             )
         for m in multiples:
             if p % m:

@@ -58,12 +58,12 @@ from torch import nn
 from patchpnp.inference import (
     InferenceError,
     _load_eval,  # the same slices, in the same order, as a grid cell reads
+    image_names,
     measurement_generators,
-    solver_generators,
 )
 from patchpnp.metrics import psnr
 from patchpnp.physics import Denoising, LinearOperator, SuperResolution, make_operator
-from patchpnp.solvers import DiffPIR
+from patchpnp.solvers import DiffPIR, SolveStreams
 
 log = logging.getLogger(__name__)
 
@@ -383,8 +383,8 @@ def run_crosscheck(
     x, sources, slices = _load_eval(data, None if limit is None else int(limit))
     x = x.to(dev)
     n = x.shape[0]
-    idx = list(range(n))
-    y = operator.measure(x, sigma_n, measurement_generators(seed, task, idx))
+    names = image_names(sources, slices)
+    y = operator.measure(x, sigma_n, measurement_generators(seed, task, names))
     denoiser, _ = load_prior(prior, dev)
     wrapped = DeepinvDenoiser(denoiser)
 
@@ -430,7 +430,7 @@ def run_crosscheck(
             first_levels[name], last_levels[name] = float(levels[0]), float(levels[-1])
         else:
             solver = solvers[name]
-            out, _ = solver.solve(y, sigma_n, solver_generators(seed, idx))
+            out, _ = solver.solve(y, sigma_n, SolveStreams.for_names(seed, names))
             first_levels[name], last_levels[name] = (
                 float(solver.sigmas[0]),
                 float(solver.sigmas[-2]),
@@ -443,7 +443,7 @@ def run_crosscheck(
     for name, out in outputs.items():
         scores = psnr(out.clamp(0.0, 1.0).cpu(), x.cpu())
         raw = psnr(out.cpu(), x.cpu())
-        for i in idx:
+        for i in range(n):
             rows.append(
                 {
                     "image": i,

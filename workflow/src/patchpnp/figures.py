@@ -49,13 +49,19 @@ PROFILE_COLUMNS = (
     "inference_size",
     "image_size",
     "sweep",
-    "peak_mib",
+    "peak_total_mib",
+    "peak_working_mib",
     "seconds_per_call",
     "device",
     "how",
 )
 SWEEPS = ("inference_size", "image_size")
-_METRICS = (("peak_mib", "peak memory (MiB)"), ("seconds_per_call", "seconds per denoiser call"))
+# Fig. 3's rows: the paper's total memory, the working memory beside it, then time.
+_METRICS = (
+    ("peak_total_mib", "peak total memory (MiB)"),
+    ("peak_working_mib", "peak working memory (MiB)"),
+    ("seconds_per_call", "seconds per denoiser call"),
+)
 _ZOOM_COLOR = "tab:red"
 
 
@@ -271,7 +277,7 @@ def read_profiles(profile_csvs: str | os.PathLike | Iterable[str | os.PathLike])
         missing = [c for c in PROFILE_COLUMNS if c not in df.columns]
         if missing:
             raise FigureError(f"{path}: missing column(s) {', '.join(missing)}")
-        for col in ("inference_size", "image_size", "peak_mib", "seconds_per_call"):
+        for col in ("inference_size", "image_size", *(m for m, _ in _METRICS)):
             try:
                 df[col] = pd.to_numeric(df[col])
             except (ValueError, TypeError) as e:
@@ -315,14 +321,16 @@ def _sweep_x(part: pd.DataFrame, sweep: str):
 
 
 def memory_figure(profile_csvs, out_stem) -> tuple[Path, Path]:
-    """Fig. 3: peak memory (top) and seconds per denoiser call (bottom), both log y, against
-    inference size (left, fixed image size) and image size (right), one line per solver
-    (hue) and whole / patch-batch configuration (style). Duplicate points raise instead of
-    being averaged, since a mean of two runs would not be a measurement any row records."""
+    """Fig. 3: peak total memory (top: all the process or device holds, the paper's
+    measure), peak working memory (middle: above the loaded model) and seconds per
+    denoiser call (bottom), all log y, against inference size (left, fixed image size)
+    and image size (right), one line per solver (hue) and whole / patch-batch
+    configuration (style). Duplicate points raise instead of being averaged, since a
+    mean of two runs would not be a measurement any row records."""
     df = read_profiles(profile_csvs)
     hue_order = sorted(df["solver"].unique())
     style_order = ["whole", *sorted(set(df["config"]) - {"whole"})]
-    with _figure(2, 2, (11.0, 7.0), "whitegrid", sharex="col") as (fig, axes):
+    with _figure(len(_METRICS), 2, (11.0, 10.0), "whitegrid", sharex="col") as (fig, axes):
         for j, sweep in enumerate(SWEEPS):
             part = df[df["sweep"] == sweep]
             if part.empty:
@@ -347,6 +355,6 @@ def memory_figure(profile_csvs, out_stem) -> tuple[Path, Path]:
                     ax.set_xscale("log", base=2)
                 ax.set_xticks(ticks, labels)
                 ax.xaxis.set_minor_locator(NullLocator())
-                ax.set(xlabel=xlabel if i else "", ylabel=ylabel)
+                ax.set(xlabel=xlabel if i == len(_METRICS) - 1 else "", ylabel=ylabel)
             axes[0, j].set_title(f"{sweep.replace('_', ' ')} sweep ({devices})")
         return _save(fig, out_stem)

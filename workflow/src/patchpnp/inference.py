@@ -1,17 +1,23 @@
 """One cell of the experiment grid: a prior, a solver, a task and an inference size.
 
 ALGORITHMS.md sections 4-7. A cell reads the evaluation slices, simulates each
-measurement ``y = A x + n`` (noise drawn from a generator seeded by the config
-seed, the task and the image index, so every cell of a task sees the same
+measurement ``y = A x + n`` (noise drawn from a generator keyed by the config
+seed, the task and the image's identity, so every cell of a task sees the same
 ``y``), reconstructs with the solver around the whole-image or the
 shifted-grid patch denoiser, and writes
 
 - ``recon.h5``: the reconstructions (float32 ``[n, 1, H, W]``), the
   measurements, and the cell's settings as attributes, so metrics can be
   recomputed without rerunning inference;
-- ``metrics.csv``: one row per image: PSNR (data range 1 and the fastMRI
-  convention), SSIM, LPIPS (or missing), data consistency, NFE, tiles,
-  backward passes and seconds.
+- ``metrics.csv``: one row per image: PSNR (data range 1), SSIM, LPIPS (or
+  missing), the RMSE in the outer band of ``band`` pixels and in the interior
+  (the boundary-artifact score), data consistency, NFE, tiles, backward passes
+  and seconds.
+
+The solver's random draws are keyed by (seed, image identity, purpose, step)
+(:class:`patchpnp.solvers.SolveStreams`): cells that differ only in the prior,
+the inference size or the padding see the same solver noise for each image, so
+their per-image differences are paired measurements of what differs.
 
 A baseline cell (``solver = "baseline"``) records the measurement's own score:
 the noisy image (denoising), bicubic upsampling (SR), zero filling (MRI), each
@@ -23,6 +29,7 @@ from __future__ import annotations
 import logging
 import time
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import h5py
@@ -32,15 +39,16 @@ import torch
 from tqdm import tqdm
 
 from patchpnp.atomic import atomic_path
-from patchpnp.metrics import LPIPSMetric, data_consistency, psnr, psnr_fastmri, ssim
-from patchpnp.patches import AxisGrid, ShiftedGridDenoiser
+from patchpnp.metrics import LPIPSMetric, band_rmse, data_consistency, psnr, ssim
+from patchpnp.patches import PADDING_MODES, ShiftedGridDenoiser
 from patchpnp.physics import make_operator
-from patchpnp.solvers import SOLVERS, make_solver
-from patchpnp.training.schemes import step_generator
+from patchpnp.solvers import SOLVERS, SolveStreams, image_key, make_solver
+from patchpnp.solvers.streams import keyed_generator
 from patchpnp.training.settings import load_prior, select_device
 
 log = logging.getLogger(__name__)
-MEASURE_STREAM, SOLVE_STREAM = 11, 12
+MEASURE_STREAM = 11
+DEFAULT_BAND = 4  # pixels of the outer band of the boundary-artifact score
 
 
 class InferenceError(ValueError):
@@ -51,13 +59,14 @@ def _task_stream(task: str) -> int:
     return zlib.crc32(task.encode())
 
 
-def measurement_generators(seed: int, task: str, indices) -> list[torch.Generator]:
+def image_names(sources: Sequence[str], slices: Sequence[int]) -> list[str]:
+    """The identity of each evaluation image: its source volume and slice."""
+    return [f"{src}:{int(sl)}" for src, sl in zip(sources, slices, strict=True)]
+
+
+def measurement_generators(seed: int, task: str, names: Sequence[str]) -> list[torch.Generator]:
     """One generator per image for its measurement noise: the same in every cell of a task."""
-    return [step_generator(seed, int(i), MEASURE_STREAM + _task_stream(task)) for i in indices]
-
-
-def solver_generators(seed: int, indices) -> list[torch.Generator]:
-    return [step_generator(seed, int(i), SOLVE_STREAM) for i in indices]
+    return [keyed_generator(seed, image_key(n), MEASURE_STREAM, _task_stream(task)) for n in names]
 
 
 def check_cell(
@@ -75,14 +84,8 @@ def check_cell(
             f"task '{task}': sigma_n must be > 0 (the solvers and the data "
             f"consistency divide by it), got {task_params.get('sigma_n')}"
         )
-    if size != "whole":
-        for n in image_shape:
-            grid = AxisGrid.for_axis(n, int(size))
-            if padding == "reflect" and grid.pad >= n:
-                raise InferenceError(
-                    f"patch size {size} needs padding M = {grid.pad} >= image "
-                    f"side {n}; reflection padding needs M < N"
-                )
+    if size != "whole" and padding not in PADDING_MODES:
+        raise InferenceError(f"unknown padding {padding!r}; expected one of {PADDING_MODES}")
 
 
 def _load_eval(path: str | Path, limit: int | None):
@@ -110,6 +113,7 @@ def run_cell(
     threads: int | None = None,
     limit: int | None = None,
     lpips: LPIPSMetric | None = None,
+    band: int = DEFAULT_BAND,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Run one grid cell (or a baseline with ``solver='baseline'``); return its metrics."""
@@ -132,6 +136,7 @@ def run_cell(
         engine = make_solver(solver, denoiser, operator, **(solver_params or {}))
     lpips = lpips or LPIPSMetric(dev)
     n = len(x_all)
+    names = image_names(sources, slices)
     recon = torch.empty_like(x_all)
     measurements, rows = [], []
     for start in tqdm(
@@ -139,7 +144,8 @@ def run_cell(
     ):
         idx = list(range(start, min(start + batch_images, n)))
         x = x_all[idx].to(dev)
-        y = operator.measure(x, sigma_n, measurement_generators(seed, task, idx))
+        batch_names = [names[i] for i in idx]
+        y = operator.measure(x, sigma_n, measurement_generators(seed, task, batch_names))
         t0 = time.perf_counter()
         if solver == "baseline":
             # The measurement as it comes, not clamped: clamping the noisy image to
@@ -148,21 +154,19 @@ def run_cell(
             x_hat = x_hat.real if x_hat.is_complex() else x_hat
             info = {"nfe": 0, "backward_passes": 0, "tiles_evaluated": 0}
         else:
-            x_hat, info = engine.solve(
-                y,
-                sigma_n,
-                solver_generators(seed, idx),
-                names=[f"{sources[i]}:{slices[i]}" for i in idx],
-            )
+            streams = SolveStreams.for_names(seed, batch_names)
+            x_hat, info = engine.solve(y, sigma_n, streams, names=batch_names)
         seconds = (time.perf_counter() - t0) / len(idx)
         recon[idx] = x_hat.cpu()
         measurements.append(y.cpu())
         dc = data_consistency(operator, x_hat, y, sigma_n)
+        rmse_band, rmse_interior = band_rmse(x_hat.cpu(), x.cpu(), band)
         scores = {
             "psnr": psnr(x_hat, x),
-            "psnr_fastmri": psnr_fastmri(x_hat, x),
             "ssim": ssim(x_hat.cpu(), x.cpu()),
             "lpips": lpips(x_hat, x),
+            "rmse_band": rmse_band,
+            "rmse_interior": rmse_interior,
         }
         for j, i in enumerate(idx):
             rows.append(
@@ -189,7 +193,8 @@ def run_cell(
             "task": task,
             "solver": solver,
             "size": str(size),
-            "padding": padding,
+            "padding": padding if size != "whole" else "none",
+            "band": int(band),
             "sigma_n": sigma_n,
             "seed": seed,
             "prior": str(prior or ""),

@@ -1,23 +1,54 @@
-"""Peak memory of a piece of work, on CUDA or on the CPU (ALGORITHMS.md section 7).
+"""Peak memory of a piece of work, total and working (ALGORITHMS.md section 7).
 
-CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``,
-minus what was allocated when the measurement started (the model, the inputs).
+:class:`PeakMemory` reports two figures in MiB for the work between ``start()`` and
+``stop()``:
 
-CPU: torch has no public CPU allocator statistics and tracemalloc does not see
-its allocations, so the kernel's peak resident set (``VmHWM``) is used. Writing
-5 to ``/proc/self/clear_refs`` resets that mark to the current resident set, so
-the peak above the baseline counts only the measured work. Where the reset is not
-allowed, ``ru_maxrss`` (the peak since the process started) is the fallback and
-``how`` says so. Either way the measurement is only clean in a fresh process.
+- **working**: the peak of the memory the work allocated, above what was allocated
+  when it started (the loaded model, the inputs);
+- **total**: everything the process (CPU) or this process on the device (CUDA) held
+  at that peak: weights, interpreter / libraries / CUDA context, allocator pools and
+  the working memory. This is the paper's Fig. 3 measure.
+
+CUDA. Working: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``,
+minus ``memory_allocated`` at the start. Total: the device memory outside torch's
+caching allocator at the end (used memory from ``cudaMemGetInfo`` minus
+``memory_reserved``: the context, loaded kernels, library handles; it only grows, so
+the end bounds the peak's) plus the caching allocator's peak reservation
+(``max_memory_reserved``, reset at the start). ``cudaMemGetInfo`` is device-wide, so
+the total assumes the process has the device to itself, as a profile job does.
+
+CPU. A resident-set high-water mark under-counts: memory freed earlier (during
+warm-up, or by the work itself) is reused without the mark moving, so small tiles
+read well under 1 MiB. Working is therefore counted at the allocator level: the torch
+profiler (``profile_memory=True``) records every allocation (+bytes) and free
+(-bytes) of torch's CPU allocator; the running sum of these in time order is the
+live bytes the work allocated, and its maximum is the working peak. Frees of blocks
+allocated before the start are not recorded, so they never lower it. Memory outside
+torch's allocator (Python objects, numpy arrays, library scratch buffers) is not seen.
+Total: the resident set at the start (``VmRSS``: interpreter, libraries, model, heap)
+plus the working peak, an upper bound of the resident peak where the work reuses
+free heap. The profiler records every operator, which slows the work down: time it
+in a separate, unmeasured run. One fresh process per measured configuration keeps
+earlier work out of the resident baseline.
 """
 
 from __future__ import annotations
 
 import resource
+import sys
+from collections.abc import Iterable
+from typing import NamedTuple
 
 import torch
 
-__all__ = ["PeakMemory", "reset_peak_rss", "status_kib"]
+__all__ = ["Peak", "PeakMemory", "live_bytes_peak", "resident_bytes", "status_kib"]
+MIB = 2**20
+
+
+class Peak(NamedTuple):
+    total_mib: float
+    working_mib: float
+    how: str  # the mechanism, e.g. "torch.profiler memory events + VmRSS"
 
 
 def status_kib(field: str) -> int | None:
@@ -32,27 +63,40 @@ def status_kib(field: str) -> int | None:
     return None
 
 
-def reset_peak_rss() -> bool:
-    """Reset the kernel's peak-RSS mark to the current RSS; False where not allowed."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
+def resident_bytes() -> tuple[int, str]:
+    """The process's resident set now (``VmRSS``) and its source; where ``/proc`` is
+    missing, the peak resident set so far (``ru_maxrss``), which can only over-count."""
+    kib = status_kib("VmRSS")
+    if kib is not None:
+        return kib * 1024, "VmRSS"
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak * (1 if sys.platform == "darwin" else 1024), "ru_maxrss"  # macOS: bytes
+
+
+def live_bytes_peak(events: Iterable[tuple[int, int]]) -> int:
+    """Peak of the running sum of ``(time, signed bytes)`` allocator events, from 0."""
+    live = peak = 0
+    for _, nbytes in sorted(events, key=lambda e: e[0]):  # stable: ties keep record order
+        live += nbytes
+        peak = max(peak, live)
+    return peak
+
+
+def _cpu_memory_events(prof: torch.profiler.profile) -> list[tuple[int, int]]:
+    # The raw kineto events hold every allocation and free; prof.events() folds the
+    # ones inside an operator into its net usage, which hides peaks within an operator.
+    return [
+        (e.start_ns(), e.nbytes())
+        for e in prof.profiler.kineto_results.events()
+        if e.name() == "[memory]" and e.device_type() == torch.autograd.DeviceType.CPU
+    ]
 
 
 class PeakMemory:
-    """Measure the peak memory above a baseline: ``start()``, do the work, ``stop()``.
-
-    ``stop()`` returns ``(peak_mib, how)``; ``how`` names the mechanism
-    (``cuda.max_memory_allocated``, ``VmHWM reset`` or ``ru_maxrss``).
-    """
+    """Measure a piece of work: ``start()``, do the work, ``stop()`` -> :class:`Peak`."""
 
     def __init__(self, device: torch.device | str):
         self.device = torch.device(device)
-        self._base = 0
-        self._exact = False
 
     def start(self) -> None:
         if self.device.type == "cuda":
@@ -60,20 +104,22 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats(self.device)
             self._base = torch.cuda.memory_allocated(self.device)
             return
-        self._exact = reset_peak_rss()
-        base = status_kib("VmRSS") if self._exact else None
-        if base is None:
-            self._exact = False
-            base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        self._base = base * 1024
+        self._base, self._rss_how = resident_bytes()
+        act = [torch.profiler.ProfilerActivity.CPU]
+        self._prof = torch.profiler.profile(activities=act, profile_memory=True)
+        self._prof.start()
 
-    def stop(self) -> tuple[float, str]:
+    def stop(self) -> Peak:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-            peak = torch.cuda.max_memory_allocated(self.device)
-            return (peak - self._base) / 2**20, "cuda.max_memory_allocated"
-        peak_kib = status_kib("VmHWM") if self._exact else None
-        how = "VmHWM reset"
-        if peak_kib is None:
-            peak_kib, how = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "ru_maxrss"
-        return (peak_kib * 1024 - self._base) / 2**20, how
+            working = torch.cuda.max_memory_allocated(self.device) - self._base
+            free, size = torch.cuda.mem_get_info(self.device)
+            outside = size - free - torch.cuda.memory_reserved(self.device)
+            total = outside + torch.cuda.max_memory_reserved(self.device)
+            how = "cuda.max_memory_allocated + mem_get_info"
+            return Peak(total / MIB, working / MIB, how)
+        self._prof.stop()
+        working = live_bytes_peak(_cpu_memory_events(self._prof))
+        self._prof = None  # the recorded events can be large: let them go
+        how = f"torch.profiler memory events + {self._rss_how}"
+        return Peak((self._base + working) / MIB, working / MIB, how)

@@ -1,5 +1,11 @@
 """Image-quality and consistency metrics, per image (ALGORITHMS.md section 7).
 
+PSNR uses ``data_range = 1`` on [0, 1] images. fastMRI's convention (data range = the
+volume's maximum, on images in scanner units) is not reported: the evaluation images
+are scaled by a percentile and clipped to [0, 1], so neither the volume's maximum nor
+the scanner units survive, and a per-slice maximum of scaled images would only be an
+imitation of it.
+
 Images are batches ``[B, C, H, W]`` (or ``[B, H, W]``) in [0, 1] units, torch tensors or
 numpy arrays; every metric returns one value per image, ``[B]``, as a numpy array or
 (when ``x`` is a tensor) a float64 CPU tensor.
@@ -30,8 +36,8 @@ __all__ = [
     "LPIPSUnavailableWarning",
     "alexnet_checkpoint_path",
     "data_consistency",
+    "band_rmse",
     "psnr",
-    "psnr_fastmri",
     "ssim",
 ]
 
@@ -81,14 +87,24 @@ def psnr(x, ref, data_range: float | np.ndarray | torch.Tensor = 1.0):
     return _like(values, x)
 
 
-def psnr_fastmri(x, ref):
-    """PSNR with fastMRI's convention: ``data_range`` = the reference's maximum, per image.
+def band_rmse(x, ref, width: int):
+    """Per-image RMSE in the outer band of ``width`` pixels and in the interior.
 
-    fastMRI's ``evaluate.psnr`` takes the maximum over a volume; the benchmark keeps one
-    slice per volume, so the per-image maximum is the same thing.
+    Returns ``(band, interior)``. The band is where padding acts: a prior that sees a
+    clean black margin (or a seam at the border) leaves its errors there, so the ratio
+    band / interior is a boundary-artifact score (Fig. 1's effect, as a number).
     """
-    b = _as_batch(ref)
-    return psnr(x, ref, data_range=b.reshape(b.shape[0], -1).max(axis=1))
+    a, b = _pair(x, ref)
+    h, w = a.shape[-2:]
+    width = int(width)
+    if not 0 < 2 * width < min(h, w):
+        raise ValueError(f"band width must be in [1, {(min(h, w) - 1) // 2}], got {width}")
+    inner = np.zeros((h, w), dtype=bool)
+    inner[width : h - width, width : w - width] = True
+    err = (a - b) ** 2
+    band = np.sqrt(err[..., ~inner].reshape(a.shape[0], -1).mean(axis=1))
+    interior = np.sqrt(err[..., inner].reshape(a.shape[0], -1).mean(axis=1))
+    return _like(band, x), _like(interior, x)
 
 
 def ssim(x, ref, data_range: float = 1.0):

@@ -2,16 +2,35 @@
 
 :class:`ShiftedGridDenoiser` turns any image-space denoiser ``inner(x, sigma)`` into a
 denoiser of the same signature that only ever shows ``inner`` ``P x P`` tiles. Per
-image axis of length ``N`` with ``P < N``: ``k = N // P`` and ``M = (k + 1) P - N``
-(``M = P`` when ``P`` divides ``N``); the image is padded by ``M`` on both sides, a
-shift ``a`` is drawn uniformly from ``[0, M)``, and the window ``[a, a + (k + 1) P)`` of
-the padded canvas, which always contains the image, is cut into ``k + 1`` tiles.
+image axis of length ``N`` with ``P < N``: ``T = ceil((N + P - 1) / P)`` tiles
+(``N / P + 1`` when ``P`` divides ``N``) and ``M = T P - N`` (``M = P`` then); the
+image is padded by ``M`` on both sides, a shift ``a`` is drawn uniformly from
+``[0, P)``, so that every offset mod ``P`` can be a seam, and the window
+``[a, a + T P)`` of the padded canvas, which always contains the image, is cut into
+``T`` tiles (:class:`patchpnp.tiling.AxisGrid`).
 All tiles are denoised at the same sigma, put back, and the central ``N`` pixels are
 kept. Redrawing the shift at every call moves the seams, so they average out over a
 solver's steps; living inside the denoiser, the scheme works with any solver.
 
-Padding: ``'zeros'`` (PaDIS: black, i.e. -1 in network units), ``'reflect'`` (the
-paper's fix: no artificial foreground-to-background edge) or ``'replicate'``.
+Padding: ``'zeros'`` (PaDIS), ``'reflect'`` (the paper's fix: no artificial
+foreground-to-background edge) or ``'replicate'``. PaDIS's zero margin is part of the
+diffusion state: at level ``s`` it holds zeros (black, -1 in network units) plus
+fresh noise of level ``s``, as every other pixel of the state does; a clean black band
+beside noisy pixels is something the prior never saw, and would bias the ablation in
+the paper's favour. Reflection and replication copy image pixels (their noise
+included) through an index map, so a margin of any width works (``M >= N`` reflects
+back and forth) and the gradient folds back onto the copied pixels exactly.
+
+Random draws. The shifts and the margin noise of a call come from the generators the
+caller passes (one per sample: the solver's *grid* stream, ALGORITHMS.md section 10),
+never from the solver's noise stream, so tiling changes nothing else in a solve.
+
+Coordinate channels (PaDIS priors). Training shows the network crops of the image with
+the coordinates of their pixels, all within [-1, 1]. A padded pixel therefore gets the
+coordinates of the image pixel it copies (reflect, replicate) or, in a zero margin, of
+the nearest image pixel: every (content, coordinate) pair is one training could show,
+and no coordinate leaves the trained range (PaDIS itself normalises them differently
+at training and test time, a known pitfall).
 
 Rectangular images are handled axis by axis. On an axis with ``P >= N`` the tiles
 still have ``P`` pixels (``k = 0``, ``M = P - N``, one tile row), so a prior trained on
@@ -48,7 +67,22 @@ from patchpnp.prior.precond import coordinate_channels
 from patchpnp.tiling import AxisGrid
 
 PADDING_MODES = ("zeros", "reflect", "replicate")
-_TORCH_PAD_MODE = {"zeros": "constant", "reflect": "reflect", "replicate": "replicate"}
+
+
+def source_positions(axis: AxisGrid, padding: str) -> torch.Tensor:
+    """The image position every position of the padded axis copies (``[size + 2 pad]``).
+
+    ``reflect`` mirrors about the edge pixels (torch's ``'reflect'``, period
+    ``2 (N - 1)``, so margins wider than the image reflect back and forth),
+    ``replicate`` repeats the edge pixel; for ``zeros`` the margin copies nothing and
+    the nearest image position is returned (used for coordinate channels only).
+    """
+    pos = torch.arange(axis.size + 2 * axis.pad) - axis.pad
+    if padding == "reflect" and axis.size > 1:
+        period = 2 * (axis.size - 1)
+        pos = pos.remainder(period)
+        return torch.where(pos >= axis.size, period - pos, pos)
+    return pos.clamp(0, axis.size - 1)
 
 
 def image_coordinates(
@@ -58,7 +92,8 @@ def image_coordinates(
 
     Returns ``[2, len(rows), len(cols)]``: the row channel first, then the column channel,
     the normalisation used at training time on unpadded images (PaDIS / Patch Diffusion).
-    Pixels of the padding get coordinates beyond [-1, 1], extrapolating the same map.
+    Positions outside the image would extrapolate beyond [-1, 1]; the wrapper passes
+    the positions that :func:`source_positions` gives, so they never do.
     The same function as training uses (:func:`patchpnp.prior.coordinate_channels`).
     """
     return coordinate_channels(rows, cols, height, width)[0]
@@ -80,6 +115,7 @@ class _TilePlan:
         sigma: float | torch.Tensor,
         device: torch.device,
         dtype: torch.dtype,
+        margin_noise: torch.Tensor | None = None,
     ):
         self.inner = module.inner
         self.padding = module.padding
@@ -92,11 +128,23 @@ class _TilePlan:
         self.chunk = module.patch_batch or self.num_tiles
         self.sigma = _sigma_per_tile(sigma, self.batch, self.tiles_per_sample)
         self.device, self.dtype = device, dtype
+        # Zero padding only: level-sigma noise on the margin (zero inside the image),
+        # drawn once per call so the memory-bounded backward replays the same canvas.
+        self.margin_noise = margin_noise
+        self.row_src = source_positions(rows, self.padding).to(device)
+        self.col_src = source_positions(cols, self.padding).to(device)
 
     # -- geometry: image <-> padded canvas <-> shifted windows <-> tiles -----------------
     def pad(self, x: torch.Tensor) -> torch.Tensor:
+        """The padded canvas. Its autograd is the padding's exact adjoint (index maps
+        fold the gradient back onto the copied pixels; the zero margin drops it)."""
+        if self.padding != "zeros":
+            return x.index_select(-2, self.row_src).index_select(-1, self.col_src)
         mr, mc = self.rows.pad, self.cols.pad
-        return F.pad(x, (mc, mc, mr, mr), mode=_TORCH_PAD_MODE[self.padding])
+        canvas = F.pad(x, (mc, mc, mr, mr))
+        if self.margin_noise is not None:
+            canvas = canvas + self.margin_noise.to(dtype=canvas.dtype)
+        return canvas
 
     def windows(self, canvas: torch.Tensor) -> torch.Tensor:
         """Each sample's shifted window ``[B, C, span_r, span_c]`` of the padded canvas."""
@@ -153,10 +201,12 @@ class _TilePlan:
     def coords(self) -> torch.Tensor:
         """Coordinate channels of every tile ``[B * T, 2, P, P]``, in original image coordinates."""
         per_sample = []
+        row_src, col_src = self.row_src.cpu(), self.col_src.cpu()
         for a, c in self.shifts:
-            # Window pixel j sits at canvas index shift + j, i.e. image index shift + j - M.
-            rows = torch.arange(self.rows.span) + a - self.rows.pad
-            cols = torch.arange(self.cols.span) + c - self.cols.pad
+            # Window pixel j sits at canvas index shift + j; it shows the image pixel
+            # source_positions gives there (module doc: coordinates stay in training range).
+            rows = row_src[a : a + self.rows.span]
+            cols = col_src[c : c + self.cols.span]
             per_sample.append(image_coordinates(rows, cols, self.rows.size, self.cols.size))
         windows = torch.stack(per_sample).to(device=self.device, dtype=self.dtype)
         return self.to_tiles(windows)
@@ -209,8 +259,8 @@ class _TilePlan:
                         grad_tiles[idx] = gt
             counter(idx.stop - idx.start)
         grad_canvas = self.windows_adjoint(self.from_tiles(grad_tiles))
-        # Adjoint of the padding: autograd of F.pad itself folds the gradient of padded
-        # pixels back onto their sources (reflect / replicate) or drops it (zeros).
+        # Adjoint of the padding: autograd of the padding itself folds the gradient of
+        # padded pixels back onto their sources (reflect / replicate) or drops it (zeros).
         with torch.enable_grad():
             xx = x.detach().requires_grad_(True)
             (gx,) = torch.autograd.grad(self.pad(xx), xx, grad_canvas)
@@ -267,6 +317,9 @@ class ShiftedGridDenoiser(nn.Module):
         patch_batch: tiles per network call (micro-batch); ``None`` runs all tiles of
             all samples at once. The result does not depend on it; peak memory does.
         seed: seed of the wrapper-owned generator used when ``forward`` gets none.
+        noisy_margin: with ``'zeros'``, fill the margin with zeros plus noise at the
+            call's sigma (PaDIS, the default); ``False`` keeps it clean black (only to
+            measure what the noise changes).
         memory_bounded_grad: when ``x`` requires grad, ``True`` uses the recomputing
             backward, ``False`` plain autograd through all tiles (same values, memory
             growing with the number of tiles), ``None`` (default) the recomputing one
@@ -286,6 +339,7 @@ class ShiftedGridDenoiser(nn.Module):
         patch_batch: int | None = None,
         seed: int = 0,
         memory_bounded_grad: bool | None = None,
+        noisy_margin: bool = True,
     ):
         super().__init__()
         if padding not in PADDING_MODES:
@@ -302,6 +356,7 @@ class ShiftedGridDenoiser(nn.Module):
         self.memory_bounded_grad = (
             None if memory_bounded_grad is None else bool(memory_bounded_grad)
         )
+        self.noisy_margin = bool(noisy_margin)
         self.reset_counters()
         self._warned_param_grad = False
 
@@ -315,18 +370,8 @@ class ShiftedGridDenoiser(nn.Module):
         self.backward_tiles = 0
 
     def grid(self, height: int, width: int) -> tuple[AxisGrid, AxisGrid]:
-        """The row and column tilings of a ``height x width`` image (validated)."""
-        rows = AxisGrid.for_axis(height, self.patch_size)
-        cols = AxisGrid.for_axis(width, self.patch_size)
-        if self.padding == "reflect":
-            for name, axis in (("height", rows), ("width", cols)):
-                if axis.pad >= axis.size:
-                    raise ValueError(
-                        f"reflect padding needs M < N, but patch size P={self.patch_size} on "
-                        f"image {name} N={axis.size} gives M={axis.pad}; use a smaller patch "
-                        f"size, or 'replicate' / 'zeros' padding"
-                    )
-        return rows, cols
+        """The row and column tilings of a ``height x width`` image."""
+        return AxisGrid.for_axis(height, self.patch_size), AxisGrid.for_axis(width, self.patch_size)
 
     def passes_through(self, height: int, width: int) -> bool:
         """True when one tile covers the image: then the wrapper is ``inner`` itself."""
@@ -340,29 +385,62 @@ class ShiftedGridDenoiser(nn.Module):
         A single generator is used for the samples in order; a list gives sample ``b``
         its own generator, so its shift does not depend on the rest of the batch.
         """
-        if generator is None:
-            generator = self.generator
-        if isinstance(generator, torch.Generator):
-            gens = [generator] * batch
-        else:
-            gens = list(generator)
-            if len(gens) != batch:
-                raise ValueError(f"got {len(gens)} generators for a batch of {batch} samples")
+        gens = self._generators(batch, generator)
 
         def draw(high: int, g: torch.Generator) -> int:
             if high <= 0:  # an axis whose single tile fits exactly: nothing to shift
                 return 0
             return int(torch.randint(0, high, (1,), generator=g, device=g.device).item())
 
-        return [(draw(rows.pad, g), draw(cols.pad, g)) for g in gens]
+        return [(draw(rows.shifts, g), draw(cols.shifts, g)) for g in gens]
 
     def plan(
         self, x: torch.Tensor, sigma: float | torch.Tensor, generator: GeneratorArg = None
     ) -> _TilePlan:
-        """Draw this call's shifts and return the tiling (used by :meth:`forward` and tests)."""
+        """Draw this call's shifts (and zero-margin noise) and return the tiling.
+
+        Each sample draws its shift, then its margin noise, from its own generator
+        (the solver's grid stream), so nothing here touches the solver's noise.
+        """
         rows, cols = self.grid(*x.shape[-2:])
-        shifts = self.draw_shifts(x.shape[0], rows, cols, generator)
-        return _TilePlan(self, rows, cols, shifts, sigma, x.device, x.dtype)
+        gens = self._generators(x.shape[0], generator)
+        shifts = self.draw_shifts(x.shape[0], rows, cols, gens)
+        noise = None
+        if self.padding == "zeros" and self.noisy_margin:
+            noise = self._margin_noise(x, sigma, rows, cols, gens)
+        return _TilePlan(self, rows, cols, shifts, sigma, x.device, x.dtype, noise)
+
+    def _generators(self, batch: int, generator: GeneratorArg) -> list[torch.Generator]:
+        """One generator per sample: the caller's, or the wrapper's own shared in order."""
+        if generator is None:
+            generator = self.generator
+        if isinstance(generator, torch.Generator):
+            return [generator] * batch
+        gens = list(generator)
+        if len(gens) != batch:
+            raise ValueError(f"got {len(gens)} generators for a batch of {batch} samples")
+        return gens
+
+    @staticmethod
+    def _margin_noise(
+        x: torch.Tensor,
+        sigma: float | torch.Tensor,
+        rows: AxisGrid,
+        cols: AxisGrid,
+        gens: Sequence[torch.Generator],
+    ) -> torch.Tensor:
+        """``sigma_b n`` on the zero margin of each sample's canvas, 0 over the image."""
+        b, ch, h, w = x.shape
+        shape = (ch, h + 2 * rows.pad, w + 2 * cols.pad)
+        noise = torch.stack(
+            [torch.randn(shape, generator=g, device=g.device, dtype=torch.float32) for g in gens]
+        ).to(device=x.device, dtype=x.dtype)
+        level = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).detach().reshape(-1)
+        level = level.expand(b) if level.numel() == 1 else level
+        if level.numel() != b:
+            raise ValueError(f"sigma must be a scalar or one value per sample (batch {b})")
+        noise[:, :, rows.pad : rows.pad + h, cols.pad : cols.pad + w] = 0.0
+        return noise * level.reshape(b, 1, 1, 1)
 
     def forward(
         self, x: torch.Tensor, sigma: float | torch.Tensor, generator: GeneratorArg = None
@@ -415,5 +493,6 @@ class ShiftedGridDenoiser(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"patch_size={self.patch_size}, padding={self.padding!r}, "
-            f"patch_batch={self.patch_batch}, memory_bounded_grad={self.memory_bounded_grad}"
+            f"patch_batch={self.patch_batch}, memory_bounded_grad={self.memory_bounded_grad}, "
+            f"noisy_margin={self.noisy_margin}"
         )

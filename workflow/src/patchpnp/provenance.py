@@ -91,7 +91,7 @@ RULE_MODULES = {
     "baseline": CELL,
     "profile": ("patchpnp.profiling", "patchpnp.memory"),
     "tune": ("patchpnp.tune",),
-    "tables": ("patchpnp.aggregate",),
+    "tables": ("patchpnp.aggregate", "patchpnp.claims"),
     "figures": ("patchpnp.figures",),
 }
 

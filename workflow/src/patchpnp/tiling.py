@@ -11,7 +11,15 @@ class AxisGrid:
     """How one image axis of length ``size`` is tiled by ``count`` tiles of ``tile`` pixels.
 
     ``pad`` (M) pixels are added on both sides; the tiled window starts at the drawn
-    shift in ``[0, pad)`` of the padded axis and spans ``count * tile = size + pad``.
+    shift in ``[0, shifts)`` of the padded axis and spans ``count * tile = size + pad``.
+
+    With ``tile < size`` the shift takes ``tile`` values, so every offset mod ``tile``
+    can be a seam position; the window must then cover the image from any of them,
+    which takes ``count = ceil((size + tile - 1) / tile)`` tiles: ``size / tile + 1``
+    when ``tile`` divides ``size`` (``pad = tile``, PaDIS's grid), one more tile
+    otherwise (e.g. N = 320, P = 128: 4 tiles, pad 192, where ``N // P + 1`` tiles
+    would only reach 64 of the 128 seam offsets). With ``tile >= size`` one tile
+    covers the axis and the shift places the image inside it (``pad = tile - size``).
     """
 
     size: int
@@ -21,9 +29,14 @@ class AxisGrid:
 
     @classmethod
     def for_axis(cls, size: int, patch: int) -> AxisGrid:
-        k = size // patch if patch < size else 0
-        return cls(size=size, tile=patch, count=k + 1, pad=(k + 1) * patch - size)
+        count = (size - 1) // patch + 2 if patch < size else 1
+        return cls(size=size, tile=patch, count=count, pad=count * patch - size)
 
     @property
     def span(self) -> int:
         return self.count * self.tile
+
+    @property
+    def shifts(self) -> int:
+        """How many shifts there are to draw from (``[0, shifts)``; 0: nothing to draw)."""
+        return self.tile if self.tile < self.size else self.pad

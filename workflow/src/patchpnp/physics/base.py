@@ -100,6 +100,17 @@ class LinearOperator:
         """An initial guess in image space (default: the adjoint applied to ``y``)."""
         return self.A_adjoint(y)
 
+    def init_noise_level(self, sigma_n: torch.Tensor) -> torch.Tensor:
+        """The white-noise level that :meth:`init` of a measurement already carries.
+
+        ``sigma_n`` holds one measurement noise level per sample; the default is 0
+        (the guess is smooth or dominated by other errors: bicubic upsampling, zero
+        filling). Operators whose guess is the noisy measurement itself return
+        ``sigma_n``, so a solver's first state tops the noise up to its starting level
+        instead of adding the whole level on top (ALGORITHMS.md section 6).
+        """
+        return torch.zeros_like(torch.as_tensor(sigma_n, dtype=torch.float64))
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 

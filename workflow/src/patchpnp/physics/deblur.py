@@ -34,6 +34,10 @@ class Deblur(CircularBlurDecimation):
         """The blurred measurement itself (it already lives in image space)."""
         return y
 
+    def init_noise_level(self, sigma_n: torch.Tensor) -> torch.Tensor:
+        """``y`` itself: it carries the (white) measurement noise."""
+        return torch.as_tensor(sigma_n, dtype=torch.float64).clone()
+
     def __repr__(self) -> str:
         shape = tuple(self.kernel.weights.shape)
         return f"Deblur(kernel={self.kernel_name!r}, sigma={self.sigma}, size={shape[0]})"

@@ -29,3 +29,7 @@ class Denoising(LinearOperator):
 
     def init(self, y: torch.Tensor) -> torch.Tensor:
         return y
+
+    def init_noise_level(self, sigma_n: torch.Tensor) -> torch.Tensor:
+        """``y`` itself: it carries the measurement noise."""
+        return torch.as_tensor(sigma_n, dtype=torch.float64).clone()

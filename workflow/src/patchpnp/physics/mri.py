@@ -49,13 +49,24 @@ def line_mask(
     """A boolean mask over the ``width`` phase-encode columns of centred k-space.
 
     The central ``round(center_fraction * width)`` low frequencies (rounded up to a
-    symmetric set) are always sampled. ``equispaced`` adds every frequency that is a
-    multiple of ``acceleration``; ``random`` adds each remaining frequency pair with the
-    probability that makes the expected rate ``1 / acceleration`` (fastMRI's rule).
+    symmetric set) are always sampled. Both kinds then aim at ``width / acceleration``
+    lines in total, centre included (fastMRI's convention; the centre is not extra):
+
+    - ``equispaced`` (fastMRI's ``EquispacedMaskFractionFunc``): the outer lines are
+      spaced by the adjusted acceleration ``R (N - n_c) / (N - R n_c)`` rather than by
+      ``R``, so that centre plus outer lines make ``N / R``. Here the spacing is fitted
+      to a whole number of lines: ``round(N / R) - n_c`` outer lines, half on each side,
+      one at the middle of each of equal bins between the centre and the edge. Spacing
+      by ``R`` itself (the plain ``EquiSpacedMaskFunc``) would sample
+      ``n_c + (N - n_c) / R`` lines: an acceleration of 3.2 instead of 4 at 8% centre.
+    - ``random``: each remaining frequency pair is drawn with the probability that
+      makes the expected count ``N / R`` (fastMRI's ``RandomMaskFunc`` rule).
 
     The mask is conjugate-symmetric: frequency ``f`` is sampled iff ``-f`` is. For a
     real image, k-space is Hermitian, so this loses no information relative to the
-    lines sampled, and it makes the real-constrained prox exact in closed form.
+    lines sampled, and it makes the real-constrained prox exact in closed form. Lines
+    therefore come in pairs; :func:`_equispaced_outer` says how close that lets the
+    equispaced count get.
     """
     if kind not in MASK_TYPES:
         raise ValueError(f"unknown MRI mask {kind!r}; valid: {list(MASK_TYPES)}")
@@ -65,8 +76,7 @@ def line_mask(
     num_low = round(width * center_fraction)
     mask = freq.abs() <= num_low // 2
     if kind == "equispaced":
-        # Multiples of R form a symmetric set of frequencies by construction.
-        mask |= freq.remainder(int(acceleration)) == 0
+        mask |= _equispaced_outer(width, int(mask.sum()), width / acceleration)
     else:
         prob = (width / acceleration - int(mask.sum())) / max(width - int(mask.sum()), 1)
         u = torch.rand(width, generator=torch.Generator().manual_seed(int(seed)))
@@ -75,6 +85,31 @@ def line_mask(
         mask |= u < prob
     mask |= mask[mirror_columns(width)]
     return mask
+
+
+def _equispaced_outer(width: int, n_centre: int, target: float) -> torch.Tensor:
+    """Outer lines of the equispaced mask: a conjugate-symmetric set evenly spread over
+    the frequencies beyond the centre, as close to ``target - n_centre`` lines as pairs
+    allow.
+
+    Each side holds the frequencies ``c + 1 .. h`` (``c = n_centre // 2``, ``h`` the
+    highest frequency with a mirror, ``(width - 1) // 2``); it is cut into ``k`` equal
+    bins and the middle of each is sampled, so the spacing is ``(h - c) / k``, fastMRI's
+    adjusted acceleration up to whole lines. An even width's Nyquist column (``-width /
+    2``, its own mirror) takes an odd leftover line, so the total is within half a line
+    of ``target``; an odd width has no such column and lands within one line.
+    """
+    freq = torch.arange(width) - width // 2
+    c, h = n_centre // 2, (width - 1) // 2
+    want = max(target - n_centre, 0.0)
+    if width % 2 == 0:
+        outer = round(want)
+        k, nyquist = outer // 2, outer % 2 == 1
+    else:
+        k, nyquist = round(want / 2), False
+    k = min(k, h - c)
+    picked = c + torch.ceil((torch.arange(k) + 0.5) * (h - c) / max(k, 1)).long()
+    return torch.isin(freq.abs(), picked) | (nyquist & (freq == -(width // 2)))
 
 
 class MRI(LinearOperator):

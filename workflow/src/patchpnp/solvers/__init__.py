@@ -2,7 +2,8 @@
 
 Each solver combines a denoiser ``D01(x, sigma)`` (whole-image or the shifted-grid
 patch wrapper: the solvers do not care), a forward model and the EDM noise schedule,
-and solves a batch of independent images with ``solve(y, sigma_n, generators)``.
+and solves a batch of independent images with ``solve(y, sigma_n, streams)`` (keyed random
+streams, :mod:`patchpnp.solvers.streams`).
 Build one by name with :func:`make_solver`.
 """
 
@@ -17,6 +18,7 @@ from .base import DiffusionSolver, SolverDenoiser, SolverDivergedError
 from .diffpir import DiffPIR
 from .dps import DPS, dps_step_size
 from .schedule import edm_sigmas
+from .streams import SolveStreams, image_key
 
 SOLVERS: dict[str, type[DiffusionSolver]] = {"dps": DPS, "diffpir": DiffPIR}
 
@@ -39,8 +41,10 @@ __all__ = [
     "DiffPIR",
     "DiffusionSolver",
     "SolverDenoiser",
+    "SolveStreams",
     "SolverDivergedError",
     "dps_step_size",
     "edm_sigmas",
+    "image_key",
     "make_solver",
 ]

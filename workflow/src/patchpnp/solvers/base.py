@@ -3,7 +3,7 @@
 A solver sees three things: a [0, 1]-space denoiser ``D01(x, sigma)``, a forward model
 (:class:`patchpnp.physics.LinearOperator`) and the EDM noise schedule. Subclasses only
 write the per-step update (:meth:`DiffusionSolver._run`); the batch bookkeeping that
-makes samples independent (one ``torch.Generator`` per image, per-sample norms and
+makes samples independent (keyed random streams per image, per-sample norms and
 step sizes, divergence reported by image) lives here.
 """
 
@@ -19,6 +19,7 @@ from torch import nn
 
 from ..physics.base import LinearOperator
 from .schedule import edm_sigmas
+from .streams import INIT_STEP, SolveStreams
 
 __all__ = ["DiffusionSolver", "SolverDenoiser", "SolverDivergedError"]
 
@@ -52,10 +53,12 @@ def _accepts_generator(denoiser: Callable) -> bool:
 class SolverDenoiser:
     """Adapter that lets solvers call any denoiser the same way.
 
-    Solvers always call ``adapter(x, sigma, generators)`` with one generator per image.
+    Solvers always call ``adapter(x, sigma, generators)`` with one generator per image,
+    the grid stream of the current step (:class:`patchpnp.solvers.streams.SolveStreams`).
     A denoiser that takes a ``generator`` keyword (``ShiftedGridDenoiser``: one random
-    grid shift per sample per call) receives them, so a sample's shifts come from its
-    own stream; a plain whole-image denoiser is called as ``denoiser(x, sigma)``.
+    grid shift and noisy zero margin per sample per call) receives them, so a sample's
+    grid draws come from a stream of their own and never shift the solver's noise; a
+    plain whole-image denoiser is called as ``denoiser(x, sigma)``.
     It also reads the patch wrapper's cost counters when they exist.
     """
 
@@ -157,10 +160,14 @@ class DiffusionSolver:
         x: torch.Tensor,
         y: torch.Tensor,
         sigma_n: torch.Tensor,
-        generators: list[torch.Generator],
+        streams: SolveStreams,
         names: Sequence[Any] | None,
     ) -> tuple[torch.Tensor, int]:
-        """Run the steps from the initial state ``x``; return ``(x_hat, backward passes)``."""
+        """Run the steps from the initial state ``x``; return ``(x_hat, backward passes)``.
+
+        Step ``i`` draws its solver noise from ``streams.solver(i)`` (:meth:`_noise`) and
+        calls the denoiser with ``streams.grid(i)`` (:meth:`_denoise`).
+        """
         raise NotImplementedError
 
     # -- shared machinery ----------------------------------------------------------------
@@ -168,7 +175,7 @@ class DiffusionSolver:
         self,
         y: torch.Tensor,
         sigma_n: float | torch.Tensor,
-        generators: Sequence[torch.Generator],
+        streams: SolveStreams,
         names: Sequence[Any] | None = None,
     ) -> tuple[torch.Tensor, dict[str, Any]]:
         """Reconstruct a batch from its measurements ``y``.
@@ -176,9 +183,10 @@ class DiffusionSolver:
         Args:
             y: measurements ``[B, ...]`` (the operator's measurement space).
             sigma_n: measurement noise std in [0, 1] units, a float or one value per image.
-            generators: one ``torch.Generator`` per image; every random draw of image ``b``
-                (initial noise, step noise, grid shifts) comes from ``generators[b]``, so
-                its result does not depend on which images share the batch.
+            streams: the batch's random streams (:class:`SolveStreams`, one image key per
+                image): every draw of image ``b`` is keyed by (seed, its key, purpose,
+                step), so its result depends neither on which images share the batch nor,
+                for the solver noise, on the denoiser (whole or tiled, any padding).
             names: optional per-image names (e.g. dataset indices) for error messages.
 
         Returns:
@@ -189,11 +197,11 @@ class DiffusionSolver:
             (the first level actually used) and ``wall_seconds`` (the whole batch).
         """
         batch = y.shape[0]
-        generators = list(generators)
-        if len(generators) != batch or not all(isinstance(g, torch.Generator) for g in generators):
+        if not isinstance(streams, SolveStreams) or len(streams) != batch:
+            got = f"{len(streams)} image keys" if isinstance(streams, SolveStreams) else streams
             raise ValueError(
-                f"{self.name}: need one torch.Generator per image (batch {batch}), "
-                f"got {len(generators)} items"
+                f"{self.name}: need SolveStreams with one image key per image (batch {batch}), "
+                f"got {got!r}"
             )
         if names is not None and len(names) != batch:
             raise ValueError(f"{self.name}: got {len(names)} names for a batch of {batch}")
@@ -206,11 +214,18 @@ class DiffusionSolver:
                 f"(batch {batch}), got {sigma_n.numel()} values"
             )
         self._check_sigma_n(sigma_n)
+        carried = self.operator.init_noise_level(sigma_n)
+        if bool((carried > float(self.sigmas[0]) * (1 + 1e-6)).any()):
+            raise ValueError(
+                f"{self.name}: the initial guess already carries noise {carried.max():.4g} "
+                f"(the measurement's), above the first level {float(self.sigmas[0]):.4g} "
+                f"the denoiser would be told; raise sigma_start to at least sigma_n"
+            )
 
         before = self.denoiser.tile_counters()
         start = time.perf_counter()
-        x = self.initial_state(y, generators)
-        x_hat, backward = self._run(x, y, sigma_n, generators, names)
+        x = self.initial_state(y, sigma_n, streams)
+        x_hat, backward = self._run(x, y, sigma_n, streams, names)
         wall = time.perf_counter() - start
         after = self.denoiser.tile_counters()
         if self.clip_output:
@@ -234,17 +249,40 @@ class DiffusionSolver:
         }
         return x_hat.detach(), info
 
-    def initial_state(self, y: torch.Tensor, generators: Sequence[torch.Generator]) -> torch.Tensor:
-        """``x_init + s_0 z``: the operator's initial guess (clamped to [0, 1]) plus noise."""
+    def initial_state(
+        self, y: torch.Tensor, sigma_n: torch.Tensor, streams: SolveStreams
+    ) -> torch.Tensor:
+        """The first state, at total noise level ``s_0``: the level the denoiser is told.
+
+        ``x_init`` is the operator's initial guess. Where it already carries the
+        measurement noise (denoising: ``x_init = y``, noise ``sigma_n``), only the
+        missing ``sqrt(max(s_0^2 - sigma_n^2, 0))`` is added and ``x_init`` is not
+        clamped (clamping would fold the noise and bias the dark background); elsewhere
+        (:meth:`LinearOperator.init_noise_level` 0) ``x_init`` is clamped to [0, 1]
+        and ``s_0`` is added. ALGORITHMS.md section 6.
+        """
         with torch.no_grad():
             x_init = self.operator.init(y)
             if x_init.is_complex():
                 x_init = x_init.real
-            x_init = x_init.clamp(0.0, 1.0)
-            return x_init + float(self.sigmas[0]) * per_sample_noise(x_init, generators)
+            carried = self.operator.init_noise_level(sigma_n)  # [B], float64
+            s0 = float(self.sigmas[0])
+            if not bool((carried > 0).any()):
+                x_init = x_init.clamp(0.0, 1.0)
+            added = (s0**2 - carried**2).clamp(min=0.0).sqrt()
+            added = added.to(device=x_init.device, dtype=x_init.dtype)
+            noise = per_sample_noise(x_init, streams.solver(INIT_STEP))
+            return x_init + added.reshape(-1, *([1] * (x_init.ndim - 1))) * noise
 
-    def _noise(self, like: torch.Tensor, generators: Sequence[torch.Generator]) -> torch.Tensor:
-        return per_sample_noise(like, generators)
+    def _noise(self, like: torch.Tensor, streams: SolveStreams, step: int) -> torch.Tensor:
+        """Standard normal solver noise of ``step`` (its own keyed stream per image)."""
+        return per_sample_noise(like, streams.solver(step))
+
+    def _denoise(
+        self, x: torch.Tensor, sigma: float, streams: SolveStreams, step: int
+    ) -> torch.Tensor:
+        """The denoiser at ``step``, with that step's grid stream (used by a patch wrapper)."""
+        return self.denoiser(x, sigma, streams.grid(step))
 
     def _check(self, x: torch.Tensor, step: int, names: Sequence[Any] | None) -> None:
         _check_finite(self.name, x, step, self.steps, float(self.sigmas[step]), names)

@@ -33,6 +33,7 @@ import torch
 
 from ..physics.base import LinearOperator
 from .base import DiffusionSolver
+from .streams import SolveStreams
 
 __all__ = ["DiffPIR"]
 
@@ -80,7 +81,7 @@ class DiffPIR(DiffusionSolver):
         x: torch.Tensor,
         y: torch.Tensor,
         sigma_n: torch.Tensor,
-        generators: list[torch.Generator],
+        streams: SolveStreams,
         names: Sequence[Any] | None,
     ) -> tuple[torch.Tensor, int]:
         sigmas = self.sigmas.tolist()
@@ -89,15 +90,15 @@ class DiffPIR(DiffusionSolver):
         with torch.no_grad():
             for i in range(last):
                 s, s_next = sigmas[i], sigmas[i + 1]
-                x0 = self.denoiser(x, s, generators)
+                x0 = self._denoise(x, s, streams, i)
                 self._check(x0, i, names)
                 rho = self.lam * sigma_n**2 / s**2  # [B]: one data weight per sample
                 x0_hat = self.operator.prox(x0, y, rho)
                 eps = (x - x0_hat) / s
-                x = x0_hat + s_next * (keep * eps + fresh * self._noise(x, generators))
+                x = x0_hat + s_next * (keep * eps + fresh * self._noise(x, streams, i))
                 self._check(x, i, names)
             # Last step: no data step, no re-noising; the denoised image is the estimate.
-            x0 = self.denoiser(x, sigmas[last], generators)
+            x0 = self._denoise(x, sigmas[last], streams, last)
             self._check(x0, last, names)
         return x0, 0
 

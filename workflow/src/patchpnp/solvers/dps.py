@@ -35,6 +35,7 @@ import torch
 
 from ..physics.base import LinearOperator
 from .base import DiffusionSolver
+from .streams import SolveStreams
 
 __all__ = ["DPS", "dps_step_size"]
 
@@ -86,7 +87,7 @@ class DPS(DiffusionSolver):
         x: torch.Tensor,
         y: torch.Tensor,
         sigma_n: torch.Tensor,
-        generators: list[torch.Generator],
+        streams: SolveStreams,
         names: Sequence[Any] | None,
     ) -> tuple[torch.Tensor, int]:
         sigmas = self.sigmas.tolist()
@@ -96,7 +97,7 @@ class DPS(DiffusionSolver):
             s, s_next = sigmas[i], sigmas[i + 1]
             with torch.enable_grad():
                 xi = x.detach().requires_grad_(True)
-                x0 = self.denoiser(xi, s, generators)
+                x0 = self._denoise(xi, s, streams, i)
                 # Sum of per-sample norms: its gradient w.r.t. x_i is per sample, because
                 # the denoiser and the operator act on each sample alone.
                 (grad,) = torch.autograd.grad(residual_norms(self.operator, x0, y).sum(), xi)
@@ -107,7 +108,7 @@ class DPS(DiffusionSolver):
                 ratio = (s_next / s) ** 2
                 x_next = x0 + ratio * (x - x0)
                 if s_next > 0:
-                    noise = self._noise(x, generators)
+                    noise = self._noise(x, streams, i)
                     x_next = x_next + s_next * math.sqrt(1.0 - ratio) * noise
                 x = x_next - zetas[i] * grad
                 self._check(x, i, names)

@@ -1,0 +1,397 @@
+"""Tests of the claim verdicts (patchpnp.claims) on synthetic metrics whose answer is known:
+constant differences, intervals against the margin and zero, the pooled cluster bootstrap
+on correlated and independent cells, memory profiles that plateau or not, strict pairing."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from patchpnp.aggregate import REQUIRED, AggregateError, bootstrap_mean_ci
+from patchpnp.claims import (
+    CLAIMS_COLUMNS,
+    claims_table,
+    cluster_bootstrap_mean,
+    comparable_verdict,
+    directional_verdict,
+    memory_verdict,
+    read_profiles,
+    write_claims,
+)
+from patchpnp.cli import main
+
+SEED = 7
+N = 30
+
+
+def cell(
+    psnr,
+    *,
+    dataset="knee",
+    prior="whole",
+    solver="dps",
+    task="denoise",
+    size="whole",
+    padding=None,
+    images=None,
+) -> pd.DataFrame:
+    """One cell's rows of the metrics table (whole cells pad nothing)."""
+    padding = "none" if size == "whole" else (padding or "reflect")
+    psnr = np.asarray(psnr, dtype=float)
+    images = range(len(psnr)) if images is None else images
+    keys = dict(dataset=dataset, task=task, prior=prior, solver=solver, size=size)
+    return pd.DataFrame({**keys, "padding": padding, "image": list(images), "psnr": psnr})
+
+
+def base(n=N, seed=0):
+    """Per-image PSNR spread like the paper's (about 1 dB between images)."""
+    return np.random.default_rng(seed).normal(28.0, 1.0, n)
+
+
+def noise(n=N, scale=0.2, seed=1):
+    return np.random.default_rng(seed).normal(0.0, scale, n)
+
+
+def rows_of(table, claim):
+    return table[table["claim"] == claim].reset_index(drop=True)
+
+
+def pooled(table, claim):
+    rows = rows_of(table, claim)
+    last = rows.iloc[-1]
+    assert (last[["dataset", "solver", "task", "size"]] == "all").all()
+    return last
+
+
+# -- verdict rules -------------------------------------------------------------------------
+def test_comparable_verdict_against_the_margin():
+    assert comparable_verdict(-0.5, 0.5, 0.5) == "reproduced"  # the ends belong to [-m, m]
+    assert comparable_verdict(0.1, 0.4, 0.5) == "reproduced"
+    assert comparable_verdict(0.4, 0.6, 0.5) == "inconclusive"  # straddles m
+    assert comparable_verdict(-0.7, 0.7, 0.5) == "inconclusive"  # too wide to tell
+    assert comparable_verdict(0.6, 0.9, 0.5) == "contradicted"  # entirely above m
+    assert comparable_verdict(-0.9, -0.51, 0.5) == "contradicted"  # entirely below -m
+    with pytest.raises(AggregateError, match="margin"):
+        comparable_verdict(0.0, 0.1, 0.0)
+
+
+def test_directional_verdict_against_zero():
+    assert directional_verdict(0.01, 0.3) == "reproduced"
+    assert directional_verdict(-0.3, -0.01) == "contradicted"
+    assert directional_verdict(-0.1, 0.2) == "inconclusive"
+    assert directional_verdict(0.0, 0.2) == "inconclusive"  # 0 not excluded
+
+
+def test_memory_verdict_plateau_steady_fall_rise_and_none():
+    assert memory_verdict([800, 640, 610, 600]) == "reproduced"  # -160, -30, -10
+    assert memory_verdict([800, 640, 640]) == "reproduced"  # a flat last step is a plateau
+    assert memory_verdict([800, 700, 600, 500]) == "inconclusive"  # no plateau: steady fall
+    assert memory_verdict([800, 760, 600]) == "inconclusive"  # falls faster at the end
+    assert memory_verdict([800, 600, 620, 590]) == "inconclusive"  # rises on the way
+    assert memory_verdict([800, 700]) == "inconclusive"  # one patch size: no plateau to see
+    assert memory_verdict([800, 820, 800]) == "contradicted"  # smallest patch >= whole
+    assert memory_verdict([800, 900]) == "contradicted"
+
+
+# -- the dB claims -------------------------------------------------------------------------
+def test_constant_difference_gives_exact_estimate_and_verdicts():
+    """Patch-trained = whole-trained + 0.3 dB on every image: estimate 0.3, a zero-width
+    interval, reproduced at margin 0.5 and contradicted at margin 0.2."""
+    b = base()
+    m = pd.concat([cell(b, prior="whole"), cell(b + 0.3, prior="patch")])
+    for margin, verdict in ((0.5, "reproduced"), (0.2, "contradicted")):
+        t = claims_table(m, None, seed=SEED, margin_db=margin)
+        assert list(t.columns) == CLAIMS_COLUMNS
+        a = rows_of(t, "a_training")
+        assert len(a) == 2  # the cell, then the pooled row
+        row = a.iloc[0]
+        assert (row["dataset"], row["solver"], row["task"], row["size"]) == (
+            "knee",
+            "dps",
+            "denoise",
+            "whole",
+        )
+        assert row["prior"] == "patch-whole" and row["n_images"] == N
+        assert row[["estimate_db", "ci_lo_db", "ci_hi_db"]].tolist() == pytest.approx([0.3] * 3)
+        assert row["verdict"] == verdict
+        assert pooled(t, "a_training")["estimate_db"] == pytest.approx(0.3)
+        assert pooled(t, "a_training")["verdict"] == verdict
+
+
+def test_interval_straddling_the_margin_is_inconclusive():
+    """Patch inference 0.5 dB below whole with per-image scatter: the interval contains
+    -0.5, neither inside nor outside [-0.5, 0.5]."""
+    b, d = base(), noise(scale=0.3)
+    d = d - d.mean() - 0.5
+    m = pd.concat([cell(b), cell(b + d, size="p32")])
+    t = claims_table(m, None, seed=SEED, margin_db=0.5)
+    row = rows_of(t, "b_inference").iloc[0]
+    assert row["estimate_db"] == pytest.approx(-0.5)
+    assert row["ci_lo_db"] < -0.5 < row["ci_hi_db"]
+    assert row["verdict"] == "inconclusive"
+    assert (row["prior"], row["size"]) == ("whole", "p32")
+    # the per-cell interval is aggregate's bootstrap of the paired differences, seeded
+    assert (row["estimate_db"], row["ci_lo_db"], row["ci_hi_db"]) == bootstrap_mean_ci(
+        (b + d) - b, SEED
+    )
+
+
+def test_directional_claims_contradicted_and_reproduced():
+    """Zeros beat reflection by 0.2 dB (padding contradicted); the patch-trained prior
+    loses 0.3 dB less than the whole-trained one under patches (c reproduced)."""
+    b, e = base(), noise(scale=0.1, seed=3)
+    m = pd.concat(
+        [
+            cell(b, prior="whole"),
+            cell(b - 0.5 + e, prior="whole", size="p32"),
+            cell(b - 0.3 + e, prior="whole", size="p32", padding="zeros"),
+            cell(b, prior="patch"),
+            cell(b - 0.2 + noise(scale=0.1, seed=4), prior="patch", size="p32"),
+        ]
+    )
+    t = claims_table(m, None, seed=SEED)
+    pad = rows_of(t, "padding")
+    assert len(pad) == 2  # only the whole prior has a zeros cell; then the pooled row
+    assert pad.loc[0, "estimate_db"] == pytest.approx(-0.2)
+    assert pad.loc[0, "ci_hi_db"] < 0 and pad.loc[0, "verdict"] == "contradicted"
+    assert pooled(t, "padding")["verdict"] == "contradicted"
+    c = rows_of(t, "c_patch_trained_resilient")
+    assert c.loc[0, "prior"] == "patch-whole" and c.loc[0, "size"] == "p32"
+    expected = (-0.2 + noise(scale=0.1, seed=4)) - (-0.5 + e)
+    assert c.loc[0, "estimate_db"] == pytest.approx(expected.mean())
+    assert c.loc[0, "ci_lo_db"] > 0 and c.loc[0, "verdict"] == "reproduced"
+    # the pooled rows of claims pooled over priors say so
+    assert pooled(t, "b_inference")["prior"] == "all"
+    assert pooled(t, "c_patch_trained_resilient")["prior"] == "patch-whole"
+
+
+def test_pooled_interval_moves_images_together_across_cells():
+    """Two cells with the same per-image differences (up to a constant) carry no more
+    information than one: the pooled interval must be as wide as one cell's, not
+    1/sqrt(2) of it as a bootstrap treating the cells as independent would give. Two
+    cells with independent differences do shrink it by about sqrt(2)."""
+    n, b = 60, base(60)
+    d = noise(60, scale=0.4, seed=5)
+    _, lo1, hi1 = bootstrap_mean_ci(d, SEED)
+    width1 = hi1 - lo1
+
+    same = pd.concat(
+        [
+            cell(b, solver="dps"),
+            cell(b + d, solver="dps", size="p32"),
+            cell(b, solver="diffpir"),
+            cell(b + d + 0.2, solver="diffpir", size="p32"),
+        ]
+    )
+    row = pooled(claims_table(same, None, seed=SEED), "b_inference")
+    assert row["estimate_db"] == pytest.approx(d.mean() + 0.1)  # equal weight per cell
+    assert row["n_images"] == n
+    assert 0.9 < (row["ci_hi_db"] - row["ci_lo_db"]) / width1 < 1.1
+
+    d2 = noise(60, scale=0.4, seed=6)
+    d2 = (d2 - d2.mean()) * d.std() / d2.std() + d.mean()  # same spread, independent
+    indep = pd.concat(
+        [
+            cell(b, solver="dps"),
+            cell(b + d, solver="dps", size="p32"),
+            cell(b, solver="diffpir"),
+            cell(b + d2, solver="diffpir", size="p32"),
+        ]
+    )
+    row = pooled(claims_table(indep, None, seed=SEED), "b_inference")
+    assert 0.6 < (row["ci_hi_db"] - row["ci_lo_db"]) / width1 < 0.82
+
+
+def test_cluster_bootstrap_resamples_each_dataset_separately():
+    """Images of different datasets are different images, even with the same index."""
+    knee = pd.Series(noise(40, 0.5, 8), index=range(40))
+    brain = pd.Series(noise(40, 0.5, 9) + 1.0, index=range(40))
+    est, lo, hi = cluster_bootstrap_mean([("knee", knee), ("brain", brain)], SEED)
+    assert est == pytest.approx((knee.mean() + brain.mean()) / 2)
+    assert lo < est < hi
+    # Constant values give the constant exactly, like aggregate.bootstrap_mean_ci.
+    flat = pd.Series(0.25, index=range(5))
+    assert cluster_bootstrap_mean([("knee", flat), ("knee", flat)], SEED) == (0.25, 0.25, 0.25)
+    with pytest.raises(AggregateError, match="different images"):
+        cluster_bootstrap_mean([("knee", knee), ("knee", knee.iloc[:-1])], SEED)
+
+
+def test_mismatched_images_raise_naming_both_cells():
+    b = base()
+    m = pd.concat([cell(b), cell(b[:-1], size="p32", images=range(1, N))])
+    with pytest.raises(AggregateError) as err:
+        claims_table(m, None, seed=SEED)
+    text = str(err.value)
+    assert "knee/whole/dps/denoise/p32-reflect" in text
+    assert "knee/whole/dps/denoise/whole-none" in text
+    assert "[0]" in text  # image 0 is in only one of them
+
+
+def test_missing_comparisons_give_one_not_tested_row_each():
+    """A grid with one prior and no zero padding cannot test (a), (c) or padding; each
+    says so in one pooled row rather than disappearing from the table."""
+    b = base()
+    m = pd.concat(
+        [
+            cell(b, prior="patch"),
+            cell(b - 0.1, prior="patch", size="p32"),
+            cell(b, prior="baseline", solver="baseline", size="measurement"),
+        ]
+    )
+    t = claims_table(m, None, seed=SEED)
+    assert list(pd.unique(t["claim"])) == [
+        "a_training",
+        "b_inference",
+        "c_patch_trained_resilient",
+        "padding",
+        "d_memory",
+    ]
+    for claim in ("a_training", "c_patch_trained_resilient", "padding", "d_memory"):
+        (row,) = rows_of(t, claim).itertuples()
+        assert row.verdict == "inconclusive" and row.detail.startswith("not tested")
+        assert math.isnan(row.estimate_db) and row.n_images == 0
+    assert len(rows_of(t, "b_inference")) == 2  # the baseline is no prior
+
+
+# -- memory --------------------------------------------------------------------------------
+def profile_rows(solver, totals: dict, side=64) -> pd.DataFrame:
+    """Profile rows: whole, each patch size one tile per call and all tiles per call
+    (the latter must be ignored), plus an image-size sweep row (ignored too)."""
+    rows = [("whole", "none", side, side, "inference_size", totals["whole"])]
+    for p, t in totals.items():
+        if p != "whole":
+            rows += [("patch", "1", p, side, "inference_size", t)]
+            rows += [("patch", "all", p, side, "inference_size", 10 * t)]
+    rows += [("whole", "none", 4 * side, 4 * side, "image_size", 1.0)]
+    columns = "mode patch_batch inference_size image_size sweep peak_total_mib".split()
+    df = pd.DataFrame(rows, columns=columns)
+    return df.assign(solver=solver, peak_working_mib=0.0, seconds_per_call=0.1)
+
+
+def test_memory_rows_plateau_versus_steady_fall(tmp_path):
+    plateau = profile_rows("diffpir", {"whole": 812, 32: 640, 16: 610})
+    steady = profile_rows("dps", {"whole": 812, 32: 640, 16: 468})
+    paths = []
+    for name, df in (("diffpir", plateau), ("dps", steady)):
+        paths.append(tmp_path / f"{name}.csv")
+        df.to_csv(paths[-1], index=False)
+    m = pd.concat([cell(base()), cell(base(), size="p32")])
+    t = claims_table(m, read_profiles(paths), seed=SEED, profile_prior="patch")
+    mem = rows_of(t, "d_memory")
+    assert mem["solver"].tolist() == ["diffpir", "dps", "all"]
+    assert mem["verdict"].tolist() == ["reproduced", "inconclusive", "inconclusive"]
+    assert mem.loc[0, "dataset"] == "profile N=64" and mem.loc[0, "task"] == "denoise"
+    assert mem.loc[0, "prior"] == "patch" and mem.loc[0, "size"] == "all"
+    assert mem.loc[0, "detail"].endswith("whole 812, p32 640 (-21%), p16 610 (-5%)")
+    assert mem[["estimate_db", "ci_lo_db", "ci_hi_db"]].isna().all().all()  # not dB
+
+    flat = profile_rows("dps", {"whole": 812, 32: 830, 16: 815})
+    t = claims_table(m, pd.concat([plateau, flat]), seed=SEED)
+    assert rows_of(t, "d_memory")["verdict"].tolist() == [
+        "reproduced",
+        "contradicted",
+        "contradicted",  # a solver without any saving contradicts the general claim
+    ]
+    t = claims_table(m, pd.concat([plateau, plateau.assign(solver="dps")]), seed=SEED)
+    assert pooled(t, "d_memory")["verdict"] == "reproduced"
+
+
+def test_read_profiles_wants_the_total_memory_column(tmp_path):
+    path = tmp_path / "dps.csv"
+    profile_rows("dps", {"whole": 8, 16: 4}).rename(columns={"peak_total_mib": "peak_mib"}).to_csv(
+        path, index=False
+    )
+    with pytest.raises(AggregateError, match="peak_total_mib"):
+        read_profiles([path])
+    with pytest.raises(AggregateError, match="not found"):
+        read_profiles([tmp_path / "missing.csv"])
+
+
+# -- files and the command -----------------------------------------------------------------
+def write_metrics(path, psnr, *, solver, task, size, padding):
+    """A metrics CSV as ``patchpnp infer`` writes it: every column aggregate requires."""
+    n = len(psnr)
+    table = pd.DataFrame({c: [0.5] * n for c in REQUIRED})
+    table = table.assign(
+        image=range(n),
+        psnr=psnr,
+        task=task,
+        solver=solver,
+        nfe=10,
+        tiles_evaluated=4,
+        size=size[1:] if size != "whole" else "whole",
+        padding=padding,
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(path, index=False)
+
+
+def test_tables_command_writes_the_claims(tmp_path):
+    b = base(8)
+    root = tmp_path / "results" / "metrics" / "knee"
+    paths = []
+    for prior, offset in (("whole", 0.0), ("patch", 0.1)):
+        for size, padding, shift in (("whole", "none", 0.0), ("p32", "reflect", -0.2)):
+            path = root / prior / "dps" / "denoise" / f"{size}-{padding}.csv"
+            psnr = b + offset + (shift if prior == "whole" else shift / 2)
+            write_metrics(
+                path,
+                psnr,
+                solver="dps",
+                task="denoise",
+                size=size,
+                padding="reflect" if size == "whole" else padding,
+            )
+            paths.append(path)
+    profile = tmp_path / "results" / "profile" / "dps.csv"
+    profile.parent.mkdir(parents=True)
+    profile_rows("dps", {"whole": 812, 32: 640, 16: 610}).to_csv(profile, index=False)
+    out = tmp_path / "tables"
+    argv = [
+        "tables",
+        *map(str, paths),
+        "--out-dir",
+        str(out),
+        "--seed",
+        "3",
+        "--image-shape",
+        "64",
+        "64",
+        "--profiles",
+        str(profile),
+        "--margin-db",
+        "0.25",
+        "--profile-prior",
+        "patch",
+    ]
+    assert main(argv) == 0
+    t = pd.read_csv(out / "claims.csv")
+    assert list(t.columns) == CLAIMS_COLUMNS
+    a = pooled(t, "a_training")
+    assert a["estimate_db"] == pytest.approx(0.1) and a["verdict"] == "reproduced"
+    c = pooled(t, "c_patch_trained_resilient")
+    assert c["estimate_db"] == pytest.approx(0.1) and c["verdict"] == "reproduced"
+    assert pooled(t, "d_memory")["verdict"] == "reproduced"
+    md = (out / "claims.md").read_text()
+    assert "[-0.25, 0.25] dB" in md and "| a_training | knee | patch-whole |" in md
+    assert "+0.100" in md
+    assert (out / "table1.csv").is_file()
+
+    # written atomically and computed first: a failing claim leaves no claims behind
+    for f in out.iterdir():
+        f.unlink()
+    bad = root / "whole" / "dps" / "denoise" / "whole-none.csv"
+    write_metrics(bad, b[:-1], solver="dps", task="denoise", size="whole", padding="reflect")
+    assert main(argv) == 2
+    assert not any(out.iterdir())
+
+
+def test_write_claims_formats_missing_numbers_as_blank(tmp_path):
+    m = pd.concat([cell(base()), cell(base() - 0.1, size="p32")])
+    t = claims_table(m, None, seed=SEED)
+    written = write_claims(t, tmp_path, 0.5)
+    md = written["claims.md"].read_text()
+    assert "| d_memory | all | n/a | all | all | all | 0 |  |  | inconclusive |" in md
+    assert "-0.100" in md
