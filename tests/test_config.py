@@ -89,7 +89,7 @@ def _set(config, dotted, value):
         ("profile.steps", 0, r"'profile.steps': 0 is less than the minimum of 1"),
         ("figures.solver", "ddrm", r"'figures.solver': 'ddrm' is not a solver"),
         ("figures.dataset", "knee", r"'figures.dataset': 'knee' is not a dataset"),
-        ("figures.index", 99, r"'figures.index': slice 99 is not among the 8"),
+        ("figures.index", 99, r"'figures.index': slice 99 is not among the 12"),
         ("figures", KeyError, r"'figures' is a required property"),
     ],
 )
@@ -120,8 +120,33 @@ def test_plan_shards_and_splits(demo_config):
         for i in range(plan.n_shards("mni_t1_singlecoil", "train"))
     ) == len(train)
     ev, tune = plan.volumes("mni_t1_singlecoil", "eval"), plan.volumes("mni_t1_singlecoil", "tune")
-    assert len(ev) == 8 and len(tune) == 4 and not set(ev) & set(tune)
+    n = demo_config["data"]["datasets"]["mni_t1_singlecoil"]
+    assert (len(ev), len(tune)) == (n["n_eval"], n["n_tune"]) and not set(ev) & set(tune)
     assert plan.splits("mni_t1_singlecoil") == ["train", "eval", "tune"]
+
+
+def test_plan_runs_the_three_sizes_and_the_padding_ablation_where_configured(demo_config):
+    cells = Plan(demo_config).cells()
+    per_size = {}
+    for c in cells:
+        per_size.setdefault((c["solver"], c["size"]), set()).add(c["padding"])
+    # The paper's whole / N/2 / N/4 for every solver; zeros only for DiffPIR at N/2.
+    assert per_size == {
+        ("diffpir", "whole"): {"none"},
+        ("diffpir", "p32"): {"reflect", "zeros"},
+        ("diffpir", "p16"): {"reflect"},
+        ("dps", "whole"): {"none"},
+        ("dps", "p32"): {"reflect"},
+        ("dps", "p16"): {"reflect"},
+    }
+    assert len(cells) == 2 * 2 * 2 * (4 + 3)  # datasets x priors x tasks x (diffpir + dps)
+    config = copy.deepcopy(demo_config)
+    del config["inference"]["padding_sizes"]
+    zeros = {c["size"] for c in Plan(config).cells() if c["padding"] == "zeros"}
+    assert zeros == {"p16", "p32"}
+    config["inference"]["padding_sizes"] = [24]
+    with pytest.raises(ConfigError, match="padding_sizes.*24"):
+        validate_config(config)
 
 
 def test_plan_names_the_figures_inputs(demo_config):
@@ -131,7 +156,7 @@ def test_plan_names_the_figures_inputs(demo_config):
     assert fig["padding"]["reflect"].endswith("/patch/diffpir/denoise/p32-reflect.h5")
     assert [r["task"] for r in fig["rows"]] == ["denoise", "sr"]
     labels = [label for label, _ in fig["rows"][1]["panels"]]
-    assert labels == ["whole", "patch 32 (reflect)"]
+    assert labels == ["whole", "patch 16 (reflect)"]
     assert fig["rows"][1]["measurement"].endswith("baseline/sr.h5")
     # every file a figure reads is one the grid writes
     grid = set(plan.cell_files("infer"))

@@ -39,6 +39,7 @@ __all__ = [
     "table1_display",
     "to_latex",
     "to_markdown",
+    "write_files",
     "write_tables",
 ]
 
@@ -419,6 +420,12 @@ def write_tables(
         "extended.csv": lambda p: ext.to_csv(p, index=False),
         "extended.md": lambda p: p.write_text(to_markdown(ext), encoding="utf-8"),
     }
+    return write_files(outdir, writers)
+
+
+def write_files(outdir: str | os.PathLike, writers: dict) -> dict[str, Path]:
+    """Run ``writers`` (file name -> function writing to a path), each file atomically;
+    returns the written paths keyed by file name."""
     written = {}
     for name, write in writers.items():
         dest = Path(outdir) / name

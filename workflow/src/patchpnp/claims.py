@@ -39,8 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from patchpnp.aggregate import AggregateError, bootstrap_mean_ci, to_markdown
-from patchpnp.atomic import atomic_path
+from patchpnp.aggregate import AggregateError, bootstrap_mean_ci, to_markdown, write_files
 
 __all__ = [
     "CLAIMS_COLUMNS",
@@ -226,18 +225,26 @@ def _training(cells: _Cells, whole: str, patch: str) -> list[dict]:
     return out
 
 
-def _inference(cells: _Cells) -> list[dict]:
+def _same_prior(cells: _Cells, other: Callable[[str], tuple], names: tuple[str, str]) -> list:
+    """Per (dataset, prior, solver, task, patch size): reflect-padded cell minus the cell
+    ``other(size)`` names (its size and padding), same prior, solver and task."""
     out = []
     for dataset, prior, solver, task, size in cells.grid(
         "dataset", "prior", "solver", "task", "size"
     ):
-        a, b = (dataset, prior, solver, task, size, REFLECT), (dataset, prior, solver, task, WHOLE)
+        a = (dataset, prior, solver, task, size, REFLECT)
+        b = (dataset, prior, solver, task, *other(size))
         if cells.get(*a) is None or cells.get(*b) is None:
             continue
         d = cells.diff(a, b)
-        detail = f"PSNR {size} {cells.get(*a).mean():.2f}, whole {cells.get(*b).mean():.2f} dB"
+        detail = f"PSNR {names[0].format(size=size)} {cells.get(*a).mean():.2f}, "
+        detail += f"{names[1]} {cells.get(*b).mean():.2f} dB"
         out.append(_cell(dataset, prior, solver, task, size, d, detail))
     return out
+
+
+def _inference(cells: _Cells) -> list[dict]:
+    return _same_prior(cells, lambda size: (WHOLE,), ("{size}", "whole"))
 
 
 def _resilience(cells: _Cells, whole: str, patch: str) -> list[dict]:
@@ -260,20 +267,7 @@ def _resilience(cells: _Cells, whole: str, patch: str) -> list[dict]:
 
 
 def _padding(cells: _Cells) -> list[dict]:
-    out = []
-    for dataset, prior, solver, task, size in cells.grid(
-        "dataset", "prior", "solver", "task", "size"
-    ):
-        a, b = (
-            (dataset, prior, solver, task, size, REFLECT),
-            (dataset, prior, solver, task, size, ZEROS),
-        )
-        if cells.get(*a) is None or cells.get(*b) is None:
-            continue
-        d = cells.diff(a, b)
-        detail = f"PSNR reflect {cells.get(*a).mean():.2f}, zeros {cells.get(*b).mean():.2f} dB"
-        out.append(_cell(dataset, prior, solver, task, size, d, detail))
-    return out
+    return _same_prior(cells, lambda size: (size, ZEROS), ("reflect", "zeros"))
 
 
 def _cell(dataset, prior, solver, task, size, d: pd.Series, detail: str) -> dict:
@@ -458,10 +452,4 @@ def write_claims(
             preface + to_markdown(claims_display(table)), encoding="utf-8"
         ),
     }
-    written = {}
-    for name, write in writers.items():
-        dest = Path(outdir) / name
-        with atomic_path(dest) as tmp:
-            write(tmp)
-        written[name] = dest
-    return written
+    return write_files(outdir, writers)

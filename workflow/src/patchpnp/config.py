@@ -260,6 +260,12 @@ def _inference_checks(config: dict[str, Any]) -> list[str]:
     for solver in inf.get("padding_solvers") or []:
         if solver not in inf["solvers"]:
             out.append(f"config key 'inference.padding_solvers': '{solver}' is not a solver")
+    for size in inf.get("padding_sizes") or []:
+        if size not in inf["sizes"] or size == "whole":
+            out.append(
+                f"config key 'inference.padding_sizes': {size!r} is not a patch size of "
+                f"inference.sizes {inf['sizes']}"
+            )
     return out + _report_checks(config)
 
 

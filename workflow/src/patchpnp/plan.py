@@ -128,12 +128,9 @@ class Plan:
         for dataset in self.datasets:
             for prior in self.config["priors"]:
                 for solver in inf["solvers"]:
-                    every = inf.get("padding_solvers")
-                    paddings = (
-                        inf["paddings"] if every is None or solver in every else inf["paddings"][:1]
-                    )
                     for task in inf["tasks"]:
                         for size in inf["sizes"]:
+                            paddings = self.paddings_for(solver, size)
                             for padding in ["none"] if size == "whole" else paddings:
                                 out.append(
                                     {
@@ -166,10 +163,13 @@ class Plan:
     def patch_sizes(self) -> list[int]:
         return sorted(int(s) for s in self.config["inference"]["sizes"] if s != "whole")
 
-    def paddings_for(self, solver: str) -> list[str]:
+    def paddings_for(self, solver: str, size) -> list[str]:
+        """The paddings ``solver`` runs at patch ``size``: every one listed where both
+        ``padding_solvers`` and ``padding_sizes`` admit it (absent: all), else the first."""
         inf = self.config["inference"]
-        every = inf.get("padding_solvers")
-        return list(inf["paddings"] if every is None or solver in every else inf["paddings"][:1])
+        solvers, sizes = inf.get("padding_solvers"), inf.get("padding_sizes")
+        every = (solvers is None or solver in solvers) and (sizes is None or size in sizes)
+        return list(inf["paddings"] if every else inf["paddings"][:1])
 
     def _recon(self, dataset, prior, solver, task, size, padding) -> str:
         return f"results/infer/{dataset}/{prior}/{solver}/{task}/{size}-{padding}.h5"
@@ -177,24 +177,26 @@ class Plan:
     def figure_inputs(self) -> dict:
         """What Figs. 1 and 2 show, as file paths (config key ``figures``).
 
-        ``padding`` (Fig. 1: zeros vs reflect on the smallest patch size, first task) is
-        None when the grid does not run both paddings for the figure's solver; ``rows``
+        ``padding`` (Fig. 1: zeros vs reflect on the smallest patch size that runs both,
+        first task) is None when the grid does not run both paddings for the figure's solver; ``rows``
         (Fig. 2) has one entry per task: ground truth, measurement, whole and patch.
         """
         fig, inf = self.config["figures"], self.config["inference"]
         dataset = fig.get("dataset") or self.datasets[0]
         prior, solver = fig["prior"], fig["solver"]
         gt = f"results/data/{dataset}/eval.h5"
-        sizes, paddings = self.patch_sizes(), self.paddings_for(solver)
+        sizes = self.patch_sizes()
         tasks = list(inf["tasks"])
         padding = None
-        if sizes and {"zeros", "reflect"} <= set(paddings):
-            p = size_tag(sizes[0])
+        ablated = [p for p in sizes if {"zeros", "reflect"} <= set(self.paddings_for(solver, p))]
+        if ablated:
+            p = size_tag(ablated[0])
             padding = {
                 "gt": gt,
                 "zeros": self._recon(dataset, prior, solver, tasks[0], p, "zeros"),
                 "reflect": self._recon(dataset, prior, solver, tasks[0], p, "reflect"),
             }
+        paddings = self.paddings_for(solver, sizes[0]) if sizes else inf["paddings"]
         shown = "reflect" if "reflect" in paddings else paddings[0]
         rows = []
         for task in tasks:
