@@ -90,6 +90,10 @@ def test_memory_verdict_plateau_steady_fall_rise_and_none():
     assert memory_verdict([800, 700, 600, 500]) == "inconclusive"  # no plateau: steady fall
     assert memory_verdict([800, 760, 600]) == "inconclusive"  # falls faster at the end
     assert memory_verdict([800, 600, 620, 590]) == "inconclusive"  # rises on the way
+    # A rise within the measurement noise (resident baselines of fresh processes) is flat.
+    assert memory_verdict([587.0, 585.0, 585.2]) == "reproduced"
+    assert memory_verdict([587.0, 585.0, 586.5]) == "inconclusive"
+    assert memory_verdict([587.0, 585.0, 586.5], tolerance=2.0) == "reproduced"
     assert memory_verdict([800, 700]) == "inconclusive"  # one patch size: no plateau to see
     assert memory_verdict([800, 820, 800]) == "contradicted"  # smallest patch >= whole
     assert memory_verdict([800, 900]) == "contradicted"

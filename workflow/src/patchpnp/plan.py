@@ -178,8 +178,9 @@ class Plan:
         """What Figs. 1 and 2 show, as file paths (config key ``figures``).
 
         ``padding`` (Fig. 1: zeros vs reflect on the smallest patch size that runs both,
-        first task) is None when the grid does not run both paddings for the figure's solver; ``rows``
-        (Fig. 2) has one entry per task: ground truth, measurement, whole and patch.
+        first task) is None when the grid does not run both paddings for the figure's
+        solver; ``rows`` (Fig. 2) has one entry per task: ground truth, measurement, whole
+        and patch.
         """
         fig, inf = self.config["figures"], self.config["inference"]
         dataset = fig.get("dataset") or self.datasets[0]
