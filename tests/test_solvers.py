@@ -304,3 +304,33 @@ def test_info_counts_calls_backward_passes_and_tiles(name, backward):
     assert info["tiles_evaluated"] == 9 * 5
     assert info["backward_tiles"] == 9 * backward
     assert wrapper.calls == 5
+
+
+# -- the first state -------------------------------------------------------------------------
+def test_first_state_noise_is_the_level_the_denoiser_is_told():
+    """Denoising: y already carries sigma_n, so only sqrt(s0^2 - sigma_n^2) is added and y
+    is not clamped; elsewhere the guess is clamped and s0 added (ALGORITHMS.md section 6)."""
+    x = torch.full((2, 1, 64, 64), 0.02)  # dark: clamping y would fold its noise
+    op = make_operator("denoise")
+    y = op.measure(x, 0.2, gens(1, 2))
+    solver = DiffPIR(ORACLE, op, steps=5, lam=1.0, zeta=0.3, sigma_start=0.5)
+    state = solver.initial_state(y, torch.tensor([0.2, 0.2], dtype=torch.float64), streams(3, 4))
+    total = (state - x).flatten(1).std(1)
+    assert torch.allclose(total, torch.tensor([0.5, 0.5]), rtol=0.05)
+    added = (state - y).flatten(1).std(1)
+    assert torch.allclose(added, torch.tensor([0.5**2 - 0.2**2]).sqrt(), rtol=0.05)
+
+    sr = make_operator("sr", factor=2)
+    y_sr = sr.measure(x, 0.025, gens(1, 2))
+    state = DiffPIR(ORACLE, sr, steps=5, lam=1.0, zeta=0.3, sigma_start=0.2).initial_state(
+        y_sr, torch.tensor([0.025, 0.025], dtype=torch.float64), streams(3, 4)
+    )
+    guess = sr.init(y_sr).clamp(0, 1)
+    assert torch.allclose((state - guess).flatten(1).std(1), torch.tensor([0.2, 0.2]), rtol=0.05)
+
+
+def test_a_first_level_below_the_measurement_noise_is_refused():
+    op = make_operator("denoise")
+    y = op.measure(sample_images(1), 0.3, gens(1))
+    with pytest.raises(ValueError, match="raise sigma_start to at least sigma_n"):
+        DPS(ORACLE, op, steps=3, zeta=0.3, sigma_start=0.2).solve(y, 0.3, streams(1))
