@@ -177,9 +177,55 @@ def test_code_digest_follows_code_not_comments(tmp_path, monkeypatch):
         module_digest("patchpnp.no_such_module")
 
 
-def test_each_solver_has_its_own_digest():
-    from patchpnp.provenance import RULE_MODULES, rule_code, solver_code
+def test_digests_follow_the_import_closure_not_a_list(tmp_path, monkeypatch):
+    """A module's digest covers what it imports, at any depth and inside functions: add
+    an import and the digest follows the new module; comments change nothing."""
+    from patchpnp import provenance
 
-    assert solver_code("dps") != solver_code("diffpir")
-    digests = {kind: rule_code(kind) for kind in RULE_MODULES}
-    assert len(set(digests.values())) == len(digests)
+    pkg = tmp_path / "closurepkg"
+    (pkg / "sub").mkdir(parents=True)
+    for init in (pkg / "__init__.py", pkg / "sub" / "__init__.py"):
+        init.write_text("")
+    (pkg / "entry.py").write_text("def run():\n    from .sub import helper\n    return 1\n")
+    (pkg / "sub" / "helper.py").write_text("X = 1\n")
+    (pkg / "extra.py").write_text("Y = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def digest() -> str:
+        provenance.module_digest.cache_clear()
+        provenance.import_closure.cache_clear()
+        modules = provenance.import_closure("closurepkg.entry", package="closurepkg")
+        return modules, provenance.code_digest(*modules)
+
+    modules, base = digest()
+    assert modules == ("closurepkg", "closurepkg.entry", "closurepkg.sub", "closurepkg.sub.helper")
+    (pkg / "sub" / "helper.py").write_text("# why: one\nX = 1  # still one\n")
+    assert digest()[1] == base  # a comment reruns nothing
+    (pkg / "sub" / "helper.py").write_text("X = 2\n")
+    changed = digest()[1]
+    assert changed != base  # a lazily imported module's change reruns
+    (pkg / "extra.py").write_text("Y = 2\n")
+    assert digest()[1] == changed  # not imported: not covered
+    (pkg / "entry.py").write_text(
+        "def run():\n    from .sub import helper\n    import closurepkg.extra\n    return 1\n"
+    )
+    modules, with_extra = digest()
+    assert "closurepkg.extra" in modules and with_extra != changed
+    (pkg / "extra.py").write_text("Y = 3\n")
+    assert digest()[1] != with_extra  # the new import is followed
+
+
+def test_each_command_digest_covers_what_the_command_runs():
+    from patchpnp.provenance import command_code, command_modules
+
+    infer = command_modules("infer")
+    for module in ("inference", "solvers.dps", "solvers.diffpir", "solvers.streams", "patches",
+                   "tiling", "metrics", "physics.superres", "prior.network"):  # fmt: skip
+        assert f"patchpnp.{module}" in infer, module
+    tables = command_modules("tables")
+    assert "patchpnp.claims" in tables and "patchpnp.aggregate" in tables
+    assert not any(m.startswith(("patchpnp.prior", "patchpnp.solvers")) for m in tables)
+    assert "patchpnp.cli" not in infer  # argument parsing alone reruns nothing
+    assert command_code("train") != command_code("infer") != command_code("tables")
+    with pytest.raises(ValueError, match="no command 'nope'"):
+        command_modules("nope")

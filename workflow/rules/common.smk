@@ -11,7 +11,7 @@ from patchpnp.atomic import OutputLocationError, check_writable_dir
 from patchpnp.config import ConfigError, validate_config
 from patchpnp.fastmri import DataError
 from patchpnp.plan import Plan, parse_size
-from patchpnp.provenance import rule_code, solver_code
+from patchpnp.provenance import command_code
 from patchpnp.training.spec import resolve_prior
 
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"

@@ -27,7 +27,7 @@ for _folder in plan.demo_folders().values():
             demo=DATA.get("demo"),
             edge_slices=DATA["edge_slices"],
             seed=config["seed"],
-            code=rule_code("demo_volumes"),
+            code=command_code("demo"),
         shell:
             "patchpnp demo {params.out_dir} --layout {params.layout} {params.counts}"
             " --seed {params.seed} --recon-size {params.demo[recon_size]}"
@@ -60,7 +60,7 @@ rule extract_shard:
         crop_size=DATA["crop_size"],
         edge_slices=DATA["edge_slices"],
         percentile=DATA["scale_percentile"],
-        code=rule_code("extract"),
+        code=command_code("extract"),
     shell:
         "patchpnp extract {input:q} --split {wildcards.split} --output {output:q}"
         " --image-size {params.image_size} --crop-size {params.crop_size}"
@@ -82,7 +82,7 @@ rule merge_split:
         mem_mb=2000,
         runtime=60,
     params:
-        code=rule_code("extract"),
+        code=command_code("merge"),
     shell:
         "patchpnp merge {input:q} --output {output:q} > {log} 2>&1"
 

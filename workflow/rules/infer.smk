@@ -23,9 +23,9 @@ rule infer_cell:
     params:
         task=lambda wc: json.dumps(INFER["tasks"][wc.task]),
         solver=lambda wc: json.dumps(plan.solver_params(wc.solver, wc.task, wc.prior)),
-        # Package code is invisible to Snakemake: its digest reruns these jobs when
-        # the solver's module changes.
-        code=lambda wc: solver_code(wc.solver),
+        # Package code is invisible to Snakemake: the digest of everything
+        # `patchpnp infer` imports reruns these jobs when that code changes.
+        code=command_code("infer"),
         size=lambda wc: parse_size(wc.size),
         padding=lambda wc: "reflect" if wc.padding == "none" else wc.padding,
         options=inference_options(),
@@ -54,7 +54,7 @@ rule infer_baseline:
     params:
         task=lambda wc: json.dumps(INFER["tasks"][wc.task]),
         options=inference_options(),
-        code=rule_code("baseline"),
+        code=command_code("infer"),
     shell:
         "patchpnp infer {input.data:q} --recon {output.recon:q} --metrics {output.metrics:q}"
         " --task {wildcards.task} --task-params {params.task:q} --solver baseline"
@@ -89,7 +89,7 @@ rule tune_solver:
     params:
         task=lambda wc: json.dumps(INFER["tasks"][wc.task]),
         solver=lambda wc: json.dumps(plan.solver_params(wc.solver, wc.task, wc.prior)),
-        code=lambda wc: solver_code(wc.solver) + rule_code("tune"),
+        code=command_code("tune"),
         seed=config["seed"],
         batch=INFER["batch_images"],
         device=config["device"],

@@ -28,7 +28,7 @@ rule profile:
         sweep_patch=PROFILE["sweep_patch"],
         steps=PROFILE["steps"],
         device=config["device"],
-        code=lambda wc: rule_code("profile") + solver_code(wc.solver),
+        code=command_code("profile"),
     shell:
         "patchpnp profile --output {output:q} --prior {input.prior:q} --eval {input.data:q}"
         " --solvers {wildcards.solver} --image-size {params.image_size}"
@@ -80,7 +80,7 @@ rule tables:
         whole=CLAIM_PRIORS.get("whole", "whole"),
         patch=CLAIM_PRIORS.get("patch", "patch"),
         profiled=PROFILE["prior"],
-        code=rule_code("tables"),
+        code=command_code("tables"),
     shell:
         "patchpnp tables {input.metrics:q} --profiles {input.profiles:q}"
         " --out-dir results/tables --seed {params.seed}"
@@ -108,7 +108,7 @@ rule figure_memory:
         mem_mb=2000,
         runtime=10,
     params:
-        code=rule_code("figures"),
+        code=command_code("figure"),
     shell:
         "patchpnp figure memory {input:q} --out-stem results/figures/fig3_memory > {log} 2>&1"
 
@@ -140,7 +140,7 @@ if FIGURES["padding"] is not None:
             runtime=10,
         params:
             index=FIGURES["index"],
-            code=rule_code("figures"),
+            code=command_code("figure"),
         shell:
             "patchpnp figure padding {input.gt:q} {input.zeros:q} {input.reflect:q}"
             " --index {params.index} --out-stem results/figures/fig1_padding > {log} 2>&1"
@@ -169,7 +169,7 @@ rule figure_qualitative:
     params:
         rows=json.dumps(FIGURES["rows"]),
         index=FIGURES["index"],
-        code=rule_code("figures"),
+        code=command_code("figure"),
     shell:
         "patchpnp figure qualitative {params.rows:q} --index {params.index}"
         " --out-stem results/figures/fig2_qualitative > {log} 2>&1"
@@ -195,7 +195,7 @@ rule tile_check:
     params:
         seed=config["seed"],
         device=config["device"],
-        code=rule_code("denoise_check"),
+        code=command_code("denoise-check"),
     shell:
         "patchpnp denoise-check {input.data:q} --prior {input.prior:q} --tile {wildcards.patch}"
         " --seed {params.seed} --output {output:q} --threads {threads}"

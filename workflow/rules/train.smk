@@ -31,7 +31,7 @@ rule train_prior:
         launcher=lambda wc: launcher(prior_settings(wc.prior)["training"]["processes"]),
         device=config["device"],
         # The network and training code, which Snakemake does not track by itself.
-        code=rule_code("train"),
+        code=command_code("train"),
     shell:
         "{params.launcher} train {input:q} --out-dir $(dirname {output.weights:q})"
         " --settings {params.settings:q} --threads {threads} --device {params.device}"
@@ -56,7 +56,7 @@ rule denoise_check:
     params:
         seed=config["seed"],
         device=config["device"],
-        code=rule_code("denoise_check"),
+        code=command_code("denoise-check"),
     shell:
         "patchpnp denoise-check {input.data:q} --prior {input.weights:q}"
         " --seed {params.seed} --output {output:q} --threads {threads}"

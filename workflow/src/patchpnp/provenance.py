@@ -1,11 +1,15 @@
 """Digests of the package's own code, so Snakemake reruns jobs whose code changed.
 
 Snakemake tracks a rule's shell command, its params and its inputs, but not the
-Python package the command calls. A rule that passes ``code_digest(...)`` of the
-modules it depends on as a param reruns when one of them changes (Snakemake's
-``params`` rerun trigger). The digest covers the parsed syntax tree, so comments
-and formatting do not count, and it hashes the modules Python would import, so
-an installed copy and an editable checkout are both covered.
+Python package the command calls. A rule passes :func:`command_code` of the
+``patchpnp`` command it runs as a param, so it reruns when that code changes
+(Snakemake's ``params`` rerun trigger). What a command runs is read from the code
+itself: the import closure of the modules its CLI function imports, found from
+the syntax trees (no hand-kept lists that drift from the imports). The digest
+covers the parsed syntax tree, so comments and formatting do not count, and it
+hashes the modules Python would import, so an installed copy and an editable
+checkout are both covered. Nothing is imported: planning the workflow stays quick
+and torch-free.
 """
 
 from __future__ import annotations
@@ -49,59 +53,82 @@ def code_digest(*modules: str) -> str:
     return hashlib.sha256(joined.encode()).hexdigest()[:16]
 
 
-# The modules each kind of job runs. A change in a solver's own module reruns
-# that solver's jobs only; the shared parts rerun every job that uses them.
-PHYSICS = tuple(
-    f"patchpnp.physics.{m}"
-    for m in ("base", "convolution", "kernels", "denoising", "superres", "deblur", "mri")
-)
-# What every inference job runs, a baseline included: the cell runner, the
-# metrics and the operators.
-CELL = ("patchpnp.inference", "patchpnp.metrics", *PHYSICS)
-SOLVER_SHARED = (
-    "patchpnp.solvers.base",
-    "patchpnp.solvers.schedule",
-    "patchpnp.patches",
-    "patchpnp.tiling",
-    *CELL,
-)
-PRIOR = (
-    "patchpnp.prior.network",
-    "patchpnp.prior.mp_layers",
-    "patchpnp.prior.precond",
-    "patchpnp.prior.loss",
-    "patchpnp.prior.ema",
-    "patchpnp.prior.schedule",
-    "patchpnp.training.settings",
-    "patchpnp.training.spec",
-)
-TRAINING = (
-    *PRIOR,
-    "patchpnp.training.loop",
-    "patchpnp.training.schemes",
-    "patchpnp.training.images",
-)
-
-# Rules whose code does not depend on a wildcard.
-RULE_MODULES = {
-    "demo_volumes": ("patchpnp.demo", "patchpnp.fastmri"),
-    "extract": ("patchpnp.extract", "patchpnp.fastmri", "patchpnp.atomic"),
-    "train": TRAINING,
-    "denoise_check": ("patchpnp.denoise_check", "patchpnp.patches", "patchpnp.tiling"),
-    "baseline": CELL,
-    "profile": ("patchpnp.profiling", "patchpnp.memory"),
-    "tune": ("patchpnp.tune",),
-    "tables": ("patchpnp.aggregate", "patchpnp.claims"),
-    "figures": ("patchpnp.figures",),
-}
+PACKAGE = "patchpnp"
+CLI = "patchpnp.cli"
 
 
-def solver_code(solver: str) -> str:
-    """Digest of what a solver's jobs run: its module, the shared solver code, the
-    shifted-grid patch wrapper, the cell runner, the metrics and the operators."""
-    return code_digest(f"patchpnp.solvers.{solver}", *SOLVER_SHARED)
+def _parse(module: str) -> tuple[ast.Module, bool]:
+    """The syntax tree of ``module`` and whether it is a package (``__init__.py``)."""
+    path = _source_path(module)
+    with open(path, encoding="utf-8") as fh:
+        return ast.parse(fh.read(), filename=str(path)), path.name == "__init__.py"
 
 
-def rule_code(kind: str) -> str:
-    """Digest of the modules behind one kind of job (a key of ``RULE_MODULES``)."""
-    return code_digest(*RULE_MODULES[kind])
+def _is_module(name: str) -> bool:
+    try:
+        _source_path(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _imported(nodes, module: str, is_package: bool, package: str = PACKAGE) -> set[str]:
+    """The modules of ``package`` that the import statements among ``nodes`` load.
+
+    ``import a.b`` and ``from a.b import c`` load ``a.b`` (and ``a.b.c`` when that is a
+    module); relative imports are resolved against ``module``. Every package on the
+    way (``a``) runs its ``__init__`` too, so it is part of what is loaded.
+    """
+    here = module if is_package else module.rpartition(".")[0]
+    found = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = here.split(".")
+                parent = ".".join(parts[: len(parts) - node.level + 1])
+                base = f"{parent}.{base}" if base else parent
+            found.add(base)
+            found.update(f"{base}.{a.name}" for a in node.names if _is_module(f"{base}.{a.name}"))
+    out = set()
+    for name in found:
+        if name == package or name.startswith(package + "."):
+            parts = name.split(".")
+            out.update(".".join(parts[:k]) for k in range(1, len(parts) + 1))
+    return {m for m in out if _is_module(m)}
+
+
+@cache
+def import_closure(*entries: str, package: str = PACKAGE) -> tuple[str, ...]:
+    """Every module of ``package`` that importing ``entries`` loads, found from the
+    syntax trees alone (imports inside functions included), sorted."""
+    seen, todo = set(), list(entries)
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        tree, is_package = _parse(module)
+        todo.extend(_imported(ast.walk(tree), module, is_package, package) - seen)
+    return tuple(sorted(seen))
+
+
+def command_modules(command: str) -> tuple[str, ...]:
+    """What ``patchpnp <command>`` runs: the closure of the imports in its ``_cmd_*``
+    function of the CLI (the argument parsing itself is left out, so editing the CLI
+    reruns nothing)."""
+    tree, _ = _parse(CLI)
+    name = "_cmd_" + command.replace("-", "_")
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == name:
+            entries = _imported(ast.walk(node), CLI, False) - {PACKAGE}
+            return import_closure(*sorted(entries))
+    raise ValueError(f"the CLI has no command {command!r} (no function {name})")
+
+
+def command_code(command: str) -> str:
+    """Digest of everything ``patchpnp <command>`` runs (:func:`command_modules`): a rule
+    passes it as a param, so any edit to that code, and only to it, reruns the rule."""
+    return code_digest(*command_modules(command))
