@@ -167,3 +167,41 @@ def test_plan_names_the_figures_inputs(demo_config):
     config["inference"]["paddings"] = ["reflect"]
     assert Plan(config).figure_inputs()["padding"] is None
     assert "results/figures/fig1_padding.png" not in Plan(config).figure_files()
+
+
+@pytest.mark.parametrize(
+    "args, status",
+    [
+        (["check-config", "config/config.yaml"], 0),
+        # A bad metrics path: the error is caught through the torch-free base class.
+        (
+            [
+                "tables",
+                "results/metrics/nowhere.csv",
+                "--out-dir",
+                "{tmp}",
+                "--image-shape",
+                "8",
+                "8",
+            ],
+            2,
+        ),
+    ],
+)
+def test_torch_free_commands_import_no_torch(repo_root, tmp_path, args, status):
+    """check-config and tables run on the submitting node: they, and catching their
+    errors (patchpnp.errors.PatchpnpError), must not pay for importing torch."""
+    import subprocess
+    import sys
+
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    code = (
+        "import sys\n"
+        "from patchpnp.cli import main\n"
+        f"status = main({argv!r})\n"
+        "print(status, 'torch' in sys.modules)\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code], cwd=repo_root, capture_output=True, text=True
+    )
+    assert res.stdout.splitlines()[-1].split() == [str(status), "False"], res.stdout + res.stderr

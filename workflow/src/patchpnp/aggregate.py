@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from patchpnp.atomic import atomic_path
+from patchpnp.errors import PatchpnpError
 
 __all__ = [
     "AggregateError",
@@ -66,7 +67,7 @@ _CELL_RE = re.compile(
 )
 
 
-class AggregateError(ValueError):
+class AggregateError(PatchpnpError, ValueError):
     """Metrics that cannot be aggregated; the message names the file and what was expected."""
 
 

@@ -483,23 +483,14 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    from patchpnp.aggregate import AggregateError
-    from patchpnp.config import ConfigError
-    from patchpnp.fastmri import DataError
-    from patchpnp.inference import InferenceError
-    from patchpnp.training.loop import TrainingError
-
-    errors = (DataError, ConfigError, TrainingError, InferenceError, AggregateError)
-    if args.command == "figure":  # matplotlib and seaborn load only where they are used
-        from patchpnp.figures import FigureError
-
-        errors += (FigureError,)
+    # One torch-free base class: catching it imports nothing the command does not need.
+    from patchpnp.errors import PatchpnpError
     from patchpnp.faults import InjectedFault, maybe_fail
 
     try:
         maybe_fail(" ".join(sys.argv[1:] if argv is None else argv))
         args.func(args)
-    except (*errors, FileNotFoundError) as err:
+    except (PatchpnpError, FileNotFoundError) as err:
         print(f"patchpnp {args.command}: error: {err}", file=sys.stderr)
         return 2
     except InjectedFault as err:

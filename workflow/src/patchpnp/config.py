@@ -13,11 +13,13 @@ from typing import Any
 import jsonschema
 import yaml
 
+from patchpnp.errors import PatchpnpError
+
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
 RESERVED_DATASET_NAMES = {"fastmri_demo"}  # used by results/data/fastmri_demo
 
 
-class ConfigError(ValueError):
+class ConfigError(PatchpnpError, ValueError):
     """The configuration is invalid; the message names the key and what was expected."""
 
 

@@ -19,11 +19,13 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from patchpnp.errors import PatchpnpError
+
 RECONSTRUCTION_KEY = {"singlecoil": "reconstruction_esc", "multicoil": "reconstruction_rss"}
 LAYOUTS = ("singlecoil", "multicoil")
 
 
-class DataError(ValueError):
+class DataError(PatchpnpError, ValueError):
     """The input data is missing or malformed; the message names the file."""
 
 

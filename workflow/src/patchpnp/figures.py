@@ -31,6 +31,7 @@ from matplotlib.patches import Rectangle  # noqa: E402
 from matplotlib.ticker import NullLocator  # noqa: E402
 
 from patchpnp.atomic import atomic_path  # noqa: E402
+from patchpnp.errors import PatchpnpError
 
 __all__ = [
     "PROFILE_COLUMNS",
@@ -65,7 +66,7 @@ _METRICS = (
 _ZOOM_COLOR = "tab:red"
 
 
-class FigureError(ValueError):
+class FigureError(PatchpnpError, ValueError):
     """An input of a figure is missing or malformed; the message names the file or column."""
 
 

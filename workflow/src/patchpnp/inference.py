@@ -39,6 +39,7 @@ import torch
 from tqdm import tqdm
 
 from patchpnp.atomic import atomic_path
+from patchpnp.errors import PatchpnpError
 from patchpnp.metrics import LPIPSMetric, band_rmse, data_consistency, psnr, ssim
 from patchpnp.patches import PADDING_MODES, ShiftedGridDenoiser
 from patchpnp.physics import make_operator
@@ -51,7 +52,7 @@ MEASURE_STREAM = 11
 DEFAULT_BAND = 4  # pixels of the outer band of the boundary-artifact score
 
 
-class InferenceError(ValueError):
+class InferenceError(PatchpnpError, ValueError):
     """A cell cannot run with these settings; the message says which and why."""
 
 

@@ -36,6 +36,7 @@ import yaml
 from tqdm import tqdm
 
 from patchpnp.atomic import atomic_path
+from patchpnp.errors import PatchpnpError
 from patchpnp.prior import EDM2Loss, PowerEMA, learning_rate
 from patchpnp.training.images import ImageFiles
 from patchpnp.training.schemes import Scheme, step_generator
@@ -51,7 +52,7 @@ log = logging.getLogger(__name__)
 LOG_FIELDS = ("step", "loss", "lr", "images_per_s", "seconds")
 
 
-class TrainingError(RuntimeError):
+class TrainingError(PatchpnpError, RuntimeError):
     """Training cannot go on (bad data, diverged loss); the message says why and where."""
 
 
