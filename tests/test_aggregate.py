@@ -235,7 +235,7 @@ def test_markdown_and_latex():
 
 def test_write_tables(grid, tmp_path):
     out = tmp_path / "tables"
-    written = write_tables(grid, out, seed=0, image_shape=SHAPE)
+    written = write_tables(read_metrics(grid), out, seed=0, image_shape=SHAPE)
     names = ["table1.csv", "table1.md", "table1.tex", "extended.csv", "extended.md"]
     assert list(written) == names
     assert sorted(p.name for p in out.iterdir()) == sorted(names)  # no .part leftovers

@@ -39,7 +39,7 @@ def tiny_prior(tmp_path_factory):
 )
 def test_bad_cells_are_refused_before_work(task, params, solver, size, padding, message):
     with pytest.raises(InferenceError, match=message):
-        check_cell(task, params, solver, size, padding, (16, 16))
+        check_cell(task, params, solver, size, padding)
 
 
 def test_measurements_are_paired_across_cells():

@@ -4,9 +4,10 @@ Every inference cell writes one CSV with one row per evaluation image at
 ``results/metrics/{dataset}/{prior}/{solver}/{task}/{size}-{padding}.csv``, and every
 (dataset, task) one measurement baseline at ``results/metrics/{dataset}/baseline/{task}.csv``.
 The cell's identity is taken from the path, the layout Snakemake guarantees, rather than
-from the CSV's own columns: a whole-image cell records the solver's default padding
-(``reflect``) although it pads nothing, and a baseline records ``size`` ``whole`` although
-it runs no network. The CSV columns are still checked against the path, so a file copied
+from the CSV's own columns: a whole-image cell pads nothing (it records padding ``none``;
+files written before that recorded the solver's default, ``reflect``, so a whole cell's
+padding column is not checked), and a baseline records ``size`` ``whole`` although it
+runs no network. The CSV columns are still checked against the path, so a file copied
 into the wrong folder stops the aggregation instead of landing in the wrong row.
 
 Means are taken with ``skipna=False`` throughout: a missing LPIPS (weights unavailable
@@ -35,6 +36,7 @@ __all__ = [
     "bootstrap_mean_ci",
     "extended_table",
     "format_mean_std",
+    "paired_difference",
     "read_metrics",
     "table1",
     "table1_display",
@@ -117,7 +119,7 @@ def _read_one(path: Path) -> pd.DataFrame:
     recorded = {"task": cell["task"], "solver": cell["solver"]}
     if cell["prior"] != BASELINE:
         recorded["size"] = cell["size"]
-        if cell["size"] != WHOLE:  # a whole cell records the unused default padding
+        if cell["size"] != WHOLE:  # older whole cells record the unused default padding
             recorded["padding"] = cell["padding"]
     for column, expected in recorded.items():
         values = table[column].map(_size_tag) if column == "size" else table[column]
@@ -231,15 +233,22 @@ def table1(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def paired_difference(x: pd.Series, y: pd.Series, x_name: str, y_name: str) -> pd.Series:
+    """``x - y`` matched on the image index, refusing two different image sets: dropping
+    the unmatched images would silently compare different slices."""
+    if set(x.index) != set(y.index):
+        raise AggregateError(
+            f"cannot pair cells {x_name} and {y_name}: they evaluate different images "
+            f"({sorted(set(x.index) ^ set(y.index))} appear in only one)"
+        )
+    return x - y.loc[x.index]
+
+
 def _paired(cell: pd.DataFrame, whole: pd.DataFrame, key: tuple, seed: int) -> tuple:
     """Bootstrap of the per-image PSNR difference patch - whole, matched on ``image``."""
     a, b = cell.set_index("image")["psnr"], whole.set_index("image")["psnr"]
-    if set(a.index) != set(b.index):
-        raise AggregateError(
-            f"cell {dict(zip(CELL, key, strict=True))} and its whole-image cell evaluate "
-            f"different images: {sorted(set(a.index) ^ set(b.index))} appear in only one"
-        )
-    return bootstrap_mean_ci(a - b.loc[a.index], seed)
+    d = paired_difference(a, b, str(dict(zip(CELL, key, strict=True))), "its whole-image cell")
+    return bootstrap_mean_ci(d, seed)
 
 
 def extended_table(df: pd.DataFrame, seed: int, *, image_shape: tuple[int, int]) -> pd.DataFrame:
@@ -267,9 +276,9 @@ def extended_table(df: pd.DataFrame, seed: int, *, image_shape: tuple[int, int])
         row = dict(zip(CELL, key, strict=True), n_images=len(g))
         for col in ("psnr", "ssim", "lpips"):
             row |= {f"{col}_mean": _mean(g[col]), f"{col}_std": _std(g[col])}
-        for col in ("data_consistency", "seconds", "nfe", "backward_passes"):
-            row[f"{col}_mean"] = _mean(g[col])
-        for col in ("rmse_band", "rmse_interior"):
+        for col in (
+            "data_consistency", "seconds", "nfe", "backward_passes", "rmse_band", "rmse_interior"
+        ):  # fmt: skip
             row[f"{col}_mean"] = _mean(g[col])
         row["band_ratio"] = row["rmse_band_mean"] / row["rmse_interior_mean"]
         row["tiles_evaluated_mean"] = _mean(pd.to_numeric(g["tiles_evaluated"]))
@@ -393,18 +402,18 @@ def table1_display(t1: pd.DataFrame) -> pd.DataFrame:
 
 # -- output --------------------------------------------------------------------------------
 def write_tables(
-    paths: Iterable[str | os.PathLike],
+    df: pd.DataFrame,
     outdir: str | os.PathLike,
     seed: int,
     image_shape: tuple[int, int],
 ) -> dict[str, Path]:
-    """Read the metrics and write Table 1 (csv, md, tex) and the extended table (csv, md).
+    """Write Table 1 (csv, md, tex) and the extended table (csv, md) of the metrics ``df``
+    (:func:`read_metrics`'s table, which the claims read too).
 
     Everything is computed before the first file is written, and each file is written
     atomically, so a failure leaves no partial or mismatched set of tables behind.
     Returns the written paths keyed by file name.
     """
-    df = read_metrics(paths)
     t1 = table1(df)
     shown = table1_display(t1)
     ext = extended_table(df, seed, image_shape=image_shape)

@@ -39,7 +39,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from patchpnp.aggregate import AggregateError, bootstrap_mean_ci, to_markdown, write_files
+from patchpnp.aggregate import (
+    AggregateError,
+    bootstrap_mean_ci,
+    paired_difference,
+    to_markdown,
+    write_files,
+)
 
 __all__ = [
     "CLAIMS_COLUMNS",
@@ -202,14 +208,8 @@ class _Cells:
 
 
 def _paired(x: pd.Series, y: pd.Series, a: tuple, b: tuple) -> pd.Series:
-    """``x - y`` matched on the image, refusing two different image sets: dropping the
-    unmatched images would silently compare different slices."""
-    if set(x.index) != set(y.index):
-        raise AggregateError(
-            f"cannot pair cells {_name(a)} and {_name(b)}: they evaluate different images "
-            f"({sorted(set(x.index) ^ set(y.index))} appear in only one)"
-        )
-    return x - y.loc[x.index]
+    """``x - y`` matched on the image, cells ``a`` and ``b`` named by their metrics path."""
+    return paired_difference(x, y, _name(a), _name(b))
 
 
 def _name(key: tuple) -> str:
@@ -450,7 +450,9 @@ def write_claims(
         "claimed (positive) or the other side. A block's pooled row (`all`) averages its "
         "cells with equal weight; its interval resamples each dataset's images, an image's "
         "differences moving together across cells. Memory (d): total memory never rises "
-        "from whole to the smallest patch, and the last step saves less than the first.\n\n"
+        f"(by more than {MEMORY_TOLERANCE_MIB:g} MiB, the noise of a fresh process's resident "
+        "baseline) from whole to the smallest patch, and the last step saves less than the "
+        "first.\n\n"
     )
     writers = {
         "claims.csv": lambda p: table.to_csv(p, index=False),

@@ -220,8 +220,9 @@ def _cmd_tables(args: argparse.Namespace) -> None:
     from patchpnp.claims import claims_table, read_profiles, write_claims
 
     # The claims are computed first, so an error in either stops before any file is written.
+    metrics = read_metrics(args.metrics)
     claims = claims_table(
-        read_metrics(args.metrics),
+        metrics,
         read_profiles(args.profiles),
         seed=args.seed,
         margin_db=args.margin_db,
@@ -229,7 +230,7 @@ def _cmd_tables(args: argparse.Namespace) -> None:
         patch_prior=args.patch_prior,
         profile_prior=args.profile_prior,
     )
-    written = write_tables(args.metrics, args.out_dir, args.seed, tuple(args.image_shape))
+    written = write_tables(metrics, args.out_dir, args.seed, tuple(args.image_shape))
     written |= write_claims(claims, args.out_dir, args.margin_db)
     print(Path(written["table1.md"]).read_text())
     print(Path(written["claims.md"]).read_text())

@@ -70,9 +70,7 @@ def measurement_generators(seed: int, task: str, names: Sequence[str]) -> list[t
     return [keyed_generator(seed, image_key(n), MEASURE_STREAM, _task_stream(task)) for n in names]
 
 
-def check_cell(
-    task: str, task_params: dict, solver: str, size, padding: str, image_shape: tuple[int, int]
-) -> None:
+def check_cell(task: str, task_params: dict, solver: str, size, padding: str) -> None:
     """Refuse a cell that cannot run, before any model is loaded."""
     try:
         make_operator(task, **{k: v for k, v in task_params.items() if k != "sigma_n"})
@@ -119,7 +117,7 @@ def run_cell(
 ) -> pd.DataFrame:
     """Run one grid cell (or a baseline with ``solver='baseline'``); return its metrics."""
     x_all, sources, slices = _load_eval(data, limit)
-    check_cell(task, task_params, solver, size, padding, tuple(x_all.shape[-2:]))
+    check_cell(task, task_params, solver, size, padding)
     if threads:
         torch.set_num_threads(threads)
     dev = select_device(device)

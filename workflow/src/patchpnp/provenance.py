@@ -38,13 +38,17 @@ def _source_path(module: str) -> Path:
     raise ValueError(f"{module!r} is not a Python source module that can be found")
 
 
+def _parse(module: str) -> tuple[ast.Module, bool]:
+    """The syntax tree of ``module`` and whether it is a package (``__init__.py``)."""
+    path = _source_path(module)
+    with open(path, encoding="utf-8") as fh:
+        return ast.parse(fh.read(), filename=str(path)), path.name == "__init__.py"
+
+
 @cache
 def module_digest(module: str) -> str:
     """SHA-256 (16 hex digits) of a module's syntax tree, without importing it."""
-    path = _source_path(module)
-    with open(path, encoding="utf-8") as fh:
-        tree = ast.parse(fh.read(), filename=str(path))
-    return hashlib.sha256(ast.dump(tree).encode()).hexdigest()[:16]
+    return hashlib.sha256(ast.dump(_parse(module)[0]).encode()).hexdigest()[:16]
 
 
 def code_digest(*modules: str) -> str:
@@ -55,13 +59,6 @@ def code_digest(*modules: str) -> str:
 
 PACKAGE = "patchpnp"
 CLI = "patchpnp.cli"
-
-
-def _parse(module: str) -> tuple[ast.Module, bool]:
-    """The syntax tree of ``module`` and whether it is a package (``__init__.py``)."""
-    path = _source_path(module)
-    with open(path, encoding="utf-8") as fh:
-        return ast.parse(fh.read(), filename=str(path)), path.name == "__init__.py"
 
 
 def _is_module(name: str) -> bool:
@@ -115,6 +112,7 @@ def import_closure(*entries: str, package: str = PACKAGE) -> tuple[str, ...]:
     return tuple(sorted(seen))
 
 
+@cache
 def command_modules(command: str) -> tuple[str, ...]:
     """What ``patchpnp <command>`` runs: the closure of the imports in its ``_cmd_*``
     function of the CLI (the argument parsing itself is left out, so editing the CLI

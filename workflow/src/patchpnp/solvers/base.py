@@ -214,13 +214,6 @@ class DiffusionSolver:
                 f"(batch {batch}), got {sigma_n.numel()} values"
             )
         self._check_sigma_n(sigma_n)
-        carried = self.operator.init_noise_level(sigma_n)
-        if bool((carried > float(self.sigmas[0]) * (1 + 1e-6)).any()):
-            raise ValueError(
-                f"{self.name}: the initial guess already carries noise {carried.max():.4g} "
-                f"(the measurement's), above the first level {float(self.sigmas[0]):.4g} "
-                f"the denoiser would be told; raise sigma_start to at least sigma_n"
-            )
 
         before = self.denoiser.tile_counters()
         start = time.perf_counter()
@@ -267,6 +260,12 @@ class DiffusionSolver:
                 x_init = x_init.real
             carried = self.operator.init_noise_level(sigma_n)  # [B], float64
             s0 = float(self.sigmas[0])
+            if bool((carried > s0 * (1 + 1e-6)).any()):  # refused before any denoiser call
+                raise ValueError(
+                    f"{self.name}: the initial guess already carries noise {carried.max():.4g} "
+                    f"(the measurement's), above the first level {s0:.4g} the denoiser "
+                    f"would be told; raise sigma_start to at least sigma_n"
+                )
             if not bool((carried > 0).any()):
                 x_init = x_init.clamp(0.0, 1.0)
             added = (s0**2 - carried**2).clamp(min=0.0).sqrt()
