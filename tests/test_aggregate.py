@@ -8,7 +8,7 @@ import math
 
 import pandas as pd
 import pytest
-from patchpnp.aggregate import (
+from patchpnp.evaluation.aggregate import (
     AggregateError,
     bootstrap_mean_ci,
     extended_table,
@@ -36,11 +36,12 @@ def write_csv(
     task="denoise",
     solver="dps",
     size="whole",
-    padding="reflect",
+    padding=None,
     images=None,
     drop=(),
 ):
-    """One metrics CSV as ``patchpnp infer`` writes it (whole cells record padding reflect)."""
+    """One metrics CSV as ``patchpnp infer`` writes it (whole cells record padding none)."""
+    padding = padding or ("none" if size == "whole" else "reflect")
     n = len(psnr)
     table = pd.DataFrame(
         {

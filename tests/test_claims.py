@@ -1,4 +1,4 @@
-"""Tests of the claim verdicts (patchpnp.claims) on synthetic metrics whose answer is known:
+"""Tests of the claim verdicts (patchpnp.evaluation.claims) on synthetic metrics of known answer:
 constant differences, intervals against the margin and zero, the pooled cluster bootstrap
 on correlated and independent cells, memory profiles that plateau or not, strict pairing."""
 
@@ -9,8 +9,9 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from patchpnp.aggregate import REQUIRED, AggregateError, bootstrap_mean_ci
-from patchpnp.claims import (
+from patchpnp.cli import main
+from patchpnp.evaluation.aggregate import REQUIRED, AggregateError, bootstrap_mean_ci
+from patchpnp.evaluation.claims import (
     CLAIMS_COLUMNS,
     claims_table,
     cluster_bootstrap_mean,
@@ -20,7 +21,6 @@ from patchpnp.claims import (
     read_profiles,
     write_claims,
 )
-from patchpnp.cli import main
 
 SEED = 7
 N = 30
@@ -346,7 +346,7 @@ def test_tables_command_writes_the_claims(tmp_path):
                 solver="dps",
                 task="denoise",
                 size=size,
-                padding="reflect" if size == "whole" else padding,
+                padding=padding,
             )
             paths.append(path)
     profile = tmp_path / "results" / "profile" / "dps.csv"

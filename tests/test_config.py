@@ -4,8 +4,9 @@ import copy
 
 import pytest
 import yaml
-from patchpnp.config import ConfigError, load_config, validate_config
-from patchpnp.plan import Plan
+from patchpnp.layout import size_tag
+from patchpnp.pipeline.config import ConfigError, load_config, validate_config
+from patchpnp.pipeline.plan import Plan
 
 
 @pytest.fixture
@@ -129,7 +130,7 @@ def test_plan_runs_the_three_sizes_and_the_padding_ablation_where_configured(dem
     cells = Plan(demo_config).cells()
     per_size = {}
     for c in cells:
-        per_size.setdefault((c["solver"], c["size"]), set()).add(c["padding"])
+        per_size.setdefault((c.solver, size_tag(c.size)), set()).add(c.padding)
     # The paper's whole / N/2 / N/4 for every solver; zeros only for DiffPIR at N/2.
     assert per_size == {
         ("diffpir", "whole"): {"none"},
@@ -142,7 +143,7 @@ def test_plan_runs_the_three_sizes_and_the_padding_ablation_where_configured(dem
     assert len(cells) == 2 * 2 * 2 * (4 + 3)  # datasets x priors x tasks x (diffpir + dps)
     config = copy.deepcopy(demo_config)
     del config["inference"]["padding_sizes"]
-    zeros = {c["size"] for c in Plan(config).cells() if c["padding"] == "zeros"}
+    zeros = {size_tag(c.size) for c in Plan(config).cells() if c.padding == "zeros"}
     assert zeros == {"p16", "p32"}
     config["inference"]["padding_sizes"] = [24]
     with pytest.raises(ConfigError, match="padding_sizes.*24"):

@@ -22,10 +22,10 @@ from typing import Any
 from unittest import mock
 
 import jsonschema
-import patchpnp.config
+import patchpnp.pipeline.config
 import pytest
 import yaml
-from patchpnp.config import ConfigError, load_schema, validate_config
+from patchpnp.pipeline.config import ConfigError, load_schema, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -362,7 +362,7 @@ def _problems(err: ConfigError) -> list[str]:
 def _schema_read_once():
     """Let validate_config reuse the parsed schema: parsing the YAML is 90% of its time."""
     with mock.patch.object(
-        patchpnp.config,
+        patchpnp.pipeline.config,
         "load_schema",
         lambda path=None: _schema() if path is None else load_schema(path),
     ):

@@ -10,7 +10,11 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from patchpnp.crosscheck import (
+from patchpnp.physics import Denoising, SuperResolution
+from patchpnp.prior.loading import build_network
+from patchpnp.prior.precond import ImageSpaceDenoiser
+from patchpnp.solvers.streams import SequentialStreams
+from patchpnp.tools.crosscheck import (
     CrosscheckError,
     DeepinvDenoiser,
     check_physics,
@@ -24,10 +28,6 @@ from patchpnp.crosscheck import (
     run_crosscheck,
     to_deepinv_lambda,
 )
-from patchpnp.physics import Denoising, SuperResolution
-from patchpnp.prior.precond import ImageSpaceDenoiser
-from patchpnp.solvers.streams import SequentialStreams
-from patchpnp.training.settings import build_network
 from workflow_runner import TINY_NETWORK
 
 dinv = pytest.importorskip("deepinv")
@@ -228,7 +228,7 @@ def tiny_case(tmp_path_factory):
 
 @pytest.mark.filterwarnings("ignore:LPIPS is recorded as missing")
 def test_run_crosscheck_reproduces_the_grid_cell(tiny_case, tmp_path):
-    from patchpnp.inference import run_cell
+    from patchpnp.inference.cell import run_cell
 
     prior, data = tiny_case
     task_params = {"sigma_n": 0.025, "factor": 2, "kernel": "bicubic"}

@@ -3,9 +3,9 @@
 import h5py
 import numpy as np
 import pytest
-from patchpnp import demo
-from patchpnp.extract import extract_volumes
-from patchpnp.fastmri import inspect_volume
+from patchpnp.data import demo
+from patchpnp.data.extract import extract_volumes
+from patchpnp.data.fastmri import inspect_volume
 
 SMALL = dict(recon_size=48, n_slices=4, edge_slices=1, coils=3, noise=0.01)
 

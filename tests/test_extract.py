@@ -4,8 +4,8 @@ import h5py
 import numpy as np
 import pytest
 from fastmri_files import phantom, write_folder, write_volume
-from patchpnp.extract import extract_volumes, merge_shards, preprocess
-from patchpnp.fastmri import DataError, inspect_volume, list_volumes, split_eval_volumes
+from patchpnp.data.extract import extract_volumes, merge_shards, preprocess
+from patchpnp.data.fastmri import DataError, inspect_volume, list_volumes, split_eval_volumes
 
 KW = dict(image_size=16, crop_size=32, edge_slices=1, scale_percentile=99.5)
 

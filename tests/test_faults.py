@@ -13,9 +13,9 @@ import h5py
 import numpy as np
 import pytest
 from fastmri_files import write_folder
-from patchpnp.atomic import OutputLocationError, atomic_path, check_writable_dir
-from patchpnp.faults import InjectedFault, maybe_fail, parse_rules
-from patchpnp.provenance import code_digest, module_digest
+from patchpnp.pipeline.atomic import OutputLocationError, atomic_path, check_writable_dir
+from patchpnp.pipeline.faults import InjectedFault, maybe_fail, parse_rules
+from patchpnp.pipeline.provenance import code_digest, module_digest
 from workflow_runner import snakemake, tiny_demo_config, write_config
 
 
@@ -55,7 +55,7 @@ WRITER = textwrap.dedent(
     """
     import sys, time
     import h5py, numpy as np
-    from patchpnp.atomic import atomic_path
+    from patchpnp.pipeline.atomic import atomic_path
     with atomic_path(sys.argv[1]) as tmp, h5py.File(tmp, "w") as f:
         d = f.create_dataset("images", shape=(4096, 1, 64, 64), dtype="f4")
         for i in range(4096):
@@ -180,7 +180,7 @@ def test_code_digest_follows_code_not_comments(tmp_path, monkeypatch):
 def test_digests_follow_the_import_closure_not_a_list(tmp_path, monkeypatch):
     """A module's digest covers what it imports, at any depth and inside functions: add
     an import and the digest follows the new module; comments change nothing."""
-    from patchpnp import provenance
+    from patchpnp.pipeline import provenance
 
     pkg = tmp_path / "closurepkg"
     (pkg / "sub").mkdir(parents=True)
@@ -216,14 +216,15 @@ def test_digests_follow_the_import_closure_not_a_list(tmp_path, monkeypatch):
 
 
 def test_each_command_digest_covers_what_the_command_runs():
-    from patchpnp.provenance import command_code, command_modules
+    from patchpnp.pipeline.provenance import command_code, command_modules
 
     infer = command_modules("infer")
-    for module in ("inference", "solvers.dps", "solvers.diffpir", "solvers.streams", "patches",
-                   "tiling", "metrics", "physics.superres", "prior.network"):  # fmt: skip
+    for module in ("inference.cell", "solvers.dps", "solvers.diffpir", "solvers.streams",
+                   "inference.patches", "inference.tiling", "evaluation.metrics",
+                   "physics.superres", "prior.network", "prior.loading", "runtime"):  # fmt: skip
         assert f"patchpnp.{module}" in infer, module
     tables = command_modules("tables")
-    assert "patchpnp.claims" in tables and "patchpnp.aggregate" in tables
+    assert "patchpnp.evaluation.claims" in tables and "patchpnp.evaluation.aggregate" in tables
     assert not any(m.startswith(("patchpnp.prior", "patchpnp.solvers")) for m in tables)
     assert "patchpnp.cli" not in infer  # argument parsing alone reruns nothing
     assert command_code("train") != command_code("infer") != command_code("tables")

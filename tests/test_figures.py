@@ -6,8 +6,8 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
-from patchpnp import figures
-from patchpnp.figures import (
+from patchpnp.evaluation import figures
+from patchpnp.evaluation.figures import (
     FigureError,
     memory_figure,
     padding_figure,

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from patchpnp.inference import InferenceError, check_cell, measurement_generators, run_cell
+from patchpnp.inference.cell import InferenceError, check_cell, measurement_generators, run_cell
 from patchpnp.training.loop import train_prior
 from test_training import blobs, tiny_settings, write_split
 
@@ -139,7 +139,7 @@ def test_cells_write_reconstructions_and_costs(
 
 def test_tune_picks_an_interior_value_or_widens(tmp_path, eval_file, tiny_prior, monkeypatch):
     """The sweep widens while the best value is on the grid's edge."""
-    import patchpnp.tune as tuning
+    import patchpnp.inference.tune as tuning
 
     # A fake PSNR peaked at lam = 0.01, two decades below the starting centre.
     def fake_cell(path, recon, metrics, **kw):
@@ -157,13 +157,15 @@ def test_tune_picks_an_interior_value_or_widens(tmp_path, eval_file, tiny_prior,
     )
     assert best == pytest.approx(0.01) and table["interior"].all()
     assert table["value"].min() < 0.01 < table["value"].max()
-    tuning.write_tuning(table, tmp_path / "prior" / "diffpir" / "denoise.csv")
-    chosen = tuning.summarise([tmp_path / "prior" / "diffpir" / "denoise.csv"], tmp_path / "c.yaml")
+    tuning.write_tuning(table, tmp_path / "results/tune/prior/diffpir/denoise.csv")
+    chosen = tuning.summarise(
+        [tmp_path / "results/tune/prior/diffpir/denoise.csv"], tmp_path / "c.yaml"
+    )
     assert chosen == {"diffpir": {"priors": {"prior": {"denoise": {"lam": 0.01}}}}}
 
 
 def test_tune_runs_for_real(tmp_path, eval_file, tiny_prior):
-    from patchpnp.tune import tune
+    from patchpnp.inference.tune import tune
 
     table, best = tune(
         [eval_file],

@@ -7,8 +7,8 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from patchpnp import metrics
-from patchpnp.metrics import (
+from patchpnp.evaluation import metrics
+from patchpnp.evaluation.metrics import (
     LPIPSMetric,
     LPIPSUnavailableWarning,
     alexnet_checkpoint_path,

@@ -14,20 +14,17 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from patchpnp.denoise_check import denoise_check
+from patchpnp.formats import append_split, create_split
+from patchpnp.prior.loading import load_prior
+from patchpnp.runtime import select_device
 from patchpnp.training import loop
 from patchpnp.training import settings as settings_module
+from patchpnp.training.denoise_check import denoise_check
 from patchpnp.training.images import ImageFiles
 from patchpnp.training.loop import TrainingError, train_prior
 from patchpnp.training.schemes import Scheme
-from patchpnp.training.settings import (
-    describe_mismatch,
-    load_prior,
-    resolve_prior,
-    result_hash,
-    select_device,
-    training_autocast,
-)
+from patchpnp.training.settings import training_autocast
+from patchpnp.training.spec import describe_mismatch, resolve_prior, result_hash
 from workflow_runner import TINY_NETWORK
 
 
@@ -44,8 +41,12 @@ def blobs(n: int, size: int, seed: int = 0) -> np.ndarray:
 
 
 def write_split(path: Path, images: np.ndarray) -> Path:
+    """A split file as extraction writes it, of ``images`` [n, 1, S, S]."""
+    n, size = len(images), images.shape[-1]
     with h5py.File(path, "w") as f:
-        f["images"] = images
+        create_split(f, size, {"split": "train"})
+        names = [f"vol{i // 4}.h5" for i in range(n)]
+        append_split(f, images[:, 0], names, np.arange(n) % 4, np.ones(n, np.float32))
     return path
 
 
@@ -413,7 +414,7 @@ def test_training_killed_outright_resumes_from_its_checkpoint(tmp_path, data):
 
 
 def test_training_speed_benchmark_times_real_steps():
-    from patchpnp import bench_training
+    from patchpnp.tools import bench_training
 
     settings = tiny_settings(scheme="patch")
     threads = torch.get_num_threads()

@@ -1,5 +1,5 @@
 # Shared set-up: config validation, the plan of what to compute, input functions.
-# The logic lives in the patchpnp package (patchpnp.config, patchpnp.plan) so it
+# The logic lives in the patchpnp package (patchpnp.pipeline.config, patchpnp.pipeline.plan) so it
 # is unit-tested without Snakemake; this file only connects it to the rules.
 import json
 import os
@@ -7,17 +7,18 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from patchpnp.atomic import OutputLocationError, check_writable_dir
-from patchpnp.config import ConfigError, validate_config
-from patchpnp.fastmri import DataError
-from patchpnp.plan import Plan, parse_size
-from patchpnp.provenance import command_code
+from patchpnp.pipeline.atomic import OutputLocationError, check_writable_dir
+from patchpnp.pipeline.config import ConfigError, validate_config
+from patchpnp.data.fastmri import DataError
+from patchpnp import layout
+from patchpnp.layout import parse_size
+from patchpnp.pipeline.plan import Plan
+from patchpnp.pipeline.provenance import command_code
 from patchpnp.training.spec import resolve_prior
 
-SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
-
+# The schema ships inside the package (workflow/schemas/config.schema.yaml links to it).
 try:
-    validate_config(config, SCHEMA)
+    validate_config(config)
 except ConfigError as err:
     raise WorkflowError(str(err))
 
@@ -30,19 +31,12 @@ except OutputLocationError as err:
 
 plan = Plan(config)
 DATA = config["data"]
-LOGS = "results/logs"
+LOGS = layout.LOGS
 INFER = config["inference"]
 
 
 wildcard_constraints:
-    dataset=r"[a-z][a-z0-9_]*",
-    split="train|eval|tune",
-    shard=r"\d+",
-    prior=r"[a-z][a-z0-9_]*",
-    solver=r"[a-z][a-z0-9_]*",
-    task=r"[a-z][a-z0-9_]*",
-    size=r"whole|p\d+",
-    padding="none|zeros|reflect|replicate",
+    **layout.WILDCARDS,
 
 
 def checked(fn):
@@ -75,7 +69,9 @@ def shard_volumes(wildcards):
 def split_shards(wildcards):
     n = plan.n_shards(wildcards.dataset, wildcards.split)
     return [
-        f"results/data/{wildcards.dataset}/shards/{wildcards.split}_{i:04d}.h5"
+        layout.SHARD.format(
+            dataset=wildcards.dataset, split=wildcards.split, shard=f"{i:04d}"
+        )
         for i in range(n)
     ]
 

@@ -42,7 +42,7 @@ rule extract_shard:
     input:
         shard_volumes,
     output:
-        temp("results/data/{dataset}/shards/{split}_{shard}.h5"),
+        temp(layout.SHARD),
     log:
         f"{LOGS}/extract/{{dataset}}_{{split}}_{{shard}}.log",
     benchmark:
@@ -72,7 +72,7 @@ rule merge_split:
     input:
         split_shards,
     output:
-        "results/data/{dataset}/{split}.h5",
+        layout.SPLIT,
     log:
         f"{LOGS}/merge/{{dataset}}_{{split}}.log",
     conda:

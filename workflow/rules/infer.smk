@@ -4,11 +4,11 @@
 
 rule infer_cell:
     input:
-        data="results/data/{dataset}/eval.h5",
-        prior="results/priors/{prior}/ema.pt",
+        data=layout.SPLIT.replace("{split}", "eval"),
+        prior=layout.PRIOR,
     output:
-        recon="results/infer/{dataset}/{prior}/{solver}/{task}/{size}-{padding}.h5",
-        metrics="results/metrics/{dataset}/{prior}/{solver}/{task}/{size}-{padding}.csv",
+        recon=layout.CELL_RECON,
+        metrics=layout.CELL_METRICS,
     log:
         f"{LOGS}/infer/{{dataset}}/{{prior}}/{{solver}}/{{task}}/{{size}}-{{padding}}.log",
     benchmark:
@@ -39,10 +39,10 @@ rule infer_cell:
 
 rule infer_baseline:
     input:
-        data="results/data/{dataset}/eval.h5",
+        data=layout.SPLIT.replace("{split}", "eval"),
     output:
-        recon="results/infer/{dataset}/baseline/{task}.h5",
-        metrics="results/metrics/{dataset}/baseline/{task}.csv",
+        recon=layout.BASELINE_RECON,
+        metrics=layout.BASELINE_METRICS,
     log:
         f"{LOGS}/infer/{{dataset}}/baseline/{{task}}.log",
     conda:
@@ -72,9 +72,9 @@ rule infer:
 rule tune_solver:
     input:
         data=plan.tune_files(),
-        prior="results/priors/{prior}/ema.pt",
+        prior=layout.PRIOR,
     output:
-        "results/tune/{prior}/{solver}/{task}.csv",
+        layout.TUNE,
     log:
         f"{LOGS}/tune/{{prior}}/{{solver}}/{{task}}.log",
     benchmark:
@@ -104,13 +104,13 @@ rule tune_solver:
 rule tune_summary:
     input:
         expand(
-            "results/tune/{prior}/{solver}/{task}.csv",
+            layout.TUNE,
             prior=list(config["priors"]),
             solver=list(INFER["solvers"]),
             task=list(INFER["tasks"]),
         ),
     output:
-        "results/tune/chosen.yaml",
+        layout.TUNE_CHOSEN,
     log:
         f"{LOGS}/tune/summary.log",
     conda:
@@ -125,4 +125,4 @@ rule tune_summary:
 
 rule tune:
     input:
-        "results/tune/chosen.yaml",
+        layout.TUNE_CHOSEN,

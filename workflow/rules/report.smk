@@ -6,10 +6,10 @@ FIGURES = plan.figure_inputs()
 
 rule profile:
     input:
-        prior=f"results/priors/{PROFILE['prior']}/ema.pt",
+        prior=layout.PRIOR.format(prior=PROFILE["prior"]),
         data=plan.eval_files()[0],
     output:
-        "results/profile/{solver}.csv",
+        layout.PROFILE,
     log:
         f"{LOGS}/profile/{{solver}}.log",
     benchmark:
@@ -44,27 +44,27 @@ CLAIM_PRIORS = {p["scheme"]: n for n, p in reversed(config["priors"].items())}
 rule tables:
     input:
         metrics=plan.cell_files("metrics"),
-        profiles=expand("results/profile/{solver}.csv", solver=PROFILE["solvers"]),
+        profiles=expand(layout.PROFILE, solver=PROFILE["solvers"]),
     output:
         table1=report(
-            "results/tables/table1.csv",
+            f"{layout.TABLES}/table1.csv",
             caption="../report/table1.rst",
             category="Tables",
         ),
-        table1_md="results/tables/table1.md",
-        table1_tex="results/tables/table1.tex",
+        table1_md=f"{layout.TABLES}/table1.md",
+        table1_tex=f"{layout.TABLES}/table1.tex",
         extended=report(
-            "results/tables/extended.csv",
+            f"{layout.TABLES}/extended.csv",
             caption="../report/extended.rst",
             category="Tables",
         ),
-        extended_md="results/tables/extended.md",
+        extended_md=f"{layout.TABLES}/extended.md",
         claims=report(
-            "results/tables/claims.csv",
+            f"{layout.TABLES}/claims.csv",
             caption="../report/claims.rst",
             category="Tables",
         ),
-        claims_md="results/tables/claims.md",
+        claims_md=f"{layout.TABLES}/claims.md",
     log:
         f"{LOGS}/tables.log",
     conda:
@@ -81,9 +81,10 @@ rule tables:
         patch=CLAIM_PRIORS.get("patch", "patch"),
         profiled=PROFILE["prior"],
         code=command_code("tables"),
+        out_dir=lambda wc, output: os.path.dirname(output.table1),
     shell:
         "patchpnp tables {input.metrics:q} --profiles {input.profiles:q}"
-        " --out-dir results/tables --seed {params.seed}"
+        " --out-dir {params.out_dir:q} --seed {params.seed}"
         " --image-shape {params.side} {params.side} --margin-db {params.margin}"
         " --whole-prior {params.whole} --patch-prior {params.patch}"
         " --profile-prior {params.profiled} > {log} 2>&1"
@@ -91,14 +92,14 @@ rule tables:
 
 rule figure_memory:
     input:
-        expand("results/profile/{solver}.csv", solver=PROFILE["solvers"]),
+        expand(layout.PROFILE, solver=PROFILE["solvers"]),
     output:
         png=report(
-            "results/figures/fig3_memory.png",
+            f"{layout.FIGURES}/fig3_memory.png",
             caption="../report/memory.rst",
             category="Figures",
         ),
-        pdf="results/figures/fig3_memory.pdf",
+        pdf=f"{layout.FIGURES}/fig3_memory.pdf",
     log:
         f"{LOGS}/figures/fig3_memory.log",
     conda:
@@ -109,8 +110,9 @@ rule figure_memory:
         runtime=10,
     params:
         code=command_code("figure"),
+        stem=lambda wc, output: os.path.splitext(output.png)[0],
     shell:
-        "patchpnp figure memory {input:q} --out-stem results/figures/fig3_memory > {log} 2>&1"
+        "patchpnp figure memory {input:q} --out-stem {params.stem:q} > {log} 2>&1"
 
 
 if FIGURES["padding"] is not None:
@@ -125,11 +127,11 @@ if FIGURES["padding"] is not None:
             reflect=FIGURES["padding"]["reflect"],
         output:
             png=report(
-                "results/figures/fig1_padding.png",
+                f"{layout.FIGURES}/fig1_padding.png",
                 caption="../report/padding.rst",
                 category="Figures",
             ),
-            pdf="results/figures/fig1_padding.pdf",
+            pdf=f"{layout.FIGURES}/fig1_padding.pdf",
         log:
             f"{LOGS}/figures/fig1_padding.log",
         conda:
@@ -141,9 +143,10 @@ if FIGURES["padding"] is not None:
         params:
             index=FIGURES["index"],
             code=command_code("figure"),
+            stem=lambda wc, output: os.path.splitext(output.png)[0],
         shell:
             "patchpnp figure padding {input.gt:q} {input.zeros:q} {input.reflect:q}"
-            " --index {params.index} --out-stem results/figures/fig1_padding > {log} 2>&1"
+            " --index {params.index} --out-stem {params.stem:q} > {log} 2>&1"
 
 
 rule figure_qualitative:
@@ -153,11 +156,11 @@ rule figure_qualitative:
         [p[1] for r in FIGURES["rows"] for p in r["panels"]],
     output:
         png=report(
-            "results/figures/fig2_qualitative.png",
+            f"{layout.FIGURES}/fig2_qualitative.png",
             caption="../report/qualitative.rst",
             category="Figures",
         ),
-        pdf="results/figures/fig2_qualitative.pdf",
+        pdf=f"{layout.FIGURES}/fig2_qualitative.pdf",
     log:
         f"{LOGS}/figures/fig2_qualitative.log",
     conda:
@@ -170,9 +173,10 @@ rule figure_qualitative:
         rows=json.dumps(FIGURES["rows"]),
         index=FIGURES["index"],
         code=command_code("figure"),
+        stem=lambda wc, output: os.path.splitext(output.png)[0],
     shell:
         "patchpnp figure qualitative {params.rows:q} --index {params.index}"
-        " --out-stem results/figures/fig2_qualitative > {log} 2>&1"
+        " --out-stem {params.stem:q} > {log} 2>&1"
 
 
 # One denoiser call through P x P tiles (smallest patch size), next to the
@@ -180,9 +184,9 @@ rule figure_qualitative:
 rule tile_check:
     input:
         data=plan.eval_files(),
-        prior="results/priors/{prior}/ema.pt",
+        prior=layout.PRIOR,
     output:
-        "results/priors/{prior}/denoise_check_p{patch}.csv",
+        f"{layout.PRIOR_DIR}/denoise_check_p{{patch}}.csv",
     log:
         f"{LOGS}/denoise_check/{{prior}}_p{{patch}}.log",
     conda:
@@ -207,7 +211,7 @@ rule results:
         rules.tables.output,
         plan.figure_files(),
         expand(
-            "results/priors/{prior}/denoise_check_p{patch}.csv",
+            f"{layout.PRIOR_DIR}/denoise_check_p{{patch}}.csv",
             prior=list(config["priors"]),
             patch=plan.patch_sizes()[:1],
         ),

@@ -6,11 +6,11 @@ rule train_prior:
     input:
         plan.train_files(),
     output:
-        weights="results/priors/{prior}/ema.pt",
-        settings="results/priors/{prior}/settings.yaml",
-        log_csv="results/priors/{prior}/train_log.csv",
+        weights=layout.PRIOR,
+        settings=f"{layout.PRIOR_DIR}/settings.yaml",
+        log_csv=f"{layout.PRIOR_DIR}/train_log.csv",
         curve=report(
-            "results/priors/{prior}/loss.png",
+            f"{layout.PRIOR_DIR}/loss.png",
             caption="../report/loss.rst",
             category="Priors",
             labels={"prior": "{prior}"},
@@ -40,10 +40,10 @@ rule train_prior:
 
 rule denoise_check:
     input:
-        weights="results/priors/{prior}/ema.pt",
+        weights=layout.PRIOR,
         data=plan.eval_files(),
     output:
-        "results/priors/{prior}/denoise_check.csv",
+        f"{layout.PRIOR_DIR}/denoise_check.csv",
     log:
         f"{LOGS}/denoise_check/{{prior}}.log",
     conda:
@@ -65,5 +65,5 @@ rule denoise_check:
 
 rule priors:
     input:
-        expand("results/priors/{prior}/ema.pt", prior=list(config["priors"])),
-        expand("results/priors/{prior}/denoise_check.csv", prior=list(config["priors"])),
+        expand(layout.PRIOR, prior=list(config["priors"])),
+        expand(f"{layout.PRIOR_DIR}/denoise_check.csv", prior=list(config["priors"])),

@@ -18,7 +18,7 @@ log = logging.getLogger("patchpnp")
 def _cmd_demo(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
-    from patchpnp.demo import DemoVolumeSpec, folder_stream, write_volume
+    from patchpnp.data.demo import DemoVolumeSpec, folder_stream, write_volume
 
     out = Path(args.out_dir)
     stream = folder_stream(out.name)
@@ -46,7 +46,7 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 
 
 def _cmd_extract(args: argparse.Namespace) -> None:
-    from patchpnp.extract import extract_volumes
+    from patchpnp.data.extract import extract_volumes
 
     extract_volumes(
         args.volumes,
@@ -62,7 +62,7 @@ def _cmd_extract(args: argparse.Namespace) -> None:
 
 
 def _cmd_merge(args: argparse.Namespace) -> None:
-    from patchpnp.extract import merge_shards
+    from patchpnp.data.extract import merge_shards
 
     merge_shards(args.shards, args.output)
 
@@ -73,14 +73,14 @@ def _cmd_train(args: argparse.Namespace) -> None:
     import yaml
 
     from patchpnp.training.loop import train_prior
-    from patchpnp.training.settings import resolve_prior
+    from patchpnp.training.spec import resolve_prior
 
     if args.settings:
         settings = json.loads(args.settings)
     elif args.settings_file:
         settings = yaml.safe_load(Path(args.settings_file).read_text())
     else:
-        from patchpnp.config import load_config
+        from patchpnp.pipeline.config import load_config
 
         if not args.config or not args.prior:
             raise ValueError("give --settings, --settings-file, or --config with --prior")
@@ -103,7 +103,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 
 def _cmd_denoise_check(args: argparse.Namespace) -> None:
-    from patchpnp.denoise_check import denoise_check
+    from patchpnp.training.denoise_check import denoise_check
 
     table = denoise_check(
         args.prior,
@@ -124,7 +124,7 @@ def _cmd_denoise_check(args: argparse.Namespace) -> None:
 def _cmd_infer(args: argparse.Namespace) -> None:
     import json
 
-    from patchpnp.inference import run_cell
+    from patchpnp.inference.cell import run_cell
 
     size = args.size if args.size == "whole" else int(args.size)
     run_cell(
@@ -151,13 +151,13 @@ def _cmd_infer(args: argparse.Namespace) -> None:
 def _cmd_crosscheck(args: argparse.Namespace) -> None:
     import json
 
-    from patchpnp.crosscheck import require_deepinv, run_crosscheck
+    from patchpnp.tools.crosscheck import require_deepinv, run_crosscheck
 
     require_deepinv()  # fail first, with the install command, if the extra is missing
     task_params, solver_params, seed = {}, {}, args.seed
     if args.config:
-        from patchpnp.config import load_config
-        from patchpnp.plan import Plan
+        from patchpnp.pipeline.config import load_config
+        from patchpnp.pipeline.plan import Plan
 
         config = load_config(args.config)
         if args.task not in config["inference"]["tasks"]:
@@ -190,7 +190,7 @@ def _cmd_crosscheck(args: argparse.Namespace) -> None:
 def _cmd_tune(args: argparse.Namespace) -> None:
     import json
 
-    from patchpnp.tune import tune, write_tuning
+    from patchpnp.inference.tune import tune, write_tuning
 
     table, best = tune(
         args.data,
@@ -209,15 +209,15 @@ def _cmd_tune(args: argparse.Namespace) -> None:
 
 
 def _cmd_tune_summary(args: argparse.Namespace) -> None:
-    from patchpnp.tune import summarise
+    from patchpnp.inference.tune import summarise
 
     summarise(args.tables, args.output)
     print(Path(args.output).read_text())
 
 
 def _cmd_tables(args: argparse.Namespace) -> None:
-    from patchpnp.aggregate import read_metrics, write_tables
-    from patchpnp.claims import claims_table, read_profiles, write_claims
+    from patchpnp.evaluation.aggregate import read_metrics, write_tables
+    from patchpnp.evaluation.claims import claims_table, read_profiles, write_claims
 
     # The claims are computed first, so an error in either stops before any file is written.
     metrics = read_metrics(args.metrics)
@@ -237,7 +237,7 @@ def _cmd_tables(args: argparse.Namespace) -> None:
 
 
 def _cmd_profile(args: argparse.Namespace) -> None:
-    from patchpnp.profiling import profile_plan, run_profiles
+    from patchpnp.evaluation.profiling import profile_plan, run_profiles
 
     sizes = [s if s == "whole" else int(s) for s in args.sizes]
     jobs = profile_plan(args.solvers, args.image_size, sizes, args.image_sizes, args.sweep_patch)
@@ -256,7 +256,7 @@ def _cmd_profile(args: argparse.Namespace) -> None:
 def _cmd_figure(args: argparse.Namespace) -> None:
     import json
 
-    from patchpnp import figures
+    from patchpnp.evaluation import figures
 
     if args.kind == "memory":
         written = figures.memory_figure(args.inputs, args.out_stem)
@@ -270,7 +270,7 @@ def _cmd_figure(args: argparse.Namespace) -> None:
 
 
 def _cmd_check_config(args: argparse.Namespace) -> None:
-    from patchpnp.config import load_config
+    from patchpnp.pipeline.config import load_config
 
     load_config(args.config)
     print(f"{args.config}: valid")
@@ -466,7 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
         "inputs",
         nargs="+",
         help="memory: profile CSVs; padding: gt.h5 zeros.h5 reflect.h5; "
-        "qualitative: the rows as JSON (see patchpnp.figures.qualitative_figure)",
+        "qualitative: the rows as JSON (see patchpnp.evaluation.figures.qualitative_figure)",
     )
     f.add_argument("--out-stem", required=True, help="writes <stem>.png and <stem>.pdf")
     f.add_argument("--index", type=int, default=0, help="evaluation slice shown")
@@ -486,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     # One torch-free base class: catching it imports nothing the command does not need.
     from patchpnp.errors import PatchpnpError
-    from patchpnp.faults import InjectedFault, maybe_fail
+    from patchpnp.pipeline.faults import InjectedFault, maybe_fail
 
     try:
         maybe_fail(" ".join(sys.argv[1:] if argv is None else argv))

@@ -17,7 +17,7 @@ solves the same ``argmin ||y - A x||^2 + rho ||x - x0||^2``, so the same algorit
 its ``lambda`` 4 times ours (``lam_official = 4 lam``). deepinv's ``DiffPIR`` (with its
 default ``L2()`` data fidelity, ``f = ||Ax - y||^2 / 2``) calls ``prox(gamma = 1 / (2 rho))``,
 an effective weight ``2 rho``: its ``lambda_`` is half the official one, i.e. twice ours
-(``lambda_deepinv = 2 lam``; :mod:`patchpnp.crosscheck` checks this against deepinv's own
+(``lambda_deepinv = 2 lam``; :mod:`patchpnp.tools.crosscheck` checks this against deepinv's own
 code). ``rho_i`` is per sample when ``sigma_n`` is. ``sigma_n = 0`` would make ``rho_i = 0``:
 the prox then degenerates into an unregularised least-squares solve (singular for SR or
 MRI, where ``A^T A`` is not invertible), so it is rejected.

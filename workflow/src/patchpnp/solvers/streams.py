@@ -26,8 +26,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-import numpy as np
 import torch
+
+from patchpnp.runtime import keyed_generator
 
 __all__ = [
     "INIT_STEP",
@@ -35,18 +36,11 @@ __all__ = [
     "SequentialStreams",
     "SolveStreams",
     "image_key",
-    "keyed_generator",
 ]
 
 # Fixed codes, so renaming a purpose in the code never changes the numbers.
 PURPOSES = {"solver": 1, "grid": 2}
 INIT_STEP = -1  # the initial state's draw, before step 0
-
-
-def keyed_generator(*keys: int) -> torch.Generator:
-    """A CPU torch generator that depends on the non-negative integers ``keys`` only."""
-    state = np.random.SeedSequence([int(k) for k in keys]).generate_state(2)
-    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
 def image_key(name: str) -> int:
@@ -121,7 +115,7 @@ class SequentialStreams(SolveStreams):
 
     Not common random numbers: this is how a library that draws from torch's global
     generator in order (deepinv) consumes randomness, so seeding both alike pairs their
-    noise draw for draw (:mod:`patchpnp.crosscheck`). Use it with a whole-image denoiser:
+    noise draw for draw (:mod:`patchpnp.tools.crosscheck`). Use it with a whole-image denoiser:
     a patch wrapper would take its shifts from the same sequence.
     """
 

@@ -2,7 +2,7 @@
 
 The paper's training set (289k images at 256 x 256, 76 GB as float32) does not
 fit in memory, so :class:`ImageFiles` reads the images a batch needs straight
-from HDF5 (one chunk per image, see :mod:`patchpnp.extract`). Small sets, like
+from HDF5 (one chunk per image, see :mod:`patchpnp.data.extract`). Small sets, like
 the demo's, are loaded once, which is faster.
 """
 
@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
+
+from patchpnp.formats import SplitReader, split_geometry
 
 
 class ImageFiles:
@@ -25,11 +26,9 @@ class ImageFiles:
         self.paths = [Path(p) for p in paths]
         counts, shapes = [], set()
         for p in self.paths:
-            with h5py.File(p, "r") as f:
-                if "images" not in f:
-                    raise ValueError(f"{p}: no 'images' dataset; is this an extracted split?")
-                counts.append(f["images"].shape[0])
-                shapes.add(tuple(f["images"].shape[1:]))
+            count, shape = split_geometry(p)
+            counts.append(count)
+            shapes.add(shape)
         if len(shapes) != 1:
             raise ValueError(f"training files hold images of different shapes: {sorted(shapes)}")
         self.shape = shapes.pop()  # (C, H, W)
@@ -40,7 +39,7 @@ class ImageFiles:
             self._memory = torch.cat(
                 [torch.from_numpy(self._read_file(i)) for i in range(len(self.paths))]
             )
-        self._handles: dict[int, h5py.File] = {}
+        self._readers = [SplitReader(p) for p in self.paths]
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
@@ -49,9 +48,12 @@ class ImageFiles:
     def in_memory(self) -> bool:
         return self._memory is not None
 
-    def _read_file(self, i: int, index=slice(None)) -> np.ndarray:
-        with h5py.File(self.paths[i], "r") as f:
-            return np.asarray(f["images"][index], dtype=np.float32)
+    def _read_file(self, i: int) -> np.ndarray:
+        reader = SplitReader(self.paths[i])
+        try:
+            return reader.read(slice(None))
+        finally:
+            reader.close()
 
     def get(self, indices: Sequence[int]) -> torch.Tensor:
         """Images ``indices`` (global) as float32 ``[n, C, H, W]``, in the given order."""
@@ -65,14 +67,10 @@ class ImageFiles:
             local = idx[sel] - self.offsets[i]
             order = np.argsort(local, kind="stable")
             uniq, inverse = np.unique(local[order], return_inverse=True)  # h5py wants increasing
-            handle = self._handles.get(int(i))
-            if handle is None:
-                handle = self._handles[int(i)] = h5py.File(self.paths[i], "r")
-            block = handle["images"][uniq]
+            block = self._readers[int(i)].read(uniq)
             out[sel[order]] = block[inverse]
         return torch.from_numpy(out)
 
     def close(self) -> None:
-        for h in self._handles.values():
-            h.close()
-        self._handles.clear()
+        for reader in self._readers:
+            reader.close()

@@ -35,18 +35,15 @@ import torch.distributed as dist
 import yaml
 from tqdm import tqdm
 
-from patchpnp.atomic import atomic_path
 from patchpnp.errors import PatchpnpError
+from patchpnp.pipeline.atomic import atomic_path
 from patchpnp.prior import EDM2Loss, PowerEMA, learning_rate
+from patchpnp.prior.loading import build_network
+from patchpnp.runtime import select_device
 from patchpnp.training.images import ImageFiles
 from patchpnp.training.schemes import Scheme, step_generator
-from patchpnp.training.settings import (
-    build_network,
-    describe_mismatch,
-    result_hash,
-    select_device,
-    training_autocast,
-)
+from patchpnp.training.settings import training_autocast
+from patchpnp.training.spec import describe_mismatch, result_hash
 
 log = logging.getLogger(__name__)
 LOG_FIELDS = ("step", "loss", "lr", "images_per_s", "seconds")

@@ -20,24 +20,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 
 from patchpnp.prior import coordinate_channels
+from patchpnp.runtime import keyed_generator
 from patchpnp.training.images import ImageFiles
 
 SCHEMES = ("whole", "patch", "padis")
 
 
-def seeded_generator(*keys: int) -> torch.Generator:
-    """A torch generator that depends on the integers ``keys`` and nothing else."""
-    state = np.random.SeedSequence(list(keys)).generate_state(2)
-    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
-
-
 def step_generator(seed: int, step: int, stream: int = 0) -> torch.Generator:
     """A generator for step ``step`` that depends on nothing else."""
-    return seeded_generator(seed, step, stream)
+    return keyed_generator(seed, step, stream)
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from patchpnp.atomic import atomic_path
-from patchpnp.inference import run_cell
-from patchpnp.metrics import LPIPSMetric
+from patchpnp.evaluation.metrics import LPIPSMetric
+from patchpnp.inference.cell import run_cell
+from patchpnp.layout import parse_tune_path
+from patchpnp.params import TUNED
+from patchpnp.pipeline.atomic import atomic_path
 
 log = logging.getLogger(__name__)
-TUNED = {"diffpir": "lam", "dps": "zeta"}
 
 
 def log_grid(center: float, decades: float = 1.0, per_decade: int = 3) -> list[float]:
@@ -123,7 +124,7 @@ def summarise(tables: Sequence[str | Path], output: str | Path) -> dict:
     for path in tables:
         t = pd.read_csv(path)
         row = t[t["chosen"]].iloc[0]
-        prior = Path(path).parent.parent.name
+        prior = parse_tune_path(path)["prior"]
         chosen.setdefault(row["solver"], {"priors": {}})["priors"].setdefault(prior, {})[
             row["task"]
         ] = {row["parameter"]: float(f"{row['value']:.3g}")}

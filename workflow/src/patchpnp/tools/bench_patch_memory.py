@@ -1,6 +1,6 @@
 """Peak memory of the denoiser's gradient path: whole image vs tiled (plain / memory-bounded).
 
-Run ``python -m patchpnp.bench_patch_memory``. For each image size it measures the
+Run ``python -m patchpnp.tools.bench_patch_memory``. For each image size it measures the
 memory of one DPS-style step, ``x0 = D(x)`` then ``J_D(x)^T g``, for
 
 - ``whole``:   the inner network on the whole image, plain autograd;
@@ -11,7 +11,7 @@ Patch size and ``patch_batch`` are fixed, so the memory-bounded peak should stay
 while the other two grow with the image (plain autograd keeps every tile's activations).
 
 Each configuration runs in a fresh subprocess; after set-up and warm-up the step is run
-once measured by :class:`patchpnp.memory.PeakMemory` and once timed (the CPU
+once measured by :class:`patchpnp.evaluation.memory.PeakMemory` and once timed (the CPU
 measurement's profiler slows operators down). The table shows the working peak: memory
 allocated above the set-up (CPU: at the allocator level, from the torch profiler's memory
 events; CUDA: ``torch.cuda.max_memory_allocated``); each row's JSON also has the total.
@@ -22,14 +22,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 
 import torch
 from torch import nn
 
-from patchpnp.memory import PeakMemory
+from patchpnp.evaluation.memory import PeakMemory
+from patchpnp.tools.fresh_process import run_fresh
 
 MODES = ("whole", "plain", "bounded")
 
@@ -55,7 +54,7 @@ class ConvDenoiser(nn.Module):
 
 def _worker(mode: str, size: int, patch: int, patch_batch: int, device: str) -> dict:
     """One configuration, meant to run in a fresh process; returns the measurements."""
-    from patchpnp.patches import ShiftedGridDenoiser
+    from patchpnp.inference.patches import ShiftedGridDenoiser
 
     torch.manual_seed(0)
     dev = torch.device(device)
@@ -109,25 +108,9 @@ def _worker(mode: str, size: int, patch: int, patch_batch: int, device: str) -> 
 
 
 def _run_isolated(mode: str, size: int, patch: int, patch_batch: int, device: str, threads: int):
-    cmd = [
-        sys.executable,
-        "-m",
-        "patchpnp.bench_patch_memory",
-        "--worker",
-        mode,
-        "--sizes",
-        str(size),
-        "--patch",
-        str(patch),
-        "--patch-batch",
-        str(patch_batch),
-        "--device",
-        device,
-        "--threads",
-        str(threads),
-    ]
-    res = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    args = ["--worker", mode, "--sizes", size, "--patch", patch, "--patch-batch", patch_batch,
+            "--device", device, "--threads", threads]  # fmt: skip
+    return run_fresh("patchpnp.tools.bench_patch_memory", args, f"{mode} N={size}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -55,13 +55,16 @@ import pandas as pd
 import torch
 from torch import nn
 
-from patchpnp.inference import (
-    InferenceError,
-    _load_eval,  # the same slices, in the same order, as a grid cell reads
-    image_names,
-    measurement_generators,
+from patchpnp.evaluation.metrics import psnr
+from patchpnp.formats import read_split  # the same slices, in the same order, as a cell
+from patchpnp.inference.cell import InferenceError, measurement_generators
+from patchpnp.params import (
+    SOLVER_KEYS,
+    STEPS,
+    missing_solver_params,
+    operator_params,
+    unknown_solver_params,
 )
-from patchpnp.metrics import psnr
 from patchpnp.physics import Denoising, LinearOperator, SuperResolution, make_operator
 from patchpnp.solvers import DiffPIR, SolveStreams
 
@@ -347,21 +350,23 @@ def run_crosscheck(
     noise come from the same generators as a grid cell's, so ``ours`` reproduces the
     ``infer`` cell of these settings. Returns ``(per_image, summary)``.
     """
-    from patchpnp.training.settings import load_prior, select_device
+    from patchpnp.prior.loading import load_prior
+    from patchpnp.runtime import select_device
 
     require_deepinv()
     if start not in ("config", "top"):
         raise CrosscheckError(f"start must be 'config' or 'top', got {start!r}")
     params = dict(solver_params)
-    unknown = set(params) - {"steps", "lam", "zeta", "sigma_start"}
+    # The cross-check maps every DiffPIR parameter onto deepinv's, and nothing else.
+    unknown = unknown_solver_params("diffpir", params)
     if unknown:
         raise CrosscheckError(
-            f"solver settings {sorted(unknown)} have no deepinv counterpart; the cross-check "
-            f"takes steps, lam, zeta and sigma_start"
+            f"solver settings {unknown} have no deepinv counterpart; the cross-check "
+            f"takes {sorted(SOLVER_KEYS['diffpir'] | {STEPS})}"
         )
-    missing = {"steps", "lam", "zeta"} - set(params)
+    missing = missing_solver_params("diffpir", params)
     if missing:
-        raise CrosscheckError(f"solver settings lack {sorted(missing)}")
+        raise CrosscheckError(f"solver settings lack {missing}")
     if "sigma_n" not in task_params or not float(task_params["sigma_n"]) > 0:
         raise CrosscheckError(f"task '{task}': sigma_n must be > 0, got {task_params}")
     sigma_n = float(task_params["sigma_n"])
@@ -376,14 +381,15 @@ def run_crosscheck(
         torch.set_num_threads(int(threads))
     dev = select_device(device)
     try:
-        operator = make_operator(task, **{k: v for k, v in task_params.items() if k != "sigma_n"})
+        operator = make_operator(task, **operator_params(task_params))
     except (ValueError, TypeError) as err:
         raise CrosscheckError(f"task '{task}': {err}") from err
 
-    x, sources, slices = _load_eval(data, None if limit is None else int(limit))
-    x = x.to(dev)
+    split = read_split(data, None if limit is None else int(limit))
+    sources, slices = split.source, split.slice
+    x = torch.from_numpy(split.images).to(dev)
     n = x.shape[0]
-    names = image_names(sources, slices)
+    names = split.names()
     y = operator.measure(x, sigma_n, measurement_generators(seed, task, names))
     denoiser, _ = load_prior(prior, dev)
     wrapped = DeepinvDenoiser(denoiser)

@@ -1,6 +1,6 @@
 """Training speed of a prior's network under the options that decide it on a CPU.
 
-A benchmark, not a test: ``python -m patchpnp.bench_training --config config/config.yaml``
+A benchmark, not a test: ``python -m patchpnp.tools.bench_training --config config/config.yaml``
 times optimiser steps (EDM2 loss, forward, backward, Adam) of each configured prior's
 network on random images of its training size, for every combination asked for:
 torch threads, channels_last memory format, bfloat16 autocast, ``torch.compile`` and
@@ -13,19 +13,20 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import subprocess
-import sys
 import time
 
 import pandas as pd
+
+from patchpnp.tools.fresh_process import run_fresh
 
 
 def _worker(settings: dict, threads: int, channels_last: bool, bf16: bool, compiled: bool,
             batch: int, steps: int, warmup: int) -> dict:  # fmt: skip
     import torch
 
+    from patchpnp.prior.loading import build_network
     from patchpnp.prior.loss import EDM2Loss
-    from patchpnp.training.settings import build_network, training_autocast
+    from patchpnp.training.settings import training_autocast
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(_worker(**job)))
         return
 
-    from patchpnp.config import load_config
+    from patchpnp.pipeline.config import load_config
     from patchpnp.training.spec import resolve_prior
 
     config = load_config(args.config)
@@ -94,14 +95,9 @@ def main(argv: list[str] | None = None) -> None:
             job = {"settings": settings, "threads": threads, "channels_last": cl, "bf16": bf16,
                    "compiled": compiled, "batch": batch, "steps": args.steps,
                    "warmup": args.warmup}  # fmt: skip
-            res = subprocess.run(
-                [sys.executable, "-m", "patchpnp.bench_training", "--worker", json.dumps(job)],
-                capture_output=True,
-                text=True,
+            out = run_fresh(
+                "patchpnp.tools.bench_training", ["--worker", json.dumps(job)], f"{name} {job}"
             )
-            if res.returncode != 0:
-                raise SystemExit(f"{name} {job}: failed\n{res.stderr[-2000:]}")
-            out = json.loads(res.stdout.strip().splitlines()[-1])
             rows.append({"prior": name, "threads": threads, "channels_last": cl,
                          "bf16": bf16, "compile": compiled, "batch": batch, **out})  # fmt: skip
             print(rows[-1], flush=True)

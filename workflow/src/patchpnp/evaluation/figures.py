@@ -2,7 +2,7 @@
 
 Output convention: every figure function takes ``out_stem`` and writes
 ``<out_stem>.png`` and ``<out_stem>.pdf`` (the suffix is appended, never substituted, so a
-stem such as ``fig.3`` stays whole), each through :func:`patchpnp.atomic.atomic_path`, and
+stem such as ``fig.3`` stays whole), each through :func:`patchpnp.pipeline.atomic.atomic_path`, and
 returns the two paths. One stem rather than two paths keeps the formats from drifting apart.
 
 Figures are deterministic and need no display: the Agg backend, styles applied through
@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import h5py
@@ -30,8 +31,9 @@ import seaborn as sns  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from matplotlib.ticker import NullLocator  # noqa: E402
 
-from patchpnp.atomic import atomic_path  # noqa: E402
 from patchpnp.errors import PatchpnpError
+from patchpnp.formats import IMAGES, MEASUREMENT, RECON, FormatError, open_h5, read_image
+from patchpnp.pipeline.atomic import atomic_path  # noqa: E402
 
 __all__ = [
     "PROFILE_COLUMNS",
@@ -122,30 +124,21 @@ def _panel(ax, img, title=None, note=None, frame=None) -> None:
 
 
 # -- HDF5 inputs -------------------------------------------------------------------------------
-def _open(path: str | os.PathLike) -> h5py.File:
-    path = Path(path)
-    if not path.is_file():
-        raise FigureError(f"{path}: file not found")
+@contextmanager
+def _open(path: str | os.PathLike):
+    """A reconstruction or split file; format errors become figure errors."""
     try:
-        return h5py.File(path, "r")
-    except OSError as e:
-        raise FigureError(f"{path}: not a readable HDF5 file ({e})") from e
+        with open_h5(path) as f:
+            yield f
+    except FormatError as err:
+        raise FigureError(str(err)) from err
 
 
 def _slice(f: h5py.File, key: str, index: int, shape: tuple[int, ...] | None = None):
-    """Image ``index`` of dataset ``key`` ([n, 1, H, W], real) as float64 [H, W]."""
-    name = f"{f.filename}:{key}"
-    ds = f.get(key)
-    if not isinstance(ds, h5py.Dataset):
-        raise FigureError(f"{name}: dataset not found")
-    if ds.ndim != 4 or ds.shape[1] != 1 or ds.dtype.kind != "f":
-        raise FigureError(f"{name}: expected real images [n, 1, H, W], got {ds.dtype} {ds.shape}")
-    if not 0 <= index < ds.shape[0]:
-        raise FigureError(f"{name}: index {index} out of range for {ds.shape[0]} images")
-    img = ds[index, 0].astype(np.float64)
-    if shape is not None and img.shape != shape:
-        raise FigureError(f"{name}: image shape {img.shape} differs from ground truth {shape}")
-    return img
+    try:
+        return read_image(f, key, index, shape)
+    except FormatError as err:
+        raise FigureError(str(err)) from err
 
 
 def _image(path, key: str, index: int, shape=None, padding: str | None = None) -> np.ndarray:
@@ -166,8 +159,8 @@ def _measurement(path, index: int, gt: np.ndarray) -> tuple[np.ndarray, float]:
     anything else (same size, k-space, complex) is shown as the recon.
     """
     with _open(path) as f:
-        recon = _slice(f, "recon", index, gt.shape)
-        shown, m = recon, f.get("measurement")
+        recon = _slice(f, RECON, index, gt.shape)
+        shown, m = recon, f.get(MEASUREMENT)
         if (
             isinstance(m, h5py.Dataset)
             and m.ndim == 4
@@ -199,13 +192,13 @@ def padding_figure(
     """Fig. 1: ground truth, zero- and reflection-padding results of one slice, with PSNR;
     the second row zooms on ``zoom`` = ``(y0, x0, h, w)`` pixels (outlined in the top row),
     scored on the box alone, since the boundary is where the two paddings differ."""
-    gt = _image(gt_h5, "images", index)
+    gt = _image(gt_h5, IMAGES, index)
     box = _zoom_box(gt.shape, zoom)
     y0, x0, h, w = box
     images = [
         ("ground truth", gt),
-        ("zero padding", _image(zeros_h5, "recon", index, gt.shape, "zeros")),
-        ("reflection padding", _image(reflect_h5, "recon", index, gt.shape, "reflect")),
+        ("zero padding", _image(zeros_h5, RECON, index, gt.shape, "zeros")),
+        ("reflection padding", _image(reflect_h5, RECON, index, gt.shape, "reflect")),
     ]
     with _figure(2, 3, (7.5, 5.2), "white") as (fig, axes):
         for j, (title, img) in enumerate(images):
@@ -235,14 +228,14 @@ def qualitative_figure(rows: Sequence[dict], out_stem, index: int = 0) -> tuple[
         missing = [k for k in ("task", "gt", "measurement", "panels") if k not in row]
         if missing:
             raise FigureError(f"rows[{i}]: missing key(s) {', '.join(missing)}")
-        gt = _image(row["gt"], "images", index)
+        gt = _image(row["gt"], IMAGES, index)
         shown, score = _measurement(row["measurement"], index, gt)
         cells = [("ground truth", gt, None), ("measurement", shown, score)]
         for k, panel in enumerate(row["panels"]):
             if not isinstance(panel, (tuple, list)) or len(panel) != 2:
                 raise FigureError(f"rows[{i}]['panels'][{k}]: expected (label, recon_h5)")
             label, path = panel
-            img = _image(path, "recon", index, gt.shape)
+            img = _image(path, RECON, index, gt.shape)
             cells.append((str(label), img, psnr(img, gt)))
         loaded.append((str(row["task"]), cells))
     ncols = max(len(cells) for _, cells in loaded)

@@ -1,14 +1,11 @@
 """Summary tables over the grid's per-image metrics (the paper's Table 1 and an extended table).
 
-Every inference cell writes one CSV with one row per evaluation image at
-``results/metrics/{dataset}/{prior}/{solver}/{task}/{size}-{padding}.csv``, and every
-(dataset, task) one measurement baseline at ``results/metrics/{dataset}/baseline/{task}.csv``.
+Every inference cell writes one CSV with one row per evaluation image, and every
+(dataset, task) one measurement baseline, at the paths of :mod:`patchpnp.layout`.
 The cell's identity is taken from the path, the layout Snakemake guarantees, rather than
-from the CSV's own columns: a whole-image cell pads nothing (it records padding ``none``;
-files written before that recorded the solver's default, ``reflect``, so a whole cell's
-padding column is not checked), and a baseline records ``size`` ``whole`` although it
-runs no network. The CSV columns are still checked against the path, so a file copied
-into the wrong folder stops the aggregation instead of landing in the wrong row.
+from the CSV's own columns (a baseline records ``size`` ``whole`` although it runs no
+network). The CSV columns are still checked against the path, so a file copied into the
+wrong folder stops the aggregation instead of landing in the wrong row.
 
 Means are taken with ``skipna=False`` throughout: a missing LPIPS (weights unavailable
 offline) shows as missing, never as an average over the images that happened to have it.
@@ -28,8 +25,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from patchpnp.atomic import atomic_path
 from patchpnp.errors import PatchpnpError
+from patchpnp.layout import (
+    BASELINE,
+    METRICS_LAYOUT,
+    WHOLE,
+    Cell,
+    LayoutError,
+    parse_metrics_path,
+    size_tag,
+)
+from patchpnp.layout import (
+    NO_PADDING as NONE,
+)
+from patchpnp.pipeline.atomic import atomic_path
 
 __all__ = [
     "AggregateError",
@@ -46,27 +55,14 @@ __all__ = [
     "write_tables",
 ]
 
-BASELINE = "baseline"
-WHOLE = "whole"
-MEASUREMENT = "measurement"
+MEASUREMENT = "measurement"  # the baseline's size: the measurement itself
 PAPER_PADDING = "reflect"
-PADDINGS = ("zeros", "reflect", "replicate")
 CELL = ["dataset", "task", "prior", "solver", "size", "padding"]
 T1_KEYS = ["dataset", "task", "solver", "size"]
 REQUIRED = (
     "image psnr ssim lpips rmse_band rmse_interior data_consistency nfe backward_passes"
     " tiles_evaluated seconds task solver size padding"
 ).split()
-LAYOUT = (
-    "results/metrics/{dataset}/{prior}/{solver}/{task}/{size}-{padding}.csv "
-    "(size whole with padding none, or p<P> with padding zeros|reflect|replicate) "
-    "or results/metrics/{dataset}/baseline/{task}.csv"
-)
-_BASELINE_RE = re.compile(r"(?:^|/)metrics/(?P<dataset>[^/]+)/baseline/(?P<task>[^/]+)\.csv$")
-_CELL_RE = re.compile(
-    r"(?:^|/)metrics/(?P<dataset>[^/]+)/(?P<prior>[^/]+)/(?P<solver>[^/]+)/(?P<task>[^/]+)/"
-    r"(?P<size>[^/-]+)-(?P<padding>[^/]+)\.csv$"
-)
 
 
 class AggregateError(PatchpnpError, ValueError):
@@ -76,31 +72,13 @@ class AggregateError(PatchpnpError, ValueError):
 # -- reading -------------------------------------------------------------------------------
 def _cell_of(path: Path) -> dict:
     """The cell a metrics path stands for, from the layout alone."""
-    text = path.as_posix()
-    if m := _BASELINE_RE.search(text):
-        return {
-            **m.groupdict(),
-            "prior": BASELINE,
-            "solver": BASELINE,
-            "size": MEASUREMENT,
-            "padding": "none",
-        }
-    m = _CELL_RE.search(text)
-    if m is None or m["prior"] == BASELINE:
-        raise AggregateError(f"{path}: path does not match the layout {LAYOUT}")
-    cell = m.groupdict()
-    size, padding = cell["size"], cell["padding"]
-    whole_ok = size == WHOLE and padding == "none"
-    patch_ok = re.fullmatch(r"p[1-9]\d*", size) is not None and padding in PADDINGS
-    if not (whole_ok or patch_ok):
-        raise AggregateError(f"{path}: size-padding '{size}-{padding}' does not match {LAYOUT}")
-    return cell
-
-
-def _size_tag(value) -> str:
-    """``whole`` or ``p<P>`` for a CSV ``size`` value (``whole`` or the patch size)."""
-    text = str(value)
-    return text if text == WHOLE else f"p{text}"
+    try:
+        cell = parse_metrics_path(path)
+    except LayoutError as err:
+        raise AggregateError(str(err)) from None
+    if isinstance(cell, Cell):
+        return {**cell.wildcards()}
+    return {**cell, "prior": BASELINE, "solver": BASELINE, "size": MEASUREMENT, "padding": NONE}
 
 
 def _read_one(path: Path) -> pd.DataFrame:
@@ -119,10 +97,9 @@ def _read_one(path: Path) -> pd.DataFrame:
     recorded = {"task": cell["task"], "solver": cell["solver"]}
     if cell["prior"] != BASELINE:
         recorded["size"] = cell["size"]
-        if cell["size"] != WHOLE:  # older whole cells record the unused default padding
-            recorded["padding"] = cell["padding"]
+        recorded["padding"] = cell["padding"]
     for column, expected in recorded.items():
-        values = table[column].map(_size_tag) if column == "size" else table[column]
+        values = table[column].map(size_tag) if column == "size" else table[column]
         found = list(pd.unique(values))
         if found != [expected]:
             raise AggregateError(
@@ -141,7 +118,7 @@ def read_metrics(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
     """
     frames = [_read_one(Path(p)) for p in paths]
     if not frames:
-        raise AggregateError(f"no metrics files given; expected paths like {LAYOUT}")
+        raise AggregateError(f"no metrics files given; expected paths like {METRICS_LAYOUT}")
     df = pd.concat(frames, ignore_index=True)
     dup = df.duplicated(CELL + ["image"])
     if dup.any():
@@ -214,7 +191,7 @@ def table1(df: pd.DataFrame) -> pd.DataFrame:
     ablation for the extended table). One column group per prior, in order of first
     appearance; a prior without a given cell leaves NaN there. Baselines are excluded.
     """
-    paper = np.where(df["size"] == WHOLE, df["padding"] == "none", df["padding"] == PAPER_PADDING)
+    paper = np.where(df["size"] == WHOLE, df["padding"] == NONE, df["padding"] == PAPER_PADDING)
     cells = df[(df["prior"] != BASELINE) & paper]
     if cells.empty:
         raise AggregateError("table1: no prior cells (whole, or patches with reflect padding)")
@@ -293,7 +270,7 @@ def extended_table(df: pd.DataFrame, seed: int, *, image_shape: tuple[int, int])
     for i, r in out.iterrows():
         if r["size"] in (WHOLE, MEASUREMENT):
             continue
-        whole = groups.get((r["dataset"], r["task"], r["prior"], r["solver"], WHOLE, "none"))
+        whole = groups.get((r["dataset"], r["task"], r["prior"], r["solver"], WHOLE, NONE))
         if whole is not None:
             key = tuple(r[CELL])
             out.loc[i, ["dpsnr_vs_whole", "dpsnr_lo", "dpsnr_hi"]] = _paired(

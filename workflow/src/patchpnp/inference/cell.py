@@ -33,19 +33,20 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import h5py
-import numpy as np
 import pandas as pd
 import torch
 from tqdm import tqdm
 
-from patchpnp.atomic import atomic_path
 from patchpnp.errors import PatchpnpError
-from patchpnp.metrics import LPIPSMetric, band_rmse, data_consistency, psnr, ssim
-from patchpnp.patches import PADDING_MODES, ShiftedGridDenoiser
+from patchpnp.evaluation.metrics import LPIPSMetric, band_rmse, data_consistency, psnr, ssim
+from patchpnp.formats import read_split, write_recon
+from patchpnp.inference.patches import PADDING_MODES, ShiftedGridDenoiser
+from patchpnp.params import operator_params
 from patchpnp.physics import make_operator
+from patchpnp.pipeline.atomic import atomic_path
+from patchpnp.prior.loading import load_prior
+from patchpnp.runtime import keyed_generator, select_device
 from patchpnp.solvers import SOLVERS, SolveStreams, image_key, make_solver
-from patchpnp.solvers.streams import keyed_generator
-from patchpnp.training.settings import load_prior, select_device
 
 log = logging.getLogger(__name__)
 MEASURE_STREAM = 11
@@ -60,11 +61,6 @@ def _task_stream(task: str) -> int:
     return zlib.crc32(task.encode())
 
 
-def image_names(sources: Sequence[str], slices: Sequence[int]) -> list[str]:
-    """The identity of each evaluation image: its source volume and slice."""
-    return [f"{src}:{int(sl)}" for src, sl in zip(sources, slices, strict=True)]
-
-
 def measurement_generators(seed: int, task: str, names: Sequence[str]) -> list[torch.Generator]:
     """One generator per image for its measurement noise: the same in every cell of a task."""
     return [keyed_generator(seed, image_key(n), MEASURE_STREAM, _task_stream(task)) for n in names]
@@ -73,7 +69,7 @@ def measurement_generators(seed: int, task: str, names: Sequence[str]) -> list[t
 def check_cell(task: str, task_params: dict, solver: str, size, padding: str) -> None:
     """Refuse a cell that cannot run, before any model is loaded."""
     try:
-        make_operator(task, **{k: v for k, v in task_params.items() if k != "sigma_n"})
+        make_operator(task, **operator_params(task_params))
     except (ValueError, TypeError) as err:
         raise InferenceError(f"task '{task}': {err}") from err
     if solver != "baseline" and solver not in SOLVERS:
@@ -85,12 +81,6 @@ def check_cell(task: str, task_params: dict, solver: str, size, padding: str) ->
         )
     if size != "whole" and padding not in PADDING_MODES:
         raise InferenceError(f"unknown padding {padding!r}; expected one of {PADDING_MODES}")
-
-
-def _load_eval(path: str | Path, limit: int | None):
-    with h5py.File(path, "r") as f:
-        n = f["images"].shape[0] if limit is None else min(limit, f["images"].shape[0])
-        return torch.from_numpy(f["images"][:n]), f["source"].asstr()[:n], f["slice"][:n]
 
 
 def run_cell(
@@ -116,13 +106,14 @@ def run_cell(
     progress: bool = True,
 ) -> pd.DataFrame:
     """Run one grid cell (or a baseline with ``solver='baseline'``); return its metrics."""
-    x_all, sources, slices = _load_eval(data, limit)
+    split = read_split(data, limit)
+    x_all, sources, slices = torch.from_numpy(split.images), split.source, split.slice
     check_cell(task, task_params, solver, size, padding)
     if threads:
         torch.set_num_threads(threads)
     dev = select_device(device)
     sigma_n = float(task_params["sigma_n"])
-    operator = make_operator(task, **{k: v for k, v in task_params.items() if k != "sigma_n"})
+    operator = make_operator(task, **operator_params(task_params))
     denoiser = None
     if solver != "baseline":
         if prior is None:
@@ -135,7 +126,7 @@ def run_cell(
         engine = make_solver(solver, denoiser, operator, **(solver_params or {}))
     lpips = lpips or LPIPSMetric(dev)
     n = len(x_all)
-    names = image_names(sources, slices)
+    names = split.names()
     recon = torch.empty_like(x_all)
     measurements, rows = [], []
     for start in tqdm(
@@ -207,9 +198,6 @@ def _write(
     recon_path: Path, metrics_path: Path, recon, y, table: pd.DataFrame, attrs: dict
 ) -> None:
     with atomic_path(recon_path) as tmp, h5py.File(tmp, "w") as f:
-        f.create_dataset("recon", data=recon.numpy().astype(np.float32))
-        y = y.numpy()
-        f.create_dataset("measurement", data=y if np.iscomplexobj(y) else y.astype(np.float32))
-        f.attrs.update(attrs)
+        write_recon(f, recon.numpy(), y.numpy(), attrs)
     with atomic_path(metrics_path) as tmp:
         table.assign(**{k: v for k, v in attrs.items() if k != "prior"}).to_csv(tmp, index=False)

@@ -29,7 +29,7 @@ from urllib.parse import urlparse
 import numpy as np
 import torch
 
-from .physics.base import LinearOperator
+from patchpnp.physics.base import LinearOperator
 
 __all__ = [
     "LPIPSMetric",

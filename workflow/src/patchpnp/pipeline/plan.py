@@ -13,9 +13,11 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from patchpnp.fastmri import list_volumes, split_eval_volumes
+from patchpnp import layout
+from patchpnp.data.fastmri import list_volumes, split_eval_volumes
+from patchpnp.layout import NO_PADDING, WHOLE, Cell
 
-DEMO_ROOT = Path("results/data/fastmri_demo")
+DEMO_ROOT = Path(layout.DEMO_ROOT)
 
 
 @dataclass(frozen=True)
@@ -99,19 +101,28 @@ class Plan:
 
     def split_files(self) -> list[str]:
         """Every extracted split file the config asks for."""
-        return [f"results/data/{d}/{s}.h5" for d in self.datasets for s in self.splits(d)]
+        return [
+            layout.SPLIT.format(dataset=d, split=s) for d in self.datasets for s in self.splits(d)
+        ]
+
+    def _files_of(self, split: str) -> list[str]:
+        return [
+            layout.SPLIT.format(dataset=d, split=split)
+            for d in self.datasets
+            if split in self.splits(d)
+        ]
 
     def train_files(self) -> list[str]:
         """The splits a prior trains on: every dataset's training split."""
-        return [f"results/data/{d}/train.h5" for d in self.datasets if "train" in self.splits(d)]
+        return self._files_of("train")
 
     def eval_files(self) -> list[str]:
         """Every dataset's evaluation split."""
-        return [f"results/data/{d}/eval.h5" for d in self.datasets]
+        return self._files_of("eval")
 
     def tune_files(self) -> list[str]:
         """Every dataset's tuning split (datasets with n_tune > 0)."""
-        return [f"results/data/{d}/tune.h5" for d in self.datasets if "tune" in self.splits(d)]
+        return self._files_of("tune")
 
     # -- the inference grid --------------------------------------------------------------
     def solver_params(self, solver: str, task: str, prior: str) -> dict:
@@ -121,7 +132,7 @@ class Plan:
         params.update(spec.get("priors", {}).get(prior, {}).get(task, {}))
         return params
 
-    def cells(self) -> list[dict]:
+    def cells(self) -> list[Cell]:
         """Every (dataset, prior, solver, task, size, padding) job of the grid."""
         inf = self.config["inference"]
         out = []
@@ -131,29 +142,16 @@ class Plan:
                     for task in inf["tasks"]:
                         for size in inf["sizes"]:
                             paddings = self.paddings_for(solver, size)
-                            for padding in ["none"] if size == "whole" else paddings:
-                                out.append(
-                                    {
-                                        "dataset": dataset,
-                                        "prior": prior,
-                                        "solver": solver,
-                                        "task": task,
-                                        "size": size_tag(size),
-                                        "padding": padding,
-                                    }
-                                )
+                            for padding in [NO_PADDING] if size == WHOLE else paddings:
+                                out.append(Cell(dataset, prior, solver, task, size, padding))
         return out
 
     def cell_files(self, kind: str) -> list[str]:
         """``kind`` = infer (reconstructions) or metrics, for every grid cell and baseline."""
-        ext = "h5" if kind == "infer" else "csv"
-        files = [
-            f"results/{kind}/{c['dataset']}/{c['prior']}/{c['solver']}/{c['task']}/"
-            f"{c['size']}-{c['padding']}.{ext}"
-            for c in self.cells()
-        ]
+        pick = 0 if kind == "infer" else 1
+        files = [(c.recon, c.metrics)[pick] for c in self.cells()]
         files += [
-            f"results/{kind}/{d}/baseline/{t}.{ext}"
+            layout.baseline_files(d, t)[pick]
             for d in self.datasets
             for t in self.config["inference"]["tasks"]
         ]
@@ -172,7 +170,7 @@ class Plan:
         return list(inf["paddings"] if every else inf["paddings"][:1])
 
     def _recon(self, dataset, prior, solver, task, size, padding) -> str:
-        return f"results/infer/{dataset}/{prior}/{solver}/{task}/{size}-{padding}.h5"
+        return Cell(dataset, prior, solver, task, size, padding).recon
 
     def figure_inputs(self) -> dict:
         """What Figs. 1 and 2 show, as file paths (config key ``figures``).
@@ -185,13 +183,13 @@ class Plan:
         fig, inf = self.config["figures"], self.config["inference"]
         dataset = fig.get("dataset") or self.datasets[0]
         prior, solver = fig["prior"], fig["solver"]
-        gt = f"results/data/{dataset}/eval.h5"
+        gt = layout.SPLIT.format(dataset=dataset, split="eval")
         sizes = self.patch_sizes()
         tasks = list(inf["tasks"])
         padding = None
         ablated = [p for p in sizes if {"zeros", "reflect"} <= set(self.paddings_for(solver, p))]
         if ablated:
-            p = size_tag(ablated[0])
+            p = ablated[0]
             padding = {
                 "gt": gt,
                 "zeros": self._recon(dataset, prior, solver, tasks[0], p, "zeros"),
@@ -202,20 +200,20 @@ class Plan:
         rows = []
         for task in tasks:
             panels = []
-            if "whole" in inf["sizes"]:
-                panels.append(["whole", self._recon(dataset, prior, solver, task, "whole", "none")])
+            if WHOLE in inf["sizes"]:
+                panels.append([WHOLE, self._recon(dataset, prior, solver, task, WHOLE, NO_PADDING)])
             for size in sizes[:1]:
                 panels.append(
                     [
                         f"patch {size} ({shown})",
-                        self._recon(dataset, prior, solver, task, size_tag(size), shown),
+                        self._recon(dataset, prior, solver, task, size, shown),
                     ]
                 )
             rows.append(
                 {
                     "task": task,
                     "gt": gt,
-                    "measurement": f"results/infer/{dataset}/baseline/{task}.h5",
+                    "measurement": layout.baseline_files(dataset, task)[0],
                     "panels": panels,
                 }
             )
@@ -225,13 +223,4 @@ class Plan:
         stems = ["fig2_qualitative", "fig3_memory"]
         if self.figure_inputs()["padding"] is not None:
             stems.append("fig1_padding")
-        return [f"results/figures/{s}.{ext}" for s in sorted(stems) for ext in ("png", "pdf")]
-
-
-def size_tag(size) -> str:
-    """``whole`` or ``p<P>``: the inference size as it appears in file names."""
-    return "whole" if size == "whole" else f"p{int(size)}"
-
-
-def parse_size(tag: str):
-    return "whole" if tag == "whole" else int(tag[1:])
+        return [f"{layout.FIGURES}/{s}.{ext}" for s in sorted(stems) for ext in ("png", "pdf")]

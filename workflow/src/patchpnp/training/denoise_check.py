@@ -24,10 +24,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from patchpnp.extract import read_images
-from patchpnp.patches import ShiftedGridDenoiser
-from patchpnp.training.schemes import seeded_generator
-from patchpnp.training.settings import load_prior, select_device
+from patchpnp.formats import read_split
+from patchpnp.inference.patches import ShiftedGridDenoiser
+from patchpnp.prior.loading import load_prior
+from patchpnp.runtime import keyed_generator, select_device
 
 
 def psnr(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
@@ -41,7 +41,7 @@ def noise_generator(seed: int, split: str | Path, index: int, sigma_index: int, 
     (``<dataset>/<file>``), the image's index in it, the sigma's index and the draw."""
     split = Path(split)
     name = zlib.crc32(f"{split.parent.name}/{split.name}".encode())
-    return seeded_generator(seed, 7, name, index, sigma_index, draw)
+    return keyed_generator(seed, 7, name, index, sigma_index, draw)
 
 
 @torch.no_grad()
@@ -72,7 +72,7 @@ def denoise_check(
     denoiser, settings = load_prior(prior, device=dev)
     if tile:
         denoiser = ShiftedGridDenoiser(denoiser, tile, padding=padding, seed=seed)
-    images = [torch.from_numpy(read_images(p)) for p in data]
+    images = [torch.from_numpy(read_split(p).images) for p in data]
     x = torch.cat(images)
     keys = [(p, i) for p, imgs in zip(data, images, strict=True) for i in range(len(imgs))]
     rows = []

@@ -25,7 +25,7 @@ below draws the images of each dataset once per resample and moves all of an ima
 ``d`` values together. A block with nothing to compare (a grid with one prior, no zero
 padding, no profile) is one pooled row that says what is missing.
 
-Torch-free: it runs in the ``tables`` job next to :mod:`patchpnp.aggregate`.
+Torch-free: it runs in the ``tables`` job next to :mod:`patchpnp.evaluation.aggregate`.
 """
 
 from __future__ import annotations
@@ -39,13 +39,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from patchpnp.aggregate import (
+from patchpnp.evaluation.aggregate import (
     AggregateError,
     bootstrap_mean_ci,
     paired_difference,
     to_markdown,
     write_files,
 )
+from patchpnp.layout import NO_PADDING as NONE
+from patchpnp.layout import WHOLE, size_tag
 
 __all__ = [
     "CLAIMS_COLUMNS",
@@ -75,7 +77,7 @@ CLAIMS_COLUMNS = [
 ]
 REPRODUCED, CONTRADICTED, INCONCLUSIVE = "reproduced", "contradicted", "inconclusive"
 ALL = "all"
-WHOLE, NONE, REFLECT, ZEROS = "whole", "none", "reflect", "zeros"
+REFLECT, ZEROS = "reflect", "zeros"
 PROFILE_REQUIRED = "solver mode patch_batch inference_size image_size sweep peak_total_mib".split()
 N_BOOT = 10000
 
@@ -352,7 +354,7 @@ def _memory_rows(profiles: pd.DataFrame, prior: str) -> list[dict]:
             verdict, detail = INCONCLUSIVE, "not measured: needs whole and one-tile patch rows"
         else:
             totals = [float(whole.mean()), *patches.astype(float)]
-            labels = [WHOLE, *(f"p{int(p)}" for p in patches.index)]
+            labels = [WHOLE, *(size_tag(p) for p in patches.index)]
             steps = [f"{labels[0]} {totals[0]:.0f}"] + [
                 f"{lab} {t:.0f}" + (f" ({(t - prev) / prev:+.0%})" if prev > 0 else "")
                 for lab, t, prev in zip(labels[1:], totals[1:], totals[:-1], strict=True)
@@ -391,7 +393,7 @@ def claims_table(
 ) -> pd.DataFrame:
     """Every claim's rows (see the module doc), in the columns of ``CLAIMS_COLUMNS``.
 
-    ``metrics`` is :func:`patchpnp.aggregate.read_metrics`'s table; ``profiles`` the
+    ``metrics`` is :func:`patchpnp.evaluation.aggregate.read_metrics`'s table; ``profiles`` the
     profile rows (:func:`read_profiles`) or None. ``whole_prior`` / ``patch_prior`` name
     the whole-image and patch-trained priors of claims (a) and (c); ``profile_prior`` is
     the profiled prior, shown in the memory rows. Cells are paired strictly on ``image``:

@@ -8,7 +8,7 @@ top: a state noisier than ``s_0`` (``sqrt(s_0^2 + sigma_n^2)``), denoised as if 
 at ``s_0``. This benchmark solves the same evaluation slices both ways, with the same
 keyed random streams, and reports the paired per-image PSNR difference (new - old)::
 
-    python -m patchpnp.bench_initial_state results/data/*/eval.h5 \\
+    python -m patchpnp.tools.bench_initial_state results/data/*/eval.h5 \\
         --prior results/priors/whole/ema.pt --config config/config.yaml
 
 It is a measurement, not a test: it takes minutes on a CPU.
@@ -22,9 +22,10 @@ from collections.abc import Sequence
 import pandas as pd
 import torch
 
-from patchpnp.aggregate import bootstrap_mean_ci
-from patchpnp.inference import _load_eval, image_names, measurement_generators
-from patchpnp.metrics import psnr
+from patchpnp.evaluation.aggregate import bootstrap_mean_ci
+from patchpnp.evaluation.metrics import psnr
+from patchpnp.formats import read_split
+from patchpnp.inference.cell import measurement_generators
 from patchpnp.physics import make_operator
 from patchpnp.solvers import SolveStreams, make_solver
 from patchpnp.solvers.base import per_sample_noise
@@ -46,8 +47,8 @@ def _previous_initial_state(solver):
 def compare(
     data: Sequence[str], prior: str, config: dict, solvers: Sequence[str], threads: int = 2
 ) -> pd.DataFrame:
-    from patchpnp.plan import Plan
-    from patchpnp.training.settings import load_prior
+    from patchpnp.pipeline.plan import Plan
+    from patchpnp.prior.loading import load_prior
 
     torch.set_num_threads(threads)
     denoiser, _ = load_prior(prior, torch.device("cpu"))
@@ -56,8 +57,8 @@ def compare(
     operator = make_operator("denoise", **task)
     rows = []
     for path in data:
-        x, sources, slices = _load_eval(path, None)
-        names = image_names(sources, slices)
+        split = read_split(path)
+        x, names = torch.from_numpy(split.images), split.names()
         y = operator.measure(x, sigma_n, measurement_generators(config["seed"], "denoise", names))
         for name in solvers:
             params = Plan(config).solver_params(name, "denoise", "whole")
@@ -87,7 +88,7 @@ def compare(
 
 
 def main(argv: list[str] | None = None) -> None:
-    from patchpnp.config import load_config
+    from patchpnp.pipeline.config import load_config
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("data", nargs="+", help="evaluation splits (eval.h5)")

@@ -7,6 +7,7 @@ the workflow before any job runs, with a message that names the key.
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,11 @@ import jsonschema
 import yaml
 
 from patchpnp.errors import PatchpnpError
+from patchpnp.params import SOLVER_KEYS, SOLVER_REQUIRED, TASK_KEYS
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
+# Package data, so an installed wheel validates configs too; the workflow's
+# conventional workflow/schemas/config.schema.yaml is a link to this file.
+SCHEMA_RESOURCE = resources.files("patchpnp.pipeline") / "config.schema.yaml"
 RESERVED_DATASET_NAMES = {"fastmri_demo"}  # used by results/data/fastmri_demo
 
 
@@ -24,10 +28,11 @@ class ConfigError(PatchpnpError, ValueError):
 
 
 def load_schema(path: str | Path | None = None) -> dict:
-    path = Path(path) if path is not None else SCHEMA_PATH
-    if not path.is_file():
-        raise FileNotFoundError(f"config schema not found at {path}")
-    return yaml.safe_load(path.read_text())
+    """The config schema: the package's own, or the file at ``path``."""
+    source = SCHEMA_RESOURCE if path is None else Path(path)
+    if not source.is_file():
+        raise FileNotFoundError(f"config schema not found at {source}")
+    return yaml.safe_load(source.read_text())
 
 
 def _key(path) -> str:
@@ -181,16 +186,6 @@ def _prior_checks(config: dict[str, Any]) -> list[str]:
                 f"split over {tr['processes']} processes"
             )
     return out
-
-
-SOLVER_KEYS = {"dps": {"zeta", "sigma_start"}, "diffpir": {"lam", "zeta", "sigma_start"}}
-SOLVER_REQUIRED = {"dps": {"zeta"}, "diffpir": {"lam", "zeta"}}
-TASK_KEYS = {
-    "denoise": {"sigma_n"},
-    "sr": {"sigma_n", "factor", "kernel"},
-    "deblur": {"sigma_n", "kernel", "sigma", "size"},
-    "mri": {"sigma_n", "acceleration", "center_fraction", "mask"},
-}
 
 
 def _inference_checks(config: dict[str, Any]) -> list[str]:

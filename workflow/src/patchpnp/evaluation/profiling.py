@@ -9,12 +9,12 @@ Two sweeps, for each solver:
 - ``image_size``: whole versus patch inference (one tile at a time) as the image
   grows, beyond the paper, to show that patch memory stays bounded by the patch size.
 
-Every configuration runs in a fresh Python process (``python -m patchpnp.profiling
+Every configuration runs in a fresh Python process (``python -m patchpnp.evaluation.profiling
 --worker``), so one measurement's allocations and caches cannot leak into the next.
 Inside it the prior is loaded and warmed up on a tiny image, then a short solve is
 run twice with the same random streams:
 
-- measured for memory (:class:`patchpnp.memory.PeakMemory`): ``peak_total_mib``,
+- measured for memory (:class:`patchpnp.evaluation.memory.PeakMemory`): ``peak_total_mib``,
   everything the process (CPU) or this process on the device (CUDA) holds at the
   peak (weights, interpreter / libraries / CUDA context, working memory: the
   paper's Fig. 3 measure), and ``peak_working_mib``, the peak the solve allocated
@@ -28,23 +28,22 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import h5py
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from patchpnp.atomic import atomic_path
-from patchpnp.memory import PeakMemory
-from patchpnp.patches import ShiftedGridDenoiser
+from patchpnp.evaluation.memory import PeakMemory
+from patchpnp.formats import read_split
+from patchpnp.inference.patches import ShiftedGridDenoiser
 from patchpnp.physics import make_operator
+from patchpnp.pipeline.atomic import atomic_path
 from patchpnp.solvers import make_solver
 from patchpnp.solvers.streams import SolveStreams
+from patchpnp.tools.fresh_process import run_fresh
 
 log = logging.getLogger(__name__)
 COLUMNS = [
@@ -124,8 +123,7 @@ def profile_plan(
 def _test_image(eval_h5: str | Path, side: int) -> torch.Tensor:
     """The first evaluation slice resized to ``side``: memory and time do not depend on
     the content, but a real slice keeps the solver's arithmetic realistic."""
-    with h5py.File(eval_h5, "r") as f:
-        x = torch.from_numpy(f["images"][:1]).float()
+    x = torch.from_numpy(read_split(eval_h5, limit=1).images)
     if x.shape[-1] != side or x.shape[-2] != side:
         x = F.interpolate(x, size=(side, side), mode="bicubic", align_corners=False)
     return x.clamp(0, 1)
@@ -146,7 +144,8 @@ def profile_one(
     job: dict, prior_path: str | Path, eval_h5: str | Path, steps: int, device: str
 ) -> dict:
     """Measure one configuration in this process (meant to be a fresh one)."""
-    from patchpnp.training.settings import load_prior, select_device
+    from patchpnp.prior.loading import load_prior
+    from patchpnp.runtime import select_device
 
     dev = select_device(device)
     prior, _ = load_prior(prior_path, dev)
@@ -199,13 +198,9 @@ def run_profiles(
 
     rows = []
     for job in tqdm(jobs, desc="profiles", disable=not progress):
-        cmd = [sys.executable, "-m", "patchpnp.profiling", "--worker", json.dumps(job),
-               "--prior", str(prior), "--eval", str(eval_h5), "--steps", str(steps),
-               "--device", device, "--threads", str(threads)]  # fmt: skip
-        res = subprocess.run(cmd, capture_output=True, text=True)
-        if res.returncode != 0:
-            raise RuntimeError(f"profile {job} failed:\n{res.stderr.strip()[-2000:]}")
-        row = json.loads(res.stdout.strip().splitlines()[-1])
+        args = ["--worker", json.dumps(job), "--prior", prior, "--eval", eval_h5,
+                "--steps", steps, "--device", device, "--threads", threads]  # fmt: skip
+        row = run_fresh("patchpnp.evaluation.profiling", args, f"profile {job}")
         log.info(
             "%s %s P=%s batch=%s N=%s: %.1f MiB total, %.1f MiB working, %.4f s/call",
             row["solver"], row["mode"], row["inference_size"], row["patch_batch"],

@@ -6,17 +6,12 @@ splits: the central slice of each volume. Each slice is centre-cropped to
 ``crop_size`` (if larger), resized to ``image_size`` (antialiased bicubic),
 scaled by its ``scale_percentile``-th percentile and clipped to [0, 1].
 
-Output layout (read by training and inference)::
-
-    images  float32 [n, 1, H, W]   one chunk per image, so training can read
-                                   random images without loading the file
-    source  str     [n]            volume path relative to the fastMRI root
-    slice   int32   [n]            slice index inside the volume
-    scale   float32 [n]            the percentile the slice was divided by
+The output is a split file (:mod:`patchpnp.formats`), one chunk per image so that
+training can read random images without loading the file.
 
 Extraction runs over shards of volumes (one job each) and a merge step joins
 them. Every input is checked before any output is written, and outputs are
-written atomically (see :mod:`patchpnp.atomic`).
+written atomically (see :mod:`patchpnp.pipeline.atomic`).
 """
 
 from __future__ import annotations
@@ -32,8 +27,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from patchpnp.atomic import atomic_path
-from patchpnp.fastmri import DataError, Volume, inspect_volume, read_slices
+from patchpnp.data.fastmri import DataError, Volume, inspect_volume, read_slices
+from patchpnp.formats import SPLIT_SETTINGS, append_split, create_split, iter_split, split_settings
+from patchpnp.pipeline.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -86,29 +82,6 @@ def preprocess(
     return out, scale
 
 
-def _create_outputs(f: h5py.File, image_size: int) -> None:
-    s = image_size
-    f.create_dataset(
-        "images", shape=(0, 1, s, s), maxshape=(None, 1, s, s), dtype="float32", chunks=(1, 1, s, s)
-    )
-    f.create_dataset("source", shape=(0,), maxshape=(None,), dtype=h5py.string_dtype())
-    f.create_dataset("slice", shape=(0,), maxshape=(None,), dtype="int32")
-    f.create_dataset("scale", shape=(0,), maxshape=(None,), dtype="float32")
-
-
-def _append(f: h5py.File, images: np.ndarray, source: Sequence[str], index, scale) -> None:
-    n0 = f["images"].shape[0]
-    n1 = n0 + len(images)
-    for name, values in (
-        ("images", images[:, None]),
-        ("source", list(source)),
-        ("slice", index),
-        ("scale", scale),
-    ):
-        f[name].resize(n1, axis=0)
-        f[name][n0:n1] = values
-
-
 def extract_volumes(
     volumes: Sequence[str | Path],
     split: str,
@@ -142,16 +115,16 @@ def extract_volumes(
         checked.append((vol, slice_indices(vol, split, edge_slices)))
 
     total = 0
+    settings = {
+        "split": split,
+        "image_size": image_size,
+        "crop_size": crop_size,
+        "edge_slices": edge_slices,
+        "scale_percentile": scale_percentile,
+        "n_volumes": len(checked),
+    }
     with atomic_path(output) as tmp, h5py.File(tmp, "w") as f:
-        _create_outputs(f, image_size)
-        f.attrs.update(
-            split=split,
-            image_size=image_size,
-            crop_size=crop_size,
-            edge_slices=edge_slices,
-            scale_percentile=scale_percentile,
-            n_volumes=len(checked),
-        )
+        create_split(f, image_size, settings)
         for vol, idx in tqdm(checked, desc=f"extract {split}", unit="vol", disable=not progress):
             raw = read_slices(vol, idx)
             try:
@@ -159,7 +132,7 @@ def extract_volumes(
             except ValueError as err:
                 raise DataError(f"{vol.path}: {err}") from err
             name = os.path.relpath(vol.path, root) if root is not None else str(vol.path)
-            _append(f, images, [name] * len(idx), np.asarray(sorted(idx), np.int32), scale)
+            append_split(f, images, [name] * len(idx), np.asarray(sorted(idx), np.int32), scale)
             total += len(idx)
         f.attrs["n_images"] = total
     log.info("wrote %d %s images from %d volumes to %s", total, split, len(checked), output)
@@ -170,45 +143,25 @@ def merge_shards(shards: Sequence[str | Path], output: str | Path, progress: boo
     """Concatenate shard files into ``output``, streaming one image chunk at a time."""
     if not shards:
         raise ValueError(f"no shards to merge into {output}")
-    attrs = None
+    first = None
     for shard in shards:
-        with h5py.File(shard, "r") as f:
-            a = {
-                k: f.attrs[k]
-                for k in ("split", "image_size", "crop_size", "edge_slices", "scale_percentile")
-            }
-        if attrs is None:
-            attrs = a
-        elif {k: str(v) for k, v in a.items()} != {k: str(v) for k, v in attrs.items()}:
+        settings = split_settings(shard)
+        shared = {k: str(settings[k]) for k in SPLIT_SETTINGS}
+        if first is None:
+            first = shared
+            attrs = {k: settings[k] for k in SPLIT_SETTINGS}
+        elif shared != first:
             raise DataError(
-                f"{shard}: extraction settings {a} differ from the first shard's {attrs}"
+                f"{shard}: extraction settings {shared} differ from the first shard's {first}"
             )
-    total = 0
+    total = volumes = 0
     with atomic_path(output) as tmp, h5py.File(tmp, "w") as out:
-        _create_outputs(out, int(attrs["image_size"]))
-        out.attrs.update(attrs)
-        volumes = 0
+        create_split(out, int(attrs["image_size"]), attrs)
         for shard in tqdm(shards, desc="merge", unit="shard", disable=not progress):
-            with h5py.File(shard, "r") as f:
-                volumes += int(f.attrs["n_volumes"])
-                n = f["images"].shape[0]
-                step = 256  # images per copy: bounded memory for any shard size
-                for i in range(0, n, step):
-                    j = min(i + step, n)
-                    _append(
-                        out,
-                        f["images"][i:j, 0],
-                        f["source"].asstr()[i:j],
-                        f["slice"][i:j],
-                        f["scale"][i:j],
-                    )
-                total += n
+            volumes += int(split_settings(shard)["n_volumes"])
+            for images, source, slices, scale in iter_split(shard):
+                append_split(out, images, source, slices, scale)
+                total += len(images)
         out.attrs.update(n_volumes=volumes, n_images=total)
     log.info("merged %d shards (%d images) into %s", len(shards), total, output)
     return total
-
-
-def read_images(path: str | Path) -> np.ndarray:
-    """All images of an extracted split as float32 ``[n, 1, H, W]`` (small splits only)."""
-    with h5py.File(path, "r") as f:
-        return f["images"][:]

@@ -1,0 +1,1 @@
+"""Evaluation and reporting (``report.smk``): metrics, tables, claim verdicts, figures, profiles."""

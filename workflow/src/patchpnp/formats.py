@@ -1,0 +1,186 @@
+"""The files stages hand each other, written and read here only.
+
+**Split file** (``results/data/{dataset}/{split}.h5``; ``patchpnp extract`` / ``merge``),
+what training, inference, tuning, profiling and the tools read:
+
+=========  ===========================  ==============================================
+``images``  float32 ``[n, 1, S, S]``     slices in [0, 1]
+``source``  str ``[n]``                  the volume a slice came from (relative path)
+``slice``   int32 ``[n]``                its index in that volume
+``scale``   float32 ``[n]``              the divisor that mapped it to [0, 1]
+attrs       :data:`SPLIT_SETTINGS`, ``n_volumes``, ``n_images``
+=========  ===========================  ==============================================
+
+**Reconstruction file** (``results/infer/...``; ``patchpnp infer``), what the figures read:
+``recon`` float32 ``[n, 1, S, S]``, ``measurement`` (float32, or complex for k-space) and
+the cell's settings as attributes.
+
+An image's identity is ``source:slice`` (:func:`image_names`): it keys the random
+streams, so a result depends neither on the file's order nor on its batch mates.
+Torch-free: the figures and the tables read these files without loading torch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from patchpnp.errors import PatchpnpError
+
+IMAGES, SOURCE, SLICE, SCALE = "images", "source", "slice", "scale"
+RECON, MEASUREMENT = "recon", "measurement"
+# The extraction settings every shard of a split must share (checked when merging).
+SPLIT_SETTINGS = ("split", "image_size", "crop_size", "edge_slices", "scale_percentile")
+
+
+class FormatError(PatchpnpError, ValueError):
+    """A file is missing, unreadable or not in the expected format; the message names it."""
+
+
+def open_h5(path: str | os.PathLike, mode: str = "r") -> h5py.File:
+    """Open an HDF5 file, or fail with a message naming the file and what is wrong."""
+    path = Path(path)
+    if mode == "r" and not path.is_file():
+        raise FormatError(f"{path}: file not found")
+    try:
+        return h5py.File(path, mode)
+    except OSError as err:
+        raise FormatError(f"{path}: not a readable HDF5 file ({err})") from err
+
+
+# -- split files --------------------------------------------------------------------------------
+def create_split(f: h5py.File, image_size: int, settings: dict) -> None:
+    """Empty, growable datasets of a split file, and its extraction settings."""
+    s = image_size
+    f.create_dataset(
+        IMAGES, shape=(0, 1, s, s), maxshape=(None, 1, s, s), dtype="float32", chunks=(1, 1, s, s)
+    )
+    f.create_dataset(SOURCE, shape=(0,), maxshape=(None,), dtype=h5py.string_dtype())
+    f.create_dataset(SLICE, shape=(0,), maxshape=(None,), dtype="int32")
+    f.create_dataset(SCALE, shape=(0,), maxshape=(None,), dtype="float32")
+    f.attrs.update(settings)
+
+
+def append_split(f: h5py.File, images: np.ndarray, source: Sequence[str], slices, scale) -> None:
+    """Append ``images`` ``[k, S, S]`` with their source volumes, slice indices and scales."""
+    n0 = f[IMAGES].shape[0]
+    n1 = n0 + len(images)
+    for name, values in (
+        (IMAGES, np.asarray(images)[:, None]),
+        (SOURCE, list(source)),
+        (SLICE, slices),
+        (SCALE, scale),
+    ):
+        f[name].resize(n1, axis=0)
+        f[name][n0:n1] = values
+
+
+def _split_images(f: h5py.File) -> h5py.Dataset:
+    ds = f.get(IMAGES)
+    if not isinstance(ds, h5py.Dataset) or ds.ndim != 4 or ds.shape[1] != 1:
+        raise FormatError(f"{f.filename}: no '{IMAGES}' [n, 1, H, W]; is this an extracted split?")
+    return ds
+
+
+@dataclass(frozen=True)
+class Split:
+    """The first images of a split file, with their identities."""
+
+    images: np.ndarray  # float32 [n, 1, S, S]
+    source: list[str]
+    slice: np.ndarray  # int [n]
+
+    def names(self) -> list[str]:
+        return image_names(self.source, self.slice)
+
+
+def read_split(path: str | os.PathLike, limit: int | None = None) -> Split:
+    """The first ``limit`` (all: None) images of a split file, in file order."""
+    with open_h5(path) as f:
+        ds = _split_images(f)
+        n = ds.shape[0] if limit is None else min(int(limit), ds.shape[0])
+        return Split(
+            np.asarray(ds[:n], np.float32), list(f[SOURCE].asstr()[:n]), np.asarray(f[SLICE][:n])
+        )
+
+
+def split_geometry(path: str | os.PathLike) -> tuple[int, tuple[int, ...]]:
+    """The image count and the ``(C, H, W)`` shape of a split file, without reading images."""
+    with open_h5(path) as f:
+        ds = _split_images(f)
+        return int(ds.shape[0]), tuple(ds.shape[1:])
+
+
+def split_settings(path: str | os.PathLike) -> dict:
+    """The extraction settings (:data:`SPLIT_SETTINGS`) and volume count of a split file."""
+    with open_h5(path) as f:
+        missing = [k for k in (*SPLIT_SETTINGS, "n_volumes") if k not in f.attrs]
+        if missing:
+            raise FormatError(f"{path}: split file lacks the attributes {missing}")
+        return {k: f.attrs[k] for k in (*SPLIT_SETTINGS, "n_volumes")}
+
+
+def iter_split(path: str | os.PathLike, chunk: int = 256) -> Iterator[tuple]:
+    """``(images [k, S, S], source, slice, scale)`` chunks of a split file: bounded memory."""
+    with open_h5(path) as f:
+        ds = _split_images(f)
+        for i in range(0, ds.shape[0], chunk):
+            j = min(i + chunk, ds.shape[0])
+            yield ds[i:j, 0], f[SOURCE].asstr()[i:j], f[SLICE][i:j], f[SCALE][i:j]
+
+
+class SplitReader:
+    """Random access to the images of one split file (kept open): training's batches."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._file: h5py.File | None = None
+
+    def read(self, index) -> np.ndarray:
+        """Images ``index`` (a slice, or increasing indices) as float32 ``[k, 1, H, W]``."""
+        if self._file is None:
+            self._file = open_h5(self.path)
+        return np.asarray(_split_images(self._file)[index], dtype=np.float32)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def image_names(sources: Sequence[str], slices: Sequence[int]) -> list[str]:
+    """The identity of each image: its source volume and slice, ``source:slice``."""
+    return [f"{src}:{int(sl)}" for src, sl in zip(sources, slices, strict=True)]
+
+
+# -- reconstruction files -----------------------------------------------------------------------
+def write_recon(f: h5py.File, recon: np.ndarray, measurement: np.ndarray, attrs: dict) -> None:
+    """A cell's reconstructions, its measurements (complex kept) and its settings."""
+    f.create_dataset(RECON, data=np.asarray(recon, np.float32))
+    m = np.asarray(measurement)
+    f.create_dataset(MEASUREMENT, data=m if np.iscomplexobj(m) else m.astype(np.float32))
+    f.attrs.update(attrs)
+
+
+def read_image(
+    f: h5py.File, key: str, index: int, shape: tuple[int, ...] | None = None
+) -> np.ndarray:
+    """Image ``index`` of the real ``[n, 1, H, W]`` dataset ``key`` as float64 ``[H, W]``
+    (``images`` of a split file, ``recon`` of a reconstruction file)."""
+    name = f"{f.filename}:{key}"
+    ds = f.get(key)
+    if not isinstance(ds, h5py.Dataset):
+        raise FormatError(f"{name}: dataset not found")
+    if ds.ndim != 4 or ds.shape[1] != 1 or ds.dtype.kind != "f":
+        raise FormatError(f"{name}: expected real images [n, 1, H, W], got {ds.dtype} {ds.shape}")
+    if not 0 <= index < ds.shape[0]:
+        raise FormatError(f"{name}: index {index} out of range for {ds.shape[0]} images")
+    img = ds[index, 0].astype(np.float64)
+    if shape is not None and img.shape != shape:
+        raise FormatError(f"{name}: image shape {img.shape} differs from ground truth {shape}")
+    return img

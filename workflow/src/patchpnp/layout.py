@@ -1,0 +1,167 @@
+"""Where every result lives: the one place that maps a grid cell to its paths and back.
+
+The rules take their output patterns from here (Snakemake fills the ``{wildcards}``),
+the plan expands them for every cell of a config, aggregation parses a metrics path
+back into its cell, and tuning reads its prior, solver and task from its path. A
+cell's inference size is ``whole`` or the patch side P, written ``p<P>`` in paths.
+Whole-image cells have padding ``none``; patch cells one of :data:`PADDINGS`.
+Torch-free.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from patchpnp.errors import PatchpnpError
+
+RESULTS = "results"
+LOGS = f"{RESULTS}/logs"
+WHOLE = "whole"
+NO_PADDING = "none"  # the padding of a whole-image cell
+PADDINGS = ("zeros", "reflect", "replicate")
+BASELINE = "baseline"  # the measurement's own reconstruction, in place of a prior
+
+# -- path patterns (Snakemake wildcards) ---------------------------------------------------------
+DEMO_ROOT = f"{RESULTS}/data/fastmri_demo"
+SPLIT = f"{RESULTS}/data/{{dataset}}/{{split}}.h5"
+SHARD = f"{RESULTS}/data/{{dataset}}/shards/{{split}}_{{shard}}.h5"
+PRIOR_DIR = f"{RESULTS}/priors/{{prior}}"
+PRIOR = f"{PRIOR_DIR}/ema.pt"
+_CELL = "{dataset}/{prior}/{solver}/{task}/{size}-{padding}"
+CELL_RECON = f"{RESULTS}/infer/{_CELL}.h5"
+CELL_METRICS = f"{RESULTS}/metrics/{_CELL}.csv"
+BASELINE_RECON = f"{RESULTS}/infer/{{dataset}}/{BASELINE}/{{task}}.h5"
+BASELINE_METRICS = f"{RESULTS}/metrics/{{dataset}}/{BASELINE}/{{task}}.csv"
+TUNE = f"{RESULTS}/tune/{{prior}}/{{solver}}/{{task}}.csv"
+TUNE_CHOSEN = f"{RESULTS}/tune/chosen.yaml"
+PROFILE = f"{RESULTS}/profile/{{solver}}.csv"
+TABLES = f"{RESULTS}/tables"
+FIGURES = f"{RESULTS}/figures"
+
+# What each wildcard may hold: the rules' constraints, and what the parsers accept.
+WILDCARDS = {
+    "dataset": r"[a-z][a-z0-9_]*",
+    "split": "train|eval|tune",
+    "shard": r"\d+",
+    "prior": r"[a-z][a-z0-9_]*",
+    "solver": r"[a-z][a-z0-9_]*",
+    "task": r"[a-z][a-z0-9_]*",
+    "size": rf"{WHOLE}|p[1-9]\d*",
+    "padding": "|".join((NO_PADDING, *PADDINGS)),
+}
+
+
+class LayoutError(PatchpnpError, ValueError):
+    """A path or cell that does not fit the results layout; the message shows the layout."""
+
+
+def size_tag(size) -> str:
+    """``whole`` or ``p<P>``: the inference size as it appears in paths."""
+    return WHOLE if str(size) == WHOLE else f"p{int(size)}"
+
+
+def parse_size(tag: str):
+    """The inverse of :func:`size_tag`: ``whole`` or the patch side as an int."""
+    if tag == WHOLE:
+        return WHOLE
+    if re.fullmatch(r"p[1-9]\d*", tag) is None:
+        raise LayoutError(f"inference size tag {tag!r}: expected 'whole' or p<P>, e.g. p32")
+    return int(tag[1:])
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One job of the grid. ``size`` is ``whole`` or the patch side P (an int)."""
+
+    dataset: str
+    prior: str
+    solver: str
+    task: str
+    size: str | int
+    padding: str
+
+    def __post_init__(self):
+        whole = self.size == WHOLE
+        if whole != (self.padding == NO_PADDING) or (not whole and self.padding not in PADDINGS):
+            raise LayoutError(
+                f"cell {self}: a whole-image cell has padding '{NO_PADDING}', "
+                f"a patch cell one of {PADDINGS}"
+            )
+
+    def wildcards(self) -> dict[str, str]:
+        return {
+            "dataset": self.dataset,
+            "prior": self.prior,
+            "solver": self.solver,
+            "task": self.task,
+            "size": size_tag(self.size),
+            "padding": self.padding,
+        }
+
+    @property
+    def recon(self) -> str:
+        return CELL_RECON.format(**self.wildcards())
+
+    @property
+    def metrics(self) -> str:
+        return CELL_METRICS.format(**self.wildcards())
+
+
+def baseline_files(dataset: str, task: str) -> tuple[str, str]:
+    """The measurement baseline's reconstruction and metrics files."""
+    return (
+        BASELINE_RECON.format(dataset=dataset, task=task),
+        BASELINE_METRICS.format(dataset=dataset, task=task),
+    )
+
+
+def _regex(pattern: str) -> re.Pattern:
+    """A regex matching the end of a path written by ``pattern`` (relative to results/).
+
+    Each wildcard matches any one path component (the size stops at the dash), so a
+    path of the right shape with a bad value is reported for its value.
+    """
+    body = re.escape(pattern.removeprefix(f"{RESULTS}/"))
+    for name in WILDCARDS:
+        allowed = "[^/-]+" if name == "size" else "[^/]+"
+        body = body.replace(re.escape(f"{{{name}}}"), f"(?P<{name}>{allowed})")
+    return re.compile(rf"(?:^|/){body}$")
+
+
+_CELL_METRICS_RE = _regex(CELL_METRICS)
+_BASELINE_METRICS_RE = _regex(BASELINE_METRICS)
+_TUNE_RE = _regex(TUNE)
+
+METRICS_LAYOUT = (
+    f"{CELL_METRICS} (size {WHOLE} with padding {NO_PADDING}, or p<P> with padding "
+    f"{'|'.join(PADDINGS)}) or {BASELINE_METRICS}"
+)
+
+
+def parse_metrics_path(path: str | os.PathLike) -> dict[str, str] | Cell:
+    """The cell of a metrics file, from its path alone: a :class:`Cell`, or for a
+    baseline file ``{"dataset", "task"}``."""
+    text = Path(path).as_posix()
+    if m := _BASELINE_METRICS_RE.search(text):
+        return m.groupdict()
+    m = _CELL_METRICS_RE.search(text)
+    if m is None or m["prior"] == BASELINE:
+        raise LayoutError(f"{path}: path does not match the layout {METRICS_LAYOUT}")
+    wc = m.groupdict()
+    try:
+        return Cell(**{**wc, "size": parse_size(wc["size"])})
+    except LayoutError:
+        raise LayoutError(
+            f"{path}: size-padding '{wc['size']}-{wc['padding']}' does not match {METRICS_LAYOUT}"
+        ) from None
+
+
+def parse_tune_path(path: str | os.PathLike) -> dict[str, str]:
+    """``{"prior", "solver", "task"}`` of a tuning table, from its path."""
+    m = _TUNE_RE.search(Path(path).as_posix())
+    if m is None:
+        raise LayoutError(f"{path}: a tuning table's path must match {TUNE}")
+    return m.groupdict()

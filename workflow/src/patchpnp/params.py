@@ -1,0 +1,41 @@
+"""The parameter names of every solver and task: what a config may set, what a solver
+needs, and what tuning sweeps. Torch-free; the config checks, the plan, tuning and the
+cross-check read them from here, and ``tests/test_params.py`` checks them against the
+constructors in :mod:`patchpnp.solvers` and :mod:`patchpnp.physics`.
+"""
+
+from __future__ import annotations
+
+STEPS = "steps"  # every solver's, set once per solver in the config
+NOISE = "sigma_n"  # every task's measurement noise, in [0, 1] image units
+
+# Per solver, the parameters a config may give for a task (besides steps), and those it must.
+SOLVER_KEYS = {"dps": {"zeta", "sigma_start"}, "diffpir": {"lam", "zeta", "sigma_start"}}
+SOLVER_REQUIRED = {"dps": {"zeta"}, "diffpir": {"lam", "zeta"}}
+# The one parameter `snakemake tune` sweeps per solver (ALGORITHMS.md section 8).
+TUNED = {"diffpir": "lam", "dps": "zeta"}
+
+# Per task, the keys a config may give: the noise and the forward model's parameters.
+TASK_KEYS = {
+    "denoise": {NOISE},
+    "sr": {NOISE, "factor", "kernel"},
+    "deblur": {NOISE, "kernel", "sigma", "size"},
+    "mri": {NOISE, "acceleration", "center_fraction", "mask"},
+}
+# Forward-model parameters that the code, not the config, sets.
+TASK_INTERNAL = {"mri": {"seed"}}
+
+
+def operator_params(task_params: dict) -> dict:
+    """A task's config entry without the noise: the forward model's constructor arguments."""
+    return {k: v for k, v in task_params.items() if k != NOISE}
+
+
+def unknown_solver_params(solver: str, params: dict) -> list[str]:
+    """The keys of ``params`` (steps included) that ``solver`` does not take."""
+    return sorted(set(params) - SOLVER_KEYS[solver] - {STEPS})
+
+
+def missing_solver_params(solver: str, params: dict) -> list[str]:
+    """The keys ``solver`` needs that ``params`` (steps included) lacks."""
+    return sorted((SOLVER_REQUIRED[solver] | {STEPS}) - set(params))

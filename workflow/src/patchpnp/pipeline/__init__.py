@@ -1,0 +1,1 @@
+"""Workflow support (``common.smk``): config checks, the plan, provenance, atomic writes, faults."""
