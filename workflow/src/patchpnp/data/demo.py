@@ -320,3 +320,54 @@ def write_volume(spec: DemoVolumeSpec, path: str | Path, train_slices: int) -> N
 def folder_stream(name: str) -> int:
     """A stable integer per folder name (Python's hash() is salted per process)."""
     return zlib.crc32(name.encode())
+
+
+def build_demo_folder(
+    out_dir: str | Path,
+    *,
+    layout: str,
+    n_train: int = 0,
+    n_eval: int = 0,
+    n_tune: int = 0,
+    seed: int = 0,
+    recon_size: int = 96,
+    train_slices: int = 16,
+    eval_slices: int = 7,
+    edge_slices: int = 2,
+    coils: int = 4,
+    readout_oversampling: int = 1,
+    noise: float = 0.01,
+    progress: bool = True,
+) -> list[Path]:
+    """Write one demo folder: ``n_train`` training volumes, then the evaluation and tuning
+    volumes, as ``file_mni_NNNN.h5`` (the names :class:`patchpnp.pipeline.plan.DemoFolder`
+    expects). The folder's name seeds its own stream, so folders never share volumes."""
+    from tqdm import tqdm
+
+    out = Path(out_dir)
+    roles = ["train"] * n_train + ["eval"] * n_eval + ["tune"] * n_tune
+    if not roles:
+        raise ValueError("nothing to build: give --train, --eval or --tune counts")
+    stream = folder_stream(out.name)
+    counters = {"train": 0, "eval": 0, "tune": 0}
+    written = []
+    for i, role in enumerate(
+        tqdm(roles, desc=f"demo {out.name}", unit="vol", disable=not progress)
+    ):
+        spec = DemoVolumeSpec(
+            role=role,
+            layout=layout,
+            index=counters[role],
+            seed=seed,
+            stream=stream,
+            recon_size=recon_size,
+            n_slices=train_slices if role == "train" else eval_slices,
+            edge_slices=edge_slices if role == "train" else 0,
+            coils=coils,
+            readout_oversampling=readout_oversampling,
+            noise=noise,
+        )
+        counters[role] += 1
+        written.append(out / f"file_mni_{i:04d}.h5")
+        write_volume(spec, written[-1], train_slices=train_slices)
+    return written

@@ -310,15 +310,23 @@ def _numeric(s: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
 
 
+def _text_table(df: pd.DataFrame, cell, floatfmt: str) -> pd.DataFrame:
+    """``df`` with every header and cell as its printed text: ``cell`` applied to
+    :func:`_cell_text`'s string (NaN as ``n/a``, integral numbers without decimals)."""
+    rows = [[cell(_cell_text(v, floatfmt)) for v in row] for row in df.itertuples(index=False)]
+    return pd.DataFrame(rows, columns=[cell(str(c)) for c in df.columns], dtype=object)
+
+
 def to_markdown(df: pd.DataFrame, floatfmt: str = ".4g") -> str:
-    """A GitHub-flavoured Markdown table; numeric columns right-aligned, ``|`` escaped."""
+    """A GitHub-flavoured Markdown (pipe) table by pandas/tabulate; numeric columns
+    right-aligned, ``|`` escaped.
 
-    def line(cells) -> str:
-        return "| " + " | ".join(str(c).replace("|", r"\|") for c in cells) + " |"
-
-    align = ["---:" if _numeric(df[c]) else "---" for c in df.columns]
-    body = [line(_cell_text(v, floatfmt) for v in row) for row in df.itertuples(index=False)]
-    return "\n".join([line(df.columns), "| " + " | ".join(align) + " |", *body]) + "\n"
+    Cells reach tabulate as finished text with its number parsing off, so a printed string
+    such as ``+0.150`` stays as written and every number follows :func:`_cell_text`.
+    """
+    shown = _text_table(df, lambda text: text.replace("|", r"\|"), floatfmt)
+    align = ["right" if _numeric(df[c]) else "left" for c in df.columns]
+    return shown.to_markdown(index=False, disable_numparse=True, colalign=align) + "\n"
 
 
 _LATEX_SPECIAL = {c: "\\" + c for c in "&%$#_{}"} | {
@@ -334,31 +342,23 @@ def _latex_escape(text: str) -> str:
 
 
 def to_latex(df: pd.DataFrame, caption: str, label: str, floatfmt: str = ".4g") -> str:
-    """A booktabs ``table`` environment; text escaped, the label left as given (for \\ref)."""
+    """A booktabs ``table`` environment by pandas' Styler; caption, headers and cells
+    escaped, the label left as given (for \\ref).
+
+    The escaping is this module's (:func:`_latex_escape`), not the Styler's
+    ``escape="latex"``: the Styler leaves the caption as given, and ``±`` has to become
+    ``$\\pm$`` after the escaping.
+    """
     spec = "".join("r" if _numeric(df[c]) else "l" for c in df.columns)
-
-    def line(cells) -> str:
-        return " & ".join(_latex_escape(c) for c in cells) + r" \\"
-
-    body = [line(_cell_text(v, floatfmt) for v in row) for row in df.itertuples(index=False)]
-    return (
-        "\n".join(
-            [
-                r"\begin{table}[t]",
-                r"\centering",
-                rf"\caption{{{_latex_escape(caption)}}}",
-                rf"\label{{{label}}}",
-                rf"\begin{{tabular}}{{{spec}}}",
-                r"\toprule",
-                line(df.columns),
-                r"\midrule",
-                *body,
-                r"\bottomrule",
-                r"\end{tabular}",
-                r"\end{table}",
-            ]
-        )
-        + "\n"
+    styler = _text_table(df, _latex_escape, floatfmt).style.hide(axis="index")
+    return styler.to_latex(
+        column_format=spec,
+        position="t",
+        position_float="centering",
+        hrules=True,
+        label=label,
+        caption=_latex_escape(caption),
+        environment="table",
     )
 
 

@@ -352,3 +352,21 @@ def memory_figure(profile_csvs, out_stem) -> tuple[Path, Path]:
                 ax.set(xlabel=xlabel if i == len(_METRICS) - 1 else "", ylabel=ylabel)
             axes[0, j].set_title(f"{sweep.replace('_', ' ')} sweep ({devices})")
         return _save(fig, out_stem)
+
+
+def figure_command(kind: str, inputs: Sequence[str], out_stem: str, index: int = 0) -> str:
+    """``patchpnp figure``: draw Fig. 3 (``memory``: profile CSVs), Fig. 1 (``padding``:
+    ground truth, zeros and reflect files) or Fig. 2 (``qualitative``: its rows as JSON)."""
+    import json
+
+    if kind == "memory":
+        written = memory_figure(inputs, out_stem)
+    elif kind == "padding":
+        if len(inputs) != 3:
+            raise FigureError(f"figure padding takes gt.h5 zeros.h5 reflect.h5, got {inputs}")
+        written = padding_figure(*inputs, out_stem, index=index)
+    elif kind == "qualitative":
+        written = qualitative_figure(json.loads(inputs[0]), out_stem, index=index)
+    else:
+        raise FigureError(f"unknown figure {kind!r}: memory, padding or qualitative")
+    return "\n".join(str(w) for w in written)

@@ -230,3 +230,25 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def profile_command(
+    *,
+    output: str,
+    prior: str,
+    eval_h5: str,
+    solvers: Sequence[str],
+    image_size: int,
+    sizes: Sequence,
+    image_sizes: Sequence[int] = (),
+    sweep_patch: int,
+    steps: int = 3,
+    device: str = "auto",
+    threads: int = 1,
+) -> str:
+    """``patchpnp profile``: every configuration of the plan, one fresh process each."""
+    jobs = profile_plan(solvers, image_size, sizes, image_sizes, sweep_patch)
+    table = run_profiles(
+        jobs, output, prior=prior, eval_h5=eval_h5, steps=steps, device=device, threads=threads
+    )
+    return table.to_string(index=False)

@@ -102,10 +102,15 @@ def run_cell(
     threads: int | None = None,
     limit: int | None = None,
     lpips: LPIPSMetric | None = None,
-    band: int = DEFAULT_BAND,
+    band: int | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Run one grid cell (or a baseline with ``solver='baseline'``); return its metrics."""
+    """Run one grid cell (or a baseline with ``solver='baseline'``); return its metrics.
+
+    ``band``: the outer band (pixels) of the boundary-artifact score, default
+    :data:`DEFAULT_BAND`.
+    """
+    band = DEFAULT_BAND if band is None else int(band)
     split = read_split(data, limit)
     x_all, sources, slices = torch.from_numpy(split.images), split.source, split.slice
     check_cell(task, task_params, solver, size, padding)

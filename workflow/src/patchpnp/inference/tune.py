@@ -135,3 +135,33 @@ def summarise(tables: Sequence[str | Path], output: str | Path) -> dict:
             + yaml.safe_dump({"solvers": chosen}, sort_keys=True)
         )
     return chosen
+
+
+def tune_command(
+    data: Sequence[str],
+    *,
+    output: str,
+    prior: str,
+    solver: str,
+    task: str,
+    task_params: dict,
+    solver_params: dict,
+    seed: int = 0,
+    batch_images: int = 8,
+    device: str = "auto",
+    threads: int | None = None,
+) -> str:
+    """``patchpnp tune``: sweep, write the table with the choice marked, return it as text."""
+    table, _ = tune(
+        data, prior=prior, solver=solver, task=task, task_params=task_params,
+        solver_params=solver_params, seed=seed, batch_images=batch_images, threads=threads,
+        device=device,
+    )  # fmt: skip
+    write_tuning(table, output)
+    return table.to_string(index=False)
+
+
+def summary_command(tables: Sequence[str], output: str) -> str:
+    """``patchpnp tune-summary``: the config fragment it writes."""
+    summarise(tables, output)
+    return Path(output).read_text()

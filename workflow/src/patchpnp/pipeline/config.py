@@ -310,3 +310,9 @@ def load_config(path: str | Path, schema_path: str | Path | None = None) -> dict
     if not isinstance(config, dict):
         raise ConfigError(f"config file {path} does not hold a mapping of keys")
     return validate_config(config, schema_path)
+
+
+def check_config_command(config: str) -> str:
+    """``patchpnp check-config``: validate ``config``; raises :class:`ConfigError` if invalid."""
+    load_config(config)
+    return f"{config}: valid"

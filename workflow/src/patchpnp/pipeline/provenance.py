@@ -4,8 +4,8 @@ Snakemake tracks a rule's shell command, its params and its inputs, but not the
 Python package the command calls. A rule passes :func:`command_code` of the
 ``patchpnp`` command it runs as a param, so it reruns when that code changes
 (Snakemake's ``params`` rerun trigger). What a command runs is read from the code
-itself: the import closure of the modules its CLI function imports, found from
-the syntax trees (no hand-kept lists that drift from the imports). The digest
+itself: the import closure of the module whose function the command calls, found
+from the syntax trees (no hand-kept lists that drift from the imports). The digest
 covers the parsed syntax tree, so comments and formatting do not count, and it
 hashes the modules Python would import, so an installed copy and an editable
 checkout are both covered. Nothing is imported: planning the workflow stays quick
@@ -112,18 +112,28 @@ def import_closure(*entries: str, package: str = PACKAGE) -> tuple[str, ...]:
     return tuple(sorted(seen))
 
 
+def command_target(command: str) -> str:
+    """The ``module:function`` that ``patchpnp <command>`` runs, read from the CLI's
+    syntax tree: its ``command(sub, "<name>", "<module:function>", ...)`` call."""
+    tree, _ = _parse(CLI)
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "command"
+            and len(node.args) >= 3
+            and all(isinstance(a, ast.Constant) for a in node.args[1:3])
+            and node.args[1].value == command
+        ):
+            return node.args[2].value
+    raise ValueError(f"the CLI has no command {command!r}")
+
+
 @cache
 def command_modules(command: str) -> tuple[str, ...]:
-    """What ``patchpnp <command>`` runs: the closure of the imports in its ``_cmd_*``
-    function of the CLI (the argument parsing itself is left out, so editing the CLI
-    reruns nothing)."""
-    tree, _ = _parse(CLI)
-    name = "_cmd_" + command.replace("-", "_")
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef) and node.name == name:
-            entries = _imported(ast.walk(node), CLI, False) - {PACKAGE}
-            return import_closure(*sorted(entries))
-    raise ValueError(f"the CLI has no command {command!r} (no function {name})")
+    """What ``patchpnp <command>`` runs: the import closure of the module of its function
+    (the argument parsing itself is left out, so editing the CLI reruns nothing)."""
+    return import_closure(command_target(command).split(":")[0])
 
 
 def command_code(command: str) -> str:

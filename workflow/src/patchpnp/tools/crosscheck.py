@@ -497,3 +497,50 @@ def summarise(table: pd.DataFrame, first: dict, last: dict, seconds: dict) -> pd
             }
         )
     return pd.DataFrame(rows)
+
+
+def crosscheck_command(
+    *,
+    prior: str,
+    data: str,
+    task: str,
+    config: str | None = None,
+    prior_name: str | None = None,
+    task_params: dict | None = None,
+    solver_params: dict | None = None,
+    start: str = "config",
+    physics: str = "native",
+    limit: int | None = 4,
+    seed: int | None = None,
+    output: str | None = None,
+    device: str = "auto",
+    threads: int | None = None,
+) -> str:
+    """``patchpnp crosscheck``: the settings come from ``config`` (as the grid cell's),
+    then ``task_params`` / ``solver_params`` override them; returns the summary as text."""
+    require_deepinv()  # fail first, with the install command, if the extra is missing
+    task_settings, solver_settings = {}, {}
+    if config:
+        from patchpnp.pipeline.config import load_config
+        from patchpnp.pipeline.plan import Plan
+
+        loaded = load_config(config)
+        if task not in loaded["inference"]["tasks"]:
+            raise CrosscheckError(f"task '{task}' is not in {config}")
+        name = prior_name or Path(prior).parent.name
+        task_settings = dict(loaded["inference"]["tasks"][task])
+        solver_settings = Plan(loaded).solver_params("diffpir", task, name)
+        seed = loaded["seed"] if seed is None else seed
+    task_settings.update(task_params or {})
+    solver_settings.update(solver_params or {})
+    table, summary = run_crosscheck(
+        prior, data, task=task, task_params=task_settings, solver_params=solver_settings,
+        limit=limit, seed=0 if seed is None else seed, start=start, physics=physics,
+        device=device, threads=threads,
+    )  # fmt: skip
+    if output:
+        table.to_csv(output, index=False)
+    return (
+        f"DiffPIR cross-check, task {task}: {task_settings}, {solver_settings}\n"
+        + summary.to_string(index=False, float_format=lambda v: f"{v:.3f}")
+    )

@@ -26,6 +26,7 @@ import torch
 
 from patchpnp.formats import read_split
 from patchpnp.inference.patches import ShiftedGridDenoiser
+from patchpnp.pipeline.atomic import atomic_path
 from patchpnp.prior.loading import load_prior
 from patchpnp.runtime import keyed_generator, select_device
 
@@ -111,3 +112,27 @@ def denoise_check(
             }
         )
     return pd.DataFrame(rows)
+
+
+def denoise_check_command(
+    data: Sequence[str],
+    *,
+    prior: str,
+    sigmas: Sequence[float],
+    seed: int = 0,
+    tile: int | None = None,
+    padding: str = "reflect",
+    draws: int = 4,
+    output: str | None = None,
+    device: str = "auto",
+    threads: int | None = None,
+) -> str:
+    """``patchpnp denoise-check``: the table (written to ``output`` as CSV if given), as text."""
+    table = denoise_check(
+        prior, data, sigmas, seed=seed, tile=tile, padding=padding, device=device,
+        threads=threads, draws=draws,
+    )  # fmt: skip
+    if output:
+        with atomic_path(output) as tmp:
+            table.to_csv(tmp, index=False)
+    return table.to_string(index=False, float_format=lambda v: f"{v:.2f}")

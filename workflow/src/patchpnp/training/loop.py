@@ -313,3 +313,27 @@ def _plot_loss(path: Path, rows: list[dict], name: str) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)
+
+
+def train_command(
+    data: list[str],
+    out_dir: str,
+    *,
+    settings: str | None = None,
+    settings_file: str | None = None,
+    config: str | None = None,
+    prior: str | None = None,
+    threads: int | None = None,
+    device: str = "auto",
+    resume: str = "auto",
+    stop_after: int | None = None,
+) -> None:
+    """``patchpnp train``: resolve the settings, then :func:`train_prior`."""
+    from patchpnp.training.spec import settings_from_options
+
+    resolved = settings_from_options(settings, settings_file, config, prior)
+    resume_from = {"auto": "auto", "never": None}.get(resume, resume)
+    train_prior(
+        resolved, data, out_dir, threads=threads, device=device, resume=resume_from,
+        stop_after=stop_after,
+    )  # fmt: skip
