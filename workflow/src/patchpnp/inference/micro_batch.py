@@ -1,0 +1,232 @@
+"""How many tiles one network call may take: the micro-batch that fits a memory budget.
+
+Patch inference saves memory only when the tiles go through the network in
+micro-batches (ALGORITHMS.md section 4): all tiles at once cost more than the whole
+image, one at a time costs up to 3x the time at small tiles. ``patch_batch: auto``
+takes the largest micro-batch whose working memory stays within a budget.
+
+The working memory of one denoiser call is, above a floor that small calls never go
+below (scratch space that does not scale), ``fixed + rate * pixels + attention *
+pixels * image_pixels``: convolutions keep activations in proportion to all the pixels
+of the call, however they are cut into images or tiles, and self-attention keeps, per
+image, a tokens x tokens matrix, quadratic in the image's (or tile's) own pixels. On the
+demo's U-Net (attention at 8 x 8 only) the quadratic term is negligible and a forward
+call costs 0.77 MiB per 1000 pixels, never less than 0.9 MiB; with attention at a fine
+level it dominates large images, which is where whole-image inference loses most. A
+:class:`MemoryModel` is fitted per call mode (``forward``: DiffPIR's calls without
+autograd; ``gradient``: the vector-Jacobian product of DPS's memory-bounded gradient,
+which keeps one micro-batch's activations) from a few measured calls at small sizes,
+once per (network, device, dtype), and then predicts any image and patch size: that is
+what lets the paper-scale profile choose, and check, its own micro-batches. Weights do
+not change memory, so a calibration can use random weights.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from patchpnp.errors import PatchpnpError
+
+MODES = ("forward", "gradient")
+AUTO = "auto"
+
+
+class MicroBatchError(PatchpnpError, ValueError):
+    """A budget or calibration that cannot be used; the message names it."""
+
+
+@dataclass(frozen=True)
+class MemoryModel:
+    """Working MiB of one denoiser call on ``pixels`` pixels in all, in images (or tiles)
+    of ``image_pixels`` each: ``max(floor, fixed + rate * pixels + attention * pixels *
+    image_pixels)``, with ``rate`` in MiB per million pixels and ``attention`` in MiB per
+    (million pixels)^2."""
+
+    floor_mib: float
+    fixed_mib: float
+    rate_mib: float
+    attention_mib: float = 0.0
+
+    def per_image(self, image_pixels: float) -> float:
+        """MiB that one more image (or tile) of ``image_pixels`` adds."""
+        mp = image_pixels / 1e6
+        return self.rate_mib * mp + self.attention_mib * mp * mp
+
+    def predict(self, pixels: float, image_pixels: float) -> float:
+        count = pixels / image_pixels
+        return max(self.floor_mib, self.fixed_mib + count * self.per_image(image_pixels))
+
+    def max_count(self, budget_mib: float, image_pixels: float) -> float:
+        """The most images (tiles) of ``image_pixels`` one call may take within the budget."""
+        if budget_mib < self.floor_mib:
+            return 0.0
+        each = self.per_image(image_pixels)
+        return math.inf if each <= 0 else max(budget_mib - self.fixed_mib, 0.0) / each
+
+
+Point = tuple[int, int, float]  # (side, batch, working MiB) of one measured call
+
+
+def fit(points: Sequence[Point]) -> MemoryModel:
+    """Least squares over the calls above the floor (measured at 1.5x the smallest or
+    more, the three largest at least); the attention term is dropped when the data give
+    it no positive weight."""
+    import numpy as np
+
+    floor = min(m for _, _, m in points)
+    ordered = sorted(points, key=lambda p: p[1] * p[0] ** 2)
+    used = [p for p in ordered if p[2] >= 1.5 * floor] or []
+    used = used if len(used) >= 3 else ordered[-3:]
+    if len({(s, b) for s, b, _ in used}) < 3 or len({s for s, _, _ in used}) < 2:
+        raise MicroBatchError(f"a memory model needs calls of several sizes, got {points}")
+    pixels = np.array([b * s * s / 1e6 for s, b, _ in used])
+    quad = np.array([b * (s * s / 1e6) ** 2 for s, b, _ in used])
+    y = np.array([m for _, _, m in used])
+    ones = np.ones_like(y)
+    coef = np.linalg.lstsq(np.stack([ones, pixels, quad], 1), y, rcond=None)[0]
+    if coef[2] <= 0:
+        coef = [*np.linalg.lstsq(np.stack([ones, pixels], 1), y, rcond=None)[0], 0.0]
+    return MemoryModel(float(floor), float(coef[0]), max(float(coef[1]), 0.0), float(coef[2]))
+
+
+def parse_budget(budget) -> tuple[str, float]:
+    """``inference.memory_budget``: a number of MiB, or ``"25%"`` of the whole image's
+    working memory. Returns ``("mib", value)`` or ``("fraction", value)``."""
+    if isinstance(budget, bool):
+        raise MicroBatchError(
+            f"inference.memory_budget: expected MiB or a percentage, got {budget!r}"
+        )
+    if isinstance(budget, (int, float)):
+        if not budget > 0:
+            raise MicroBatchError(f"inference.memory_budget: {budget} MiB is not positive")
+        return "mib", float(budget)
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*%\s*", str(budget))
+    if m is None or not 0 < float(m[1]) <= 100:
+        raise MicroBatchError(
+            f"inference.memory_budget: expected MiB (a number) or a percentage in (0, 100] "
+            f"of the whole image's working memory (e.g. '25%'), got {budget!r}"
+        )
+    return "fraction", float(m[1]) / 100
+
+
+def budget_mib(budget, model: MemoryModel, images: int, image_pixels: int) -> float:
+    """The budget in MiB for a call on ``images`` images of ``image_pixels`` pixels each:
+    an absolute budget as given, a fraction of what the whole images would take."""
+    kind, value = parse_budget(budget)
+    if kind == "mib":
+        return value
+    return value * model.predict(images * image_pixels, image_pixels)
+
+
+def choose_patch_batch(model: MemoryModel, patch: int, num_tiles: int, budget: float) -> int:
+    """The largest micro-batch (tiles per call, 1 to ``num_tiles``) whose predicted
+    working memory is within ``budget`` MiB; 1 when even one tile exceeds it."""
+    fits = model.max_count(budget, patch * patch)
+    return max(1, min(num_tiles, int(fits) if math.isfinite(fits) else num_tiles))
+
+
+# -- calibration --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Calibration:
+    """Memory models per mode, with where they were measured and the points they fit."""
+
+    models: dict[str, MemoryModel]
+    device: str
+    dtype: str
+    points: dict[str, list[Point]]
+
+    def to_json(self) -> str:
+        out = asdict(self)
+        return json.dumps(out, indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "calibration") -> Calibration:
+        try:
+            raw = json.loads(text)
+            models = {k: MemoryModel(**v) for k, v in raw["models"].items()}
+            points = {k: [tuple(p) for p in v] for k, v in raw["points"].items()}
+            calibration = cls(models, raw["device"], raw["dtype"], points)
+        except (ValueError, KeyError, TypeError) as err:
+            raise MicroBatchError(f"{source}: not a memory calibration ({err})") from err
+        missing = set(MODES) - set(models)
+        if missing:
+            raise MicroBatchError(f"{source}: no memory model for {sorted(missing)}")
+        return calibration
+
+
+def read_calibration(path: str | Path) -> Calibration:
+    path = Path(path)
+    if not path.is_file():
+        raise MicroBatchError(f"{path}: memory calibration not found")
+    return Calibration.from_json(path.read_text(), str(path))
+
+
+def calibration_sizes(multiple: int) -> list[tuple[int, int]]:
+    """``(side, batch)`` of the measured calls: sides the network takes (multiples of
+    ``multiple``, from 16 pixels up 4x) and batches 1, 2 and 4: the pixels span 64x, from
+    the floor into the regime where they dominate, and the image sides tell the
+    attention term (per image) from the convolutions' (per pixel)."""
+    small = multiple * max(1, math.ceil(16 / multiple))
+    return [(side, batch) for side in (small, 2 * small, 4 * small) for batch in (1, 2, 4)]
+
+
+def calibrate(
+    measure: Callable[[int, int, str], float], multiple: int, device: str, dtype: str
+) -> Calibration:
+    """Fit a model per mode from ``measure(side, batch, mode)`` -> working MiB."""
+    models, points = {}, {}
+    for mode in MODES:
+        points[mode] = [
+            (side, batch, float(measure(side, batch, mode)))
+            for side, batch in calibration_sizes(multiple)
+        ]
+        models[mode] = fit(points[mode])
+    return Calibration(models, device, dtype, points)
+
+
+def measure_call(denoiser, side: int, batch: int, mode: str, device) -> float:
+    """Working MiB of one call of ``denoiser(x, sigma)`` on ``batch`` images of ``side``
+    pixels: without autograd (``forward``) or with the vector-Jacobian product the
+    memory-bounded DPS gradient takes per micro-batch (``gradient``)."""
+    import torch
+
+    from patchpnp.evaluation.memory import PeakMemory
+
+    if mode not in MODES:
+        raise MicroBatchError(f"mode must be one of {MODES}, got {mode!r}")
+    g = torch.Generator().manual_seed(side * 1000 + batch)
+    x = torch.rand(batch, 1, side, side, generator=g).to(device)
+    v = torch.randn(x.shape, generator=g).to(device)
+    sigma = torch.full((batch,), 0.5, device=device)
+    meter = PeakMemory(device)
+    meter.start()
+    if mode == "forward":
+        with torch.no_grad():
+            denoiser(x, sigma)
+    else:
+        with torch.enable_grad():
+            t = x.detach().requires_grad_(True)
+            torch.autograd.grad(denoiser(t, sigma), t, v)
+    return meter.stop().working_mib
+
+
+def calibrate_denoiser(denoiser, multiple: int, device) -> Calibration:
+    """A :class:`Calibration` of ``denoiser`` (a loaded prior) on ``device``, measured now.
+    One untimed call first pays the libraries' first-call allocations."""
+    import torch
+
+    device = torch.device(device)
+    with torch.no_grad():
+        denoiser(torch.zeros(1, 1, multiple, multiple, device=device), torch.ones(1, device=device))
+    dtype = str(next(denoiser.parameters()).dtype).removeprefix("torch.")
+    return calibrate(
+        lambda side, batch, mode: measure_call(denoiser, side, batch, mode, device),
+        multiple,
+        str(device),
+        dtype,
+    )
