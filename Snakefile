@@ -25,7 +25,8 @@ report: "workflow/report/workflow.rst"
 
 
 # On a cluster, aggregation and plotting run on the submitting node: they take
-# seconds, and a queued job would take minutes.
+# seconds, and a queued job would take minutes. lpips_weights downloads: compute
+# nodes may have no internet access.
 localrules:
     all,
     data,
@@ -34,6 +35,7 @@ localrules:
     results,
     tune,
     tune_summary,
+    lpips_weights,
     tables,
     figure_memory,
     figure_qualitative,
@@ -54,3 +56,5 @@ onsuccess:
         " figures: results/figures/; build the report with"
         " `snakemake --report results/report.html`."
     )
+    if lpips_note():
+        print(lpips_note())

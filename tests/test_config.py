@@ -92,6 +92,8 @@ def _set(config, dotted, value):
         ("figures.dataset", "knee", r"'figures.dataset': 'knee' is not a dataset"),
         ("figures.index", 99, r"'figures.index': slice 99 is not among the 12"),
         ("figures", KeyError, r"'figures' is a required property"),
+        ("metrics.lpips", "maybe", r"'metrics.lpips': 'maybe' is not one of"),
+        ("metrics.lpips_source", "/shared/alexnet.pth", r"'metrics.lpips_source': .* not an"),
     ],
 )
 def test_each_mistake_names_its_key(demo_config, key, value, message):

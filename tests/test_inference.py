@@ -84,6 +84,33 @@ def test_baseline_scores_the_measurement(tmp_path, eval_file):
     } <= set(saved.columns)
 
 
+def test_cells_follow_the_lpips_mode(tmp_path, eval_file):
+    """off: NaN without a warning; required without the weights: refused before any
+    output is written; auto with a given path: that file or nothing (no hub fallback)."""
+    import warnings
+
+    from patchpnp.evaluation.lpips_weights import LPIPSWeightsError
+    from patchpnp.evaluation.metrics import LPIPSUnavailableWarning
+
+    missing = tmp_path / "resources" / "alexnet-owt-7be5be79.pth"
+    cell = dict(task="denoise", task_params={"sigma_n": 0.1}, solver="baseline", progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LPIPSUnavailableWarning)
+        off = run_cell(eval_file, tmp_path / "o.h5", tmp_path / "o.csv", lpips_mode="off", **cell)
+    assert off["lpips"].isna().all()
+    with pytest.raises(LPIPSWeightsError, match="LPIPS is required"):
+        run_cell(
+            eval_file, tmp_path / "r.h5", tmp_path / "r.csv", lpips_weights=missing,
+            lpips_mode="required", **cell,
+        )  # fmt: skip
+    assert not (tmp_path / "r.h5").exists() and not (tmp_path / "r.csv").exists()
+    with pytest.warns(LPIPSUnavailableWarning, match=str(missing)):
+        auto = run_cell(
+            eval_file, tmp_path / "a.h5", tmp_path / "a.csv", lpips_weights=missing, **cell
+        )
+    assert auto["lpips"].isna().all()
+
+
 @pytest.mark.parametrize(
     "solver, params",
     [

@@ -5,6 +5,7 @@ cluster that runs every job as its own process, and injected job failures."""
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import shutil
@@ -226,6 +227,48 @@ def test_adding_a_patch_size_adds_only_its_jobs(killed_and_restarted):
     # per prior: diffpir p12 with both paddings, dps p12 with reflection
     assert len(cells) == 2 * 3 and all("/p12-" in c for c in cells), cells
     assert not _rules(jobs) & {"train_prior", "extract_shard", "infer_baseline", "profile"}
+
+
+UPSTREAM = {"train_prior", "extract_shard", "merge_split", "denoise_check", "tile_check", "profile"}
+
+
+def test_lpips_status_is_recorded_and_the_mode_reruns_only_the_inference_cells(
+    killed_and_restarted,
+):
+    """Offline, auto: the run succeeded and the status says whether LPIPS was had (and
+    if not, the fix). Switching LPIPS off reruns every inference cell (their LPIPS
+    column) and what reads them, never training or extraction."""
+    run = killed_and_restarted
+    status = json.loads((run["work"] / "resources" / "lpips" / "status.json").read_text())
+    assert status["mode"] == "auto"
+    assert status["available"] or status["fix"].startswith("curl -fL")
+    config = copy.deepcopy(run["config"])
+    config["metrics"]["lpips"] = "off"
+    jobs = dry_run(run["work"], config)
+    assert len(_outputs(jobs, "infer_cell")) == 2 * (3 + 2)
+    assert len(_outputs(jobs, "infer_baseline")) == 1
+    rules = _rules(jobs)
+    assert "tables" in rules and not rules & (UPSTREAM | {"lpips_weights"}), rules
+    assert not any(rule.startswith("demo_volumes") for rule in rules), rules
+
+
+def test_weights_appearing_after_unavailable_rerun_the_rule_and_the_cells(killed_and_restarted):
+    """The fix (a file at resources/lpips/) reruns lpips_weights, and with it the cells,
+    on the next run; nothing upstream."""
+    run = killed_and_restarted
+    status = json.loads((run["work"] / "resources" / "lpips" / "status.json").read_text())
+    if status["available"]:
+        pytest.skip("this machine's torch hub cache holds the weights")
+    weights = run["work"] / "resources" / "lpips" / "alexnet-owt-7be5be79.pth"
+    weights.write_bytes(b"what curl brought")
+    try:
+        jobs = dry_run(run["work"], run["config"])
+    finally:
+        weights.unlink()
+    assert "lpips_weights" in _rules(jobs) and len(_outputs(jobs, "infer_cell")) == 10
+    assert not _rules(jobs) & UPSTREAM
+    jobs = dry_run(run["work"], run["config"])  # the file gone again: nothing to redo
+    assert not [job for job in jobs if job[0] != "all"], jobs
 
 
 def test_changing_a_solver_module_reruns_the_jobs_that_import_it(killed_and_restarted, tmp_path):

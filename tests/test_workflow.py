@@ -164,6 +164,24 @@ def test_bad_config_value_stops_before_any_job(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+def test_lpips_required_without_the_weights_stops_before_any_job(tmp_path):
+    """metrics.lpips: required, offline, nothing cached: the workflow stops while it
+    plans, naming the key and the fix; no job runs."""
+    config = tiny_demo_config()
+    config["metrics"]["lpips"] = "required"
+    res = snakemake(
+        tmp_path,
+        "--cores",
+        "1",
+        configfile=write_config(tmp_path, config),
+        extra_env={"TORCH_HOME": str(tmp_path / "torch")},
+    )
+    out = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert "config key 'metrics.lpips' is 'required'" in out and "curl -fL" in out, out
+    assert not (tmp_path / "results").exists() and not (tmp_path / "resources").exists()
+
+
 def test_lint_is_clean():
     res = snakemake(ROOT, "--lint", configfile=ROOT / "config" / "config.yaml")
     assert res.returncode == 0, res.stdout + res.stderr

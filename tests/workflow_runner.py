@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+UNREACHABLE_LPIPS_SOURCE = "file:///nonexistent/patchpnp-tests/alexnet-owt-7be5be79.pth"
 
 
 # The smallest EDM2 U-Net the tests train: two levels, one block each.
@@ -154,4 +155,7 @@ def tiny_demo_config() -> dict:
             "threads": 1,
         },
         "figures": {"dataset": None, "prior": "patch", "solver": "diffpir", "index": 1},
+        # Hermetic: lpips_weights never downloads in the tests (LPIPS is n/a unless torch
+        # hub's cache holds the weights) and fails at once, with or without a network.
+        "metrics": {"lpips": "auto", "lpips_source": UNREACHABLE_LPIPS_SOURCE},
     }

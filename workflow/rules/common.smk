@@ -8,6 +8,12 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from patchpnp.pipeline.atomic import OutputLocationError, check_writable_dir
+from patchpnp.evaluation.lpips_weights import (
+    LPIPSWeightsError,
+    ensure_weights,
+    lpips_settings,
+    status_generation,
+)
 from patchpnp.pipeline.config import ConfigError, validate_config
 from patchpnp.data.fastmri import DataError
 from patchpnp import layout
@@ -58,6 +64,18 @@ for _dataset in plan.datasets:
     for _split in plan.splits(_dataset):
         checked(plan.volumes)(_dataset, _split)
 
+# LPIPS (config metrics.lpips): torchvision's AlexNet weights, fetched once by the
+# local rule lpips_weights into resources/ (infer.smk). In mode required they must be
+# had before any job runs: genuine in resources/ or torch hub's cache, or downloaded
+# now. Only the main process checks: a cluster job re-reads this file and never
+# downloads.
+LPIPS, LPIPS_SOURCE = lpips_settings(config)
+if LPIPS == "required" and workflow.is_main_process:
+    try:
+        ensure_weights(layout.LPIPS_WEIGHTS, source=LPIPS_SOURCE)
+    except LPIPSWeightsError as err:
+        raise WorkflowError(str(err))
+
 
 def shard_volumes(wildcards):
     return [
@@ -102,4 +120,31 @@ def inference_options():
         opts += f" --limit {inf['limit']}"
     if inf.get("boundary_band"):
         opts += f" --band {inf['boundary_band']}"
-    return opts
+    return f"{opts} {lpips_options()}"
+
+
+def lpips_input():
+    """What an inference cell waits for: the LPIPS status (nothing when LPIPS is off)."""
+    return [] if LPIPS == "off" else [layout.LPIPS_STATUS]
+
+
+def lpips_options():
+    """The cell's LPIPS options: always the workflow's own copy of the weights, never
+    a machine's torch hub cache, so the cell's LPIPS does not depend on the machine."""
+    if LPIPS == "off":
+        return "--lpips-mode off"
+    return f"--lpips-mode {LPIPS} --lpips-weights {layout.LPIPS_WEIGHTS}"
+
+
+def lpips_note():
+    """One line for the end of a run when LPIPS came out n/a for want of the weights."""
+    try:
+        status = json.loads(Path(layout.LPIPS_STATUS).read_text())
+    except (OSError, ValueError):
+        return ""
+    if LPIPS == "off" or status.get("available", True):
+        return ""
+    return (
+        f"patchpnp: LPIPS is n/a: {status.get('reason')}. Fix: {status.get('fix')}; "
+        f"{status.get('then', 'then rerun')} ({layout.LPIPS_STATUS})."
+    )

@@ -2,10 +2,41 @@
 # and one measurement baseline per (dataset, task).
 
 
+# LPIPS's ImageNet AlexNet weights, fetched once into resources/ by a local rule (on
+# a cluster it runs on the submitting node: jobs never download). It always writes
+# the status, and the weights when they can be had (patchpnp.evaluation.lpips_weights);
+# every inference cell waits for the status and reads the weights from resources/.
+rule lpips_weights:
+    output:
+        layout.LPIPS_STATUS,
+    log:
+        f"{LOGS}/lpips_weights.log",
+    conda:
+        "../envs/patchpnp.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=30,
+    params:
+        weights=layout.LPIPS_WEIGHTS,
+        mode=LPIPS,
+        source=LPIPS_SOURCE,
+        # Goes up when the disk no longer matches the status (weights appeared after
+        # "unavailable", or vanished after "available"): the change reruns the rule,
+        # and with it the cells.
+        generation=status_generation(layout.LPIPS_STATUS, layout.LPIPS_WEIGHTS),
+        code=command_code("lpips-weights"),
+    shell:
+        "patchpnp lpips-weights --output {params.weights:q} --status {output:q}"
+        " --mode {params.mode} --source {params.source:q}"
+        " --generation {params.generation} > {log} 2>&1"
+
+
 rule infer_cell:
     input:
         data=layout.SPLIT.replace("{split}", "eval"),
         prior=layout.PRIOR,
+        lpips=lpips_input(),
     output:
         recon=layout.CELL_RECON,
         metrics=layout.CELL_METRICS,
@@ -40,6 +71,7 @@ rule infer_cell:
 rule infer_baseline:
     input:
         data=layout.SPLIT.replace("{split}", "eval"),
+        lpips=lpips_input(),
     output:
         recon=layout.BASELINE_RECON,
         metrics=layout.BASELINE_METRICS,

@@ -24,6 +24,7 @@ log = logging.getLogger("patchpnp")
 
 DEVICES = ("auto", "cpu", "cuda")
 PADDINGS = ("zeros", "reflect", "replicate")  # patchpnp.layout.PADDINGS, without its import
+LPIPS_MODES = ("auto", "required", "off")  # patchpnp.evaluation.lpips_weights.LPIPS_MODES
 
 
 # -- option types and groups shared by several commands -----------------------------------------
@@ -71,6 +72,20 @@ def add_params(p: argparse.ArgumentParser, required_solver: bool = False) -> Non
         required=required_solver,
         default=None if required_solver else {},
         help='e.g. {"steps": 100, "lam": 1}',
+    )
+
+
+def add_lpips(p: argparse.ArgumentParser) -> None:
+    """``--lpips-weights`` and ``--lpips-mode`` (config ``metrics.lpips``)."""
+    p.add_argument(
+        "--lpips-weights",
+        help="torchvision's AlexNet checkpoint (default: torch hub's cache)",
+    )
+    p.add_argument(
+        "--lpips-mode",
+        choices=LPIPS_MODES,
+        default="auto",
+        help="auto: LPIPS n/a without the weights; required: fail; off: not computed",
     )
 
 
@@ -200,6 +215,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_compute(i)
     i.add_argument("--limit", type=int, default=None, help="use only the first N images")
     i.add_argument("--band", type=int, default=None, help="outer band (px) of the boundary score")
+    add_lpips(i)
+
+    w = command(
+        sub,
+        "lpips-weights",
+        "patchpnp.evaluation.lpips_weights:lpips_weights_command",
+        "fetch torchvision's AlexNet weights for LPIPS (hash-checked) and write their status",
+    )
+    w.add_argument("--output", required=True, help="where the weights go (name with hash prefix)")
+    w.add_argument("--mode", choices=LPIPS_MODES, default="auto")
+    w.add_argument("--source", help="URL to download from (default: torchvision's)")
+    w.add_argument("--status", help="the status JSON (default: status.json beside --output)")
+    w.add_argument("--generation", type=int, default=0, help="recorded in the status")
 
     x = command(
         sub,

@@ -41,6 +41,14 @@ PROFILE = f"{RESULTS}/profile/{{solver}}.csv"
 TABLES = f"{RESULTS}/tables"
 FIGURES = f"{RESULTS}/figures"
 
+# -- inputs fetched once, outside results/ (git-ignored) -----------------------------------------
+RESOURCES = "resources"
+# torchvision's ImageNet AlexNet weights for LPIPS under torchvision's own file name,
+# whose sha256 prefix (7be5be79) is the hash check, and the status the rule
+# lpips_weights always writes beside them (patchpnp.evaluation.lpips_weights).
+LPIPS_WEIGHTS = f"{RESOURCES}/lpips/alexnet-owt-7be5be79.pth"
+LPIPS_STATUS = f"{RESOURCES}/lpips/status.json"
+
 # What each wildcard may hold: the rules' constraints, and what the parsers accept.
 WILDCARDS = {
     "dataset": r"[a-z][a-z0-9_]*",

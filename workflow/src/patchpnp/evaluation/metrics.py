@@ -11,30 +11,38 @@ numpy arrays; every metric returns one value per image, ``[B]``, as a numpy arra
 (when ``x`` is a tensor) a float64 CPU tensor.
 
 LPIPS needs torchvision's ImageNet AlexNet weights, which torchvision downloads on
-first use. This module never downloads: :class:`LPIPSMetric` uses only a checkpoint
-already in torch hub's cache, checked against the hash in its file name, and when none
-is there it records LPIPS as missing (NaN) with a :class:`LPIPSUnavailableWarning`:
-a random backbone never yields a number called LPIPS.
+first use. This module never downloads (:mod:`patchpnp.evaluation.lpips_weights` fetches
+them, once, in the workflow's local rule ``lpips_weights``): :class:`LPIPSMetric` uses
+only the checkpoint it is given, or else the one in torch hub's cache, checked against
+the hash in its file name, and when there is none it records LPIPS as missing (NaN)
+with a :class:`LPIPSUnavailableWarning`: a random backbone never yields a number called
+LPIPS. :func:`lpips_metric` builds it for a mode of the config key ``metrics.lpips``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import re
+import logging
 import warnings
 from pathlib import Path
-from urllib.parse import urlparse
 
 import numpy as np
 import torch
 
+from patchpnp.evaluation.lpips_weights import (
+    LPIPS_MODES,
+    LPIPSWeightsError,
+    alexnet_checkpoint_path,
+    sha256_prefix_ok,
+)
 from patchpnp.physics.base import LinearOperator
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "LPIPSMetric",
     "LPIPSUnavailableWarning",
     "alexnet_checkpoint_path",
+    "lpips_metric",
     "data_consistency",
     "band_rmse",
     "psnr",
@@ -147,57 +155,28 @@ class LPIPSUnavailableWarning(UserWarning):
     """LPIPS could not be computed with genuine pretrained weights; it is recorded as NaN."""
 
 
-_HASH_IN_NAME = re.compile(r"-([a-f0-9]+)\.")  # torch.hub's convention: name-<sha256 prefix>.ext
-
-
-def alexnet_checkpoint_path() -> Path:
-    """Where torchvision caches the ImageNet AlexNet weights (the file may not exist).
-
-    The file name comes from ``AlexNet_Weights.IMAGENET1K_V1.url`` and the folder from
-    ``torch.hub.get_dir()/checkpoints``, which is exactly where torchvision looks before
-    it would download.
-    """
-    from torchvision.models import AlexNet_Weights
-
-    name = os.path.basename(urlparse(AlexNet_Weights.IMAGENET1K_V1.url).path)
-    return Path(torch.hub.get_dir()) / "checkpoints" / name
-
-
-def _sha256_prefix_ok(path: Path) -> tuple[bool, str]:
-    match = _HASH_IN_NAME.search(path.name)
-    if match is None:
-        return False, f"no hash in the checkpoint name {path.name!r}"
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    digest = h.hexdigest()
-    if not digest.startswith(match.group(1)):
-        return False, (
-            f"{path} does not match the hash in its name (sha256 {digest[:12]}..., "
-            f"expected {match.group(1)}...): not the genuine torchvision weights"
-        )
-    return True, ""
-
-
 class LPIPSMetric:
     """Per-image LPIPS (``lpips`` package, AlexNet, v0.1) on [0, 1] grayscale images.
 
     Images are clamped to [0, 1], repeated to 3 channels and mapped to [-1, 1]. The
     linear calibration layers ship with the ``lpips`` package; the AlexNet backbone is
-    loaded only from torchvision's cached ImageNet checkpoint (never downloaded): the
-    LPIPS model is built with an untrained trunk (no download attempted) and the cached
-    weights are then copied into it, after checking the file's sha256 against the
-    prefix in its name (``verify_hash``) and loading it strictly into a torchvision
-    AlexNet.
+    loaded only from a local copy of torchvision's ImageNet checkpoint (never
+    downloaded): the LPIPS model is built with an untrained trunk (no download
+    attempted) and the weights are then copied into it, after checking the file's
+    sha256 against the prefix in its name (``verify_hash``) and loading it strictly into
+    a torchvision AlexNet.
 
     When that is impossible, ``available`` is False, ``reason`` says why, and calling
     the metric returns NaN per image and warns once (:class:`LPIPSUnavailableWarning`).
+    A metric built with ``enabled=False`` (``metrics.lpips: off``) returns NaN without
+    warning: it says so once, in the log, when it is built.
 
     Args:
         device: where to run the network.
-        checkpoint: the AlexNet checkpoint to use; default :func:`alexnet_checkpoint_path`.
+        checkpoint: the AlexNet checkpoint to use; default :func:`alexnet_checkpoint_path`
+            (torch hub's cache).
         verify_hash: check the file's sha256 against its name (reads ~230 MB once).
+        enabled: False for a metric that is off (NaN, no warning, nothing loaded).
     """
 
     def __init__(
@@ -205,14 +184,21 @@ class LPIPSMetric:
         device: str | torch.device = "cpu",
         checkpoint: str | Path | None = None,
         verify_hash: bool = True,
+        enabled: bool = True,
     ):
         self.device = torch.device(device)
         self.model = None
         self.available = False
         self.reason = ""
         self._warned = False
+        self.checkpoint = Path(checkpoint) if checkpoint else None
+        if not enabled:
+            self.reason = "LPIPS is off"
+            self._warned = True  # off is a choice, not a problem: no warning
+            log.info("%s: it is recorded as missing (NaN)", self.reason)
+            return
         try:
-            self.checkpoint = Path(checkpoint) if checkpoint else alexnet_checkpoint_path()
+            self.checkpoint = self.checkpoint or alexnet_checkpoint_path()
             self.model = self._build(self.checkpoint, verify_hash)
             self.available = True
         except Exception as exc:  # any failure means "missing", never "random weights"
@@ -227,12 +213,13 @@ class LPIPSMetric:
         if not path.is_file():
             self.reason = (
                 f"the torchvision AlexNet ImageNet weights are not cached at {path} and this "
-                f"code never downloads them; place the file there (e.g. run "
-                f"torchvision.models.alexnet(weights='IMAGENET1K_V1') once with internet)"
+                f"code never downloads them; `patchpnp lpips-weights --output {path}` "
+                f"fetches them (in the workflow, the lpips_weights rule ran it: its "
+                f"status.json beside them says why it could not, and the fix)"
             )
             raise FileNotFoundError(path)
         if verify_hash:
-            ok, why = _sha256_prefix_ok(path)
+            ok, why = sha256_prefix_ok(path)
             if not ok:
                 self.reason = why
                 raise ValueError(why)
@@ -296,3 +283,29 @@ class LPIPSMetric:
     def __repr__(self) -> str:
         state = "available" if self.available else f"unavailable: {self.reason}"
         return f"LPIPSMetric({state})"
+
+
+def lpips_metric(
+    device: str | torch.device = "cpu",
+    weights: str | Path | None = None,
+    mode: str = "auto",
+) -> LPIPSMetric:
+    """The LPIPS metric of one mode of the config key ``metrics.lpips``.
+
+    ``weights`` is the checkpoint to use. The workflow always passes its own copy
+    (``resources/lpips/...``, fetched by the ``lpips_weights`` rule), so whether a
+    cell has LPIPS never depends on a machine's torch hub cache; with no ``weights``
+    (the command line outside the workflow) the hub cache is used, as torchvision would.
+
+    - ``auto``: LPIPS when the weights load, else NaN with one warning;
+    - ``required``: raises :class:`LPIPSWeightsError` when they do not;
+    - ``off``: NaN, nothing loaded, one log line and no warning.
+    """
+    if mode not in LPIPS_MODES:
+        raise LPIPSWeightsError(f"LPIPS mode {mode!r}: expected one of {LPIPS_MODES}")
+    if mode == "off":
+        return LPIPSMetric(device, enabled=False)
+    metric = LPIPSMetric(device, checkpoint=weights)
+    if mode == "required" and not metric.available:
+        raise LPIPSWeightsError(f"LPIPS is required (metrics.lpips), but {metric.reason}")
+    return metric

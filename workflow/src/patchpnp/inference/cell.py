@@ -10,9 +10,9 @@ shifted-grid patch denoiser, and writes
   measurements, and the cell's settings as attributes, so metrics can be
   recomputed without rerunning inference;
 - ``metrics.csv``: one row per image: PSNR (data range 1), SSIM, LPIPS (or
-  missing), the RMSE in the outer band of ``band`` pixels and in the interior
-  (the boundary-artifact score), data consistency, NFE, tiles, backward passes
-  and seconds.
+  missing: see :func:`patchpnp.evaluation.metrics.lpips_metric`), the RMSE in
+  the outer band of ``band`` pixels and in the interior (the boundary-artifact
+  score), data consistency, NFE, tiles, backward passes and seconds.
 
 The solver's random draws are keyed by (seed, image identity, purpose, step)
 (:class:`patchpnp.solvers.SolveStreams`): cells that differ only in the prior,
@@ -38,7 +38,14 @@ import torch
 from tqdm import tqdm
 
 from patchpnp.errors import PatchpnpError
-from patchpnp.evaluation.metrics import LPIPSMetric, band_rmse, data_consistency, psnr, ssim
+from patchpnp.evaluation.metrics import (
+    LPIPSMetric,
+    band_rmse,
+    data_consistency,
+    lpips_metric,
+    psnr,
+    ssim,
+)
 from patchpnp.formats import read_split, write_recon
 from patchpnp.inference.patches import PADDING_MODES, ShiftedGridDenoiser
 from patchpnp.params import operator_params
@@ -102,13 +109,18 @@ def run_cell(
     threads: int | None = None,
     limit: int | None = None,
     lpips: LPIPSMetric | None = None,
+    lpips_weights: str | Path | None = None,
+    lpips_mode: str = "auto",
     band: int | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Run one grid cell (or a baseline with ``solver='baseline'``); return its metrics.
 
     ``band``: the outer band (pixels) of the boundary-artifact score, default
-    :data:`DEFAULT_BAND`.
+    :data:`DEFAULT_BAND`. LPIPS: ``lpips`` when given (a metric shared by several
+    cells), else :func:`~patchpnp.evaluation.metrics.lpips_metric` of ``lpips_weights``
+    (the AlexNet checkpoint; the workflow passes its ``resources/`` copy) and
+    ``lpips_mode`` (``auto``, ``required``: fail before any work, or ``off``).
     """
     band = DEFAULT_BAND if band is None else int(band)
     split = read_split(data, limit)
@@ -117,6 +129,8 @@ def run_cell(
     if threads:
         torch.set_num_threads(threads)
     dev = select_device(device)
+    if lpips is None:
+        lpips = lpips_metric(dev, lpips_weights, lpips_mode)
     sigma_n = float(task_params["sigma_n"])
     operator = make_operator(task, **operator_params(task_params))
     denoiser = None
@@ -129,7 +143,6 @@ def run_cell(
                 denoiser, int(size), padding=padding, patch_batch=patch_batch
             )
         engine = make_solver(solver, denoiser, operator, **(solver_params or {}))
-    lpips = lpips or LPIPSMetric(dev)
     n = len(x_all)
     names = split.names()
     recon = torch.empty_like(x_all)

@@ -5,7 +5,8 @@ parameter (``lam`` for DiffPIR, ``zeta`` for DPS) is run at whole-image
 inference on the tuning slices of every dataset, which are disjoint from the
 evaluation slices. The value with the best mean PSNR wins. The grid is
 widened automatically while the best value sits on its edge, so the choice is
-interior (or the search says it stopped at a limit).
+interior (or the search says it stopped at a limit). The choice rests on PSNR alone,
+so the sweep computes no LPIPS (``metrics.lpips`` does not concern it).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def tune(
     centre = float(solver_params[name])
     values = log_grid(centre, 1.0, per_decade)
     rows: dict[float, float] = {}
-    lpips = LPIPSMetric("cpu")
+    lpips = LPIPSMetric(enabled=False)  # PSNR decides; LPIPS would cost an AlexNet per image
     with tempfile.TemporaryDirectory() as scratch:
         for _ in range(max_widen + 1):
             for v in values:

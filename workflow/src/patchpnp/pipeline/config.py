@@ -100,6 +100,12 @@ def _cross_checks(config: dict[str, Any]) -> list[str]:
             out.append(f"config key 'data.datasets.{name}': the name is reserved; choose another")
     out += _prior_checks(config)
     out += _inference_checks(config)
+    source = (config.get("metrics") or {}).get("lpips_source")
+    if source is not None and not source.startswith(("https://", "http://", "file://")):
+        out.append(
+            f"config key 'metrics.lpips_source': {source!r} is not an https://, http:// or "
+            f"file:// URL"
+        )
     if data["source"] == "fastmri":
         if not config.get("fastmri_root"):
             out.append(
