@@ -206,3 +206,40 @@ def test_tune_runs_for_real(tmp_path, eval_file, tiny_prior):
     )
     assert table["chosen"].sum() == 1 and np.isfinite(table["psnr"]).all()
     assert best in set(table["value"])
+
+
+@pytest.mark.filterwarnings("ignore:LPIPS is recorded as missing")
+@pytest.mark.parametrize("solver, params", [
+    ("diffpir", {"steps": 3, "lam": 1.0, "zeta": 0.3, "sigma_start": 0.3}),
+    ("dps", {"steps": 3, "zeta": 0.3, "sigma_start": 0.3}),
+])  # fmt: skip
+def test_auto_micro_batches_fit_the_budget_and_change_no_result(
+    tmp_path, eval_file, tiny_prior, solver, params, caplog
+):
+    """patch_batch auto takes the largest micro-batch the calibration allows within the
+    budget; micro-batching changes memory, not reconstructions."""
+    import logging
+
+    from patchpnp.inference.micro_batch import calibrate_command, read_calibration
+
+    cal = tmp_path / "calibration.json"
+    calibrate_command(str(tiny_prior), str(cal), device="cpu", threads=1)
+    model = read_calibration(cal).models["gradient" if solver == "dps" else "forward"]
+    cell = dict(task="denoise", task_params={"sigma_n": 0.1}, solver=solver,
+                solver_params=params, prior=tiny_prior, size=8, batch_images=5,
+                progress=False, lpips_mode="off")  # fmt: skip
+    every = run_cell(eval_file, tmp_path / "a.h5", tmp_path / "a.csv", **cell)
+    budget = max(model.floor_mib, model.fixed_mib + 3.5 * model.per_image(64))
+    tiles = 5 * 3 * 3  # 16-px images, 8-px tiles: 3 x 3 tiles each
+    fits = [b for b in range(1, tiles + 1) if model.predict(b * 64, 64) <= budget]
+    expected = max(fits, default=1)
+    with caplog.at_level(logging.INFO, logger="patchpnp.inference.cell"):
+        auto = run_cell(
+            eval_file, tmp_path / "b.h5", tmp_path / "b.csv", patch_batch="auto",
+            memory_budget=budget, calibration=cal, **cell,
+        )  # fmt: skip
+    assert f"patch_batch auto: {expected} tiles per call" in caplog.text
+    np.testing.assert_allclose(auto["psnr"], every["psnr"], atol=1e-4)
+    with pytest.raises(InferenceError, match="needs a memory calibration"):
+        run_cell(eval_file, tmp_path / "c.h5", tmp_path / "c.csv", patch_batch="auto", **cell)
+    assert not (tmp_path / "c.h5").exists()

@@ -11,7 +11,8 @@ import pytest
 import torch
 from patchpnp.evaluation import memory
 from patchpnp.evaluation.memory import PeakMemory
-from patchpnp.evaluation.profiling import COLUMNS, profile_plan, run_profiles
+from patchpnp.evaluation.profile_table import PROFILE_COLUMNS as COLUMNS
+from patchpnp.evaluation.profiling import profile_plan, run_profiles
 from test_inference import eval_file, tiny_prior  # noqa: F401  (fixtures)
 
 # Run in a fresh process with glibc's heap pinned (no mmap for these sizes, no trim), so

@@ -116,11 +116,27 @@ def inference_options():
     opts = f"--batch-images {inf['batch_images']} --seed {config['seed']} --device {config['device']}"
     if inf.get("patch_batch"):
         opts += f" --patch-batch {inf['patch_batch']}"
+    if inf.get("patch_batch") == "auto":
+        opts += f" --memory-budget {inf.get('memory_budget', '25%')}"
     if inf.get("limit"):
         opts += f" --limit {inf['limit']}"
     if inf.get("boundary_band"):
         opts += f" --band {inf['boundary_band']}"
     return f"{opts} {lpips_options()}"
+
+
+def auto_batching(wildcards) -> bool:
+    """Whether a cell sizes its micro-batches from a memory calibration."""
+    return INFER.get("patch_batch") == "auto" and wildcards.size != "whole"
+
+
+def calibration_input(wildcards):
+    """A patch cell's memory calibration under patch_batch auto (nothing otherwise)."""
+    return (
+        [layout.CALIBRATION.format(prior=wildcards.prior)]
+        if auto_batching(wildcards)
+        else []
+    )
 
 
 def lpips_input():

@@ -32,11 +32,36 @@ rule lpips_weights:
         " --generation {params.generation} > {log} 2>&1"
 
 
+# The memory model of a prior's network on this device, for patch_batch auto: the
+# largest micro-batch within inference.memory_budget (patchpnp.inference.micro_batch).
+rule calibrate_memory:
+    input:
+        prior=layout.PRIOR,
+    output:
+        layout.CALIBRATION,
+    log:
+        f"{LOGS}/calibration/{{prior}}.log",
+    conda:
+        "../envs/patchpnp.yaml"
+    threads: INFER.get("threads", 1)
+    resources:
+        mem_mb=lambda wc, attempt: 8000 * attempt,
+        runtime=30,
+        gpu=gpus_for(1),
+    params:
+        device=config["device"],
+        code=command_code("calibrate"),
+    shell:
+        "patchpnp calibrate --prior {input.prior:q} --output {output:q}"
+        " --device {params.device} --threads {threads} > {log} 2>&1"
+
+
 rule infer_cell:
     input:
         data=layout.SPLIT.replace("{split}", "eval"),
         prior=layout.PRIOR,
         lpips=lpips_input(),
+        calibration=calibration_input,
     output:
         recon=layout.CELL_RECON,
         metrics=layout.CELL_METRICS,
@@ -60,12 +85,15 @@ rule infer_cell:
         size=lambda wc: parse_size(wc.size),
         padding=lambda wc: "reflect" if wc.padding == "none" else wc.padding,
         options=inference_options(),
+        calibration=lambda wc, input: (
+            f"--calibration {input.calibration}" if auto_batching(wc) else ""
+        ),
     shell:
         "patchpnp infer {input.data:q} --recon {output.recon:q} --metrics {output.metrics:q}"
         " --task {wildcards.task} --task-params {params.task:q}"
         " --solver {wildcards.solver} --solver-params {params.solver:q}"
         " --prior {input.prior:q} --size {params.size} --padding {params.padding}"
-        " --threads {threads} {params.options} > {log} 2>&1"
+        " --threads {threads} {params.options} {params.calibration} > {log} 2>&1"
 
 
 rule infer_baseline:

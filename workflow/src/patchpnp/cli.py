@@ -43,6 +43,19 @@ def inference_size(text: str):
     return value
 
 
+def patch_batch(text: str):
+    """``auto`` or a positive number of tiles per network call (``--patch-batch``)."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"tiles per call must be positive, got {value}")
+    return value
+
+
 def json_object(text: str) -> dict:
     try:
         value = json.loads(text)
@@ -209,7 +222,11 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--prior", help="ema.pt of a trained prior (not for baseline)")
     i.add_argument("--size", type=inference_size, default="whole", help="whole, or the patch size")
     i.add_argument("--padding", choices=PADDINGS, default="reflect")
-    i.add_argument("--patch-batch", type=int, default=None, help="tiles per network call")
+    i.add_argument(
+        "--patch-batch", type=patch_batch, default=None, help="tiles per network call, or auto"
+    )
+    i.add_argument("--memory-budget", default="25%", help="auto: MiB, or %% of the whole image's")
+    i.add_argument("--calibration", help="auto: the memory model (patchpnp calibrate)")
     i.add_argument("--batch-images", type=int, default=8)
     add_seed(i)
     add_compute(i)
@@ -330,6 +347,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     f.add_argument("--out-stem", required=True, help="writes <stem>.png and <stem>.pdf")
     f.add_argument("--index", type=int, default=0, help="evaluation slice shown")
+
+    k = command(
+        sub,
+        "calibrate",
+        "patchpnp.inference.micro_batch:calibrate_command",
+        "memory model of a prior's network on this device (patch_batch: auto)",
+    )
+    k.add_argument("--prior", required=True, help="ema.pt of a trained prior")
+    k.add_argument("--output", required=True, help="the calibration (JSON)")
+    add_compute(k)
 
     c = command(
         sub,

@@ -38,6 +38,7 @@ BASELINE_METRICS = f"{RESULTS}/metrics/{{dataset}}/{BASELINE}/{{task}}.csv"
 TUNE = f"{RESULTS}/tune/{{prior}}/{{solver}}/{{task}}.csv"
 TUNE_CHOSEN = f"{RESULTS}/tune/chosen.yaml"
 PROFILE = f"{RESULTS}/profile/{{solver}}.csv"
+CALIBRATION = f"{RESULTS}/calibration/{{prior}}.json"  # memory model for patch_batch auto
 TABLES = f"{RESULTS}/tables"
 FIGURES = f"{RESULTS}/figures"
 

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from patchpnp.evaluation import profile_table
 from patchpnp.evaluation.aggregate import (
     AggregateError,
     bootstrap_mean_ci,
@@ -46,6 +47,7 @@ from patchpnp.evaluation.aggregate import (
     to_markdown,
     write_files,
 )
+from patchpnp.formats import FormatError
 from patchpnp.layout import NO_PADDING as NONE
 from patchpnp.layout import WHOLE, size_tag
 
@@ -78,7 +80,6 @@ CLAIMS_COLUMNS = [
 REPRODUCED, CONTRADICTED, INCONCLUSIVE = "reproduced", "contradicted", "inconclusive"
 ALL = "all"
 REFLECT, ZEROS = "reflect", "zeros"
-PROFILE_REQUIRED = "solver mode patch_batch inference_size image_size sweep peak_total_mib".split()
 N_BOOT = 10000
 
 
@@ -320,22 +321,11 @@ def _db_block(
 
 # -- memory ----------------------------------------------------------------------------------
 def read_profiles(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
-    """Concatenate profile CSVs (``patchpnp profile``), checking the columns claim (d) uses."""
-    frames = []
-    for path in map(Path, paths):
-        if not path.is_file():
-            raise AggregateError(f"{path}: profile CSV not found")
-        try:
-            df = pd.read_csv(path, dtype={"patch_batch": str, "solver": str, "mode": str})
-        except (pd.errors.EmptyDataError, pd.errors.ParserError) as err:
-            raise AggregateError(f"{path}: not a readable profile CSV ({err})") from err
-        missing = [c for c in PROFILE_REQUIRED if c not in df.columns]
-        if missing:
-            raise AggregateError(f"{path}: missing columns {missing}; expected {PROFILE_REQUIRED}")
-        frames.append(df)
-    if not frames:
-        return pd.DataFrame(columns=PROFILE_REQUIRED)
-    return pd.concat(frames, ignore_index=True)
+    """The profile tables claim (d) reads (:func:`patchpnp.formats.read_profiles`)."""
+    try:
+        return profile_table.read_profiles(list(paths))
+    except FormatError as err:
+        raise AggregateError(str(err)) from err
 
 
 def _memory_rows(profiles: pd.DataFrame, prior: str) -> list[dict]:

@@ -32,11 +32,11 @@ from matplotlib.patches import Rectangle  # noqa: E402
 from matplotlib.ticker import NullLocator  # noqa: E402
 
 from patchpnp.errors import PatchpnpError
+from patchpnp.evaluation import profile_table
 from patchpnp.formats import IMAGES, MEASUREMENT, RECON, FormatError, open_h5, read_image
 from patchpnp.pipeline.atomic import atomic_path  # noqa: E402
 
 __all__ = [
-    "PROFILE_COLUMNS",
     "FigureError",
     "memory_figure",
     "padding_figure",
@@ -45,20 +45,6 @@ __all__ = [
     "read_profiles",
 ]
 
-PROFILE_COLUMNS = (
-    "solver",
-    "mode",
-    "patch_batch",
-    "inference_size",
-    "image_size",
-    "sweep",
-    "peak_total_mib",
-    "peak_working_mib",
-    "seconds_per_call",
-    "device",
-    "how",
-)
-SWEEPS = ("inference_size", "image_size")
 # Fig. 3's rows: the paper's total memory, the working memory beside it, then time.
 _METRICS = (
     ("peak_total_mib", "peak total memory (MiB)"),
@@ -260,35 +246,12 @@ def read_profiles(profile_csvs: str | os.PathLike | Iterable[str | os.PathLike])
     """
     if isinstance(profile_csvs, (str, os.PathLike)):
         profile_csvs = [profile_csvs]
-    frames = []
-    for path in map(Path, profile_csvs):
-        if not path.is_file():
-            raise FigureError(f"{path}: profile CSV not found")
-        try:
-            df = pd.read_csv(path, dtype={"patch_batch": str, "solver": str, "device": str})
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-            raise FigureError(f"{path}: unreadable CSV ({e})") from e
-        missing = [c for c in PROFILE_COLUMNS if c not in df.columns]
-        if missing:
-            raise FigureError(f"{path}: missing column(s) {', '.join(missing)}")
-        for col in ("inference_size", "image_size", *(m for m, _ in _METRICS)):
-            try:
-                df[col] = pd.to_numeric(df[col])
-            except (ValueError, TypeError) as e:
-                raise FigureError(f"{path}: column {col!r} is not numeric ({e})") from e
-        for col, allowed in (("mode", ("whole", "patch")), ("sweep", SWEEPS)):
-            bad = df.loc[~df[col].isin(allowed), col]
-            if len(bad):
-                raise FigureError(f"{path}: column {col!r} has {bad.iloc[0]!r}; expected {allowed}")
-        for col in ("solver", "inference_size", "image_size"):
-            if df[col].isna().any():
-                raise FigureError(f"{path}: column {col!r} has missing values")
-        if (df["mode"].eq("patch") & df["patch_batch"].isna()).any():
-            raise FigureError(f"{path}: column 'patch_batch' is missing on a patch row")
-        frames.append(df)
-    if not frames or sum(map(len, frames)) == 0:
+    try:
+        df = profile_table.read_profiles(list(profile_csvs))
+    except FormatError as err:
+        raise FigureError(str(err)) from err
+    if df.empty:
         raise FigureError("no profile rows in the given CSVs")
-    df = pd.concat(frames, ignore_index=True)
     df[["inference_size", "image_size"]] = df[["inference_size", "image_size"]].astype(int)
     df["config"] = np.where(df["mode"] == "whole", "whole", "patch, batch " + df["patch_batch"])
     return df
@@ -325,7 +288,7 @@ def memory_figure(profile_csvs, out_stem) -> tuple[Path, Path]:
     hue_order = sorted(df["solver"].unique())
     style_order = ["whole", *sorted(set(df["config"]) - {"whole"})]
     with _figure(len(_METRICS), 2, (11.0, 10.0), "whitegrid", sharex="col") as (fig, axes):
-        for j, sweep in enumerate(SWEEPS):
+        for j, sweep in enumerate(profile_table.PROFILE_SWEEPS):
             part = df[df["sweep"] == sweep]
             if part.empty:
                 for ax in axes[:, j]:

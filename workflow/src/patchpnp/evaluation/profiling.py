@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from patchpnp.evaluation.memory import PeakMemory
+from patchpnp.evaluation.profile_table import PROFILE_COLUMNS
 from patchpnp.formats import read_split
 from patchpnp.inference.patches import ShiftedGridDenoiser
 from patchpnp.physics import make_operator
@@ -46,20 +47,6 @@ from patchpnp.solvers.streams import SolveStreams
 from patchpnp.tools.fresh_process import run_fresh
 
 log = logging.getLogger(__name__)
-COLUMNS = [
-    "solver",
-    "mode",
-    "patch_batch",
-    "inference_size",
-    "image_size",
-    "sweep",
-    "tiles_per_call",
-    "peak_total_mib",
-    "peak_working_mib",
-    "seconds_per_call",
-    "device",
-    "how",
-]
 
 
 def profile_plan(
@@ -208,7 +195,7 @@ def run_profiles(
             row["seconds_per_call"],
         )  # fmt: skip
         rows.append(row)
-    table = pd.DataFrame(rows, columns=COLUMNS)
+    table = pd.DataFrame(rows, columns=PROFILE_COLUMNS)
     with atomic_path(output) as tmp:
         table.to_csv(tmp, index=False)
     return table

@@ -47,6 +47,7 @@ from patchpnp.evaluation.metrics import (
     ssim,
 )
 from patchpnp.formats import read_split, write_recon
+from patchpnp.inference.micro_batch import AUTO, auto_patch_batch, parse_budget, read_calibration
 from patchpnp.inference.patches import PADDING_MODES, ShiftedGridDenoiser
 from patchpnp.params import operator_params
 from patchpnp.physics import make_operator
@@ -102,7 +103,9 @@ def run_cell(
     prior: str | Path | None = None,
     size="whole",
     padding: str = "reflect",
-    patch_batch: int | None = None,
+    patch_batch: int | str | None = None,
+    memory_budget: float | str = "25%",
+    calibration: str | Path | None = None,
     batch_images: int = 8,
     seed: int = 0,
     device: str = "auto",
@@ -121,11 +124,23 @@ def run_cell(
     cells), else :func:`~patchpnp.evaluation.metrics.lpips_metric` of ``lpips_weights``
     (the AlexNet checkpoint; the workflow passes its ``resources/`` copy) and
     ``lpips_mode`` (``auto``, ``required``: fail before any work, or ``off``).
+    ``patch_batch``: tiles per network call; ``None`` all at once; ``"auto"`` the largest
+    micro-batch within ``memory_budget`` (MiB, or a percentage of the whole images'
+    working memory) by the memory model in ``calibration``
+    (:mod:`patchpnp.inference.micro_batch`).
     """
     band = DEFAULT_BAND if band is None else int(band)
     split = read_split(data, limit)
     x_all, sources, slices = torch.from_numpy(split.images), split.source, split.slice
     check_cell(task, task_params, solver, size, padding)
+    auto = patch_batch == AUTO and size != "whole" and solver != "baseline"
+    if auto:
+        parse_budget(memory_budget)
+        cal = read_calibration(calibration) if calibration else None
+        if cal is None:
+            raise InferenceError("patch_batch auto needs a memory calibration (--calibration)")
+    elif isinstance(patch_batch, str) and patch_batch != AUTO:
+        raise InferenceError(f"patch_batch must be a number, null or 'auto', not {patch_batch!r}")
     if threads:
         torch.set_num_threads(threads)
     dev = select_device(device)
@@ -139,6 +154,18 @@ def run_cell(
             raise InferenceError(f"solver '{solver}' needs a prior")
         denoiser, _ = load_prior(prior, dev)
         if size != "whole":
+            if auto:
+                rows_grid, cols_grid = ShiftedGridDenoiser(denoiser, int(size)).grid(
+                    *x_all.shape[-2:]
+                )
+                images = min(batch_images, len(x_all))
+                patch_batch = auto_patch_batch(
+                    cal, solver, int(size), images * rows_grid.count * cols_grid.count,
+                    images, x_all.shape[-2] * x_all.shape[-1], memory_budget,
+                )  # fmt: skip
+                log.info(
+                    "patch_batch auto: %d tiles per call (budget %s)", patch_batch, memory_budget
+                )
             denoiser = ShiftedGridDenoiser(
                 denoiser, int(size), padding=padding, patch_batch=patch_batch
             )

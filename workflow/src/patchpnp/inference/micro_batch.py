@@ -230,3 +230,42 @@ def calibrate_denoiser(denoiser, multiple: int, device) -> Calibration:
         str(device),
         dtype,
     )
+
+
+def call_mode(solver: str) -> str:
+    """The memory regime of a solver's denoiser calls: DPS differentiates through them."""
+    return "gradient" if solver == "dps" else "forward"
+
+
+def auto_patch_batch(
+    calibration: Calibration,
+    solver: str,
+    patch: int,
+    tiles: int,
+    images: int,
+    image_pixels: int,
+    budget,
+) -> int:
+    """``patch_batch: auto`` for a call on ``images`` images of ``image_pixels`` pixels cut
+    into ``tiles`` tiles of ``patch`` pixels in all: the largest micro-batch within
+    ``budget`` (MiB, or a percentage of the whole images' working memory)."""
+    model = calibration.models[call_mode(solver)]
+    return choose_patch_batch(model, patch, tiles, budget_mib(budget, model, images, image_pixels))
+
+
+def calibrate_command(
+    prior: str, output: str, device: str = "auto", threads: int | None = None
+) -> str:
+    """``patchpnp calibrate``: the memory model of ``prior``'s network on this device."""
+    from patchpnp.pipeline.atomic import atomic_path
+    from patchpnp.prior.loading import load_prior
+    from patchpnp.runtime import select_device, use_threads
+
+    use_threads(threads)
+    dev = select_device(device)
+    denoiser, settings = load_prior(prior, dev)
+    multiple = 2 ** (len(settings["network"]["channel_mult"]) - 1)
+    calibration = calibrate_denoiser(denoiser, multiple, dev)
+    with atomic_path(output) as tmp:
+        Path(tmp).write_text(calibration.to_json())
+    return "\n".join(f"{mode}: {model}" for mode, model in calibration.models.items())

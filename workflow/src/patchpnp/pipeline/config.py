@@ -15,6 +15,7 @@ import jsonschema
 import yaml
 
 from patchpnp.errors import PatchpnpError
+from patchpnp.inference.micro_batch import MicroBatchError, parse_budget
 from patchpnp.params import SOLVER_KEYS, SOLVER_REQUIRED, TASK_KEYS
 
 # Package data, so an installed wheel validates configs too; the workflow's
@@ -197,6 +198,12 @@ def _prior_checks(config: dict[str, Any]) -> list[str]:
 def _inference_checks(config: dict[str, Any]) -> list[str]:
     inf, out = config["inference"], []
     size = config["data"]["image_size"]
+    if "memory_budget" in inf:
+        try:
+            parse_budget(inf["memory_budget"])
+        except MicroBatchError as err:
+            key, _, why = str(err).partition(": ")
+            out.append(f"config key '{key}': {why}")
     for task, params in inf["tasks"].items():
         if task not in TASK_KEYS:
             out.append(
