@@ -157,3 +157,10 @@ def test_a_failing_profile_names_its_configuration(tmp_path, eval_file):  # noqa
     with pytest.raises(RuntimeError, match="profile .*'solver': 'dps'"):
         run_profiles(jobs, tmp_path / "p.csv", prior=tmp_path / "missing.pt", eval_h5=eval_file)
     assert not (tmp_path / "p.csv").exists()
+
+
+def test_profile_plan_adds_the_auto_micro_batch_per_patch_size():
+    plain = profile_plan(["dps"], 64, [16, 32, "whole"], [], 32)
+    auto = profile_plan(["dps"], 64, [16, 32, "whole"], [], 32, auto=True)
+    extra = [j for j in auto if j not in plain]
+    assert [(j["inference_size"], j["patch_batch"]) for j in extra] == [(16, "auto"), (32, "auto")]

@@ -7,6 +7,7 @@ FIGURES = plan.figure_inputs()
 rule profile:
     input:
         prior=layout.PRIOR.format(prior=PROFILE["prior"]),
+        calibration=layout.CALIBRATION.format(prior=PROFILE["prior"]),
         data=plan.eval_files()[0],
     output:
         layout.PROFILE,
@@ -27,6 +28,7 @@ rule profile:
         image_size=PROFILE["image_size"],
         sweep_patch=PROFILE["sweep_patch"],
         steps=PROFILE["steps"],
+        budget=INFER.get("memory_budget", "25%"),
         device=config["device"],
         code=command_code("profile"),
     shell:
@@ -34,6 +36,7 @@ rule profile:
         " --solvers {wildcards.solver} --image-size {params.image_size}"
         " --sizes {params.sizes} --image-sizes {params.image_sizes}"
         " --sweep-patch {params.sweep_patch} --steps {params.steps}"
+        " --memory-budget {params.budget:q} --calibration {input.calibration:q}"
         " --device {params.device} --threads {threads} > {log} 2>&1"
 
 

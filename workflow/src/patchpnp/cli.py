@@ -332,6 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--image-sizes", type=int, nargs="*", default=[])
     r.add_argument("--sweep-patch", type=int, required=True)
+    r.add_argument("--memory-budget", help="also profile patch_batch auto within this budget")
+    r.add_argument("--calibration", help="the prior's memory model (patchpnp calibrate), for auto")
     r.add_argument("--steps", type=int, default=3)
     add_compute(r, threads=1)
 

@@ -26,9 +26,13 @@ PROFILE_COLUMNS = [
     "seconds_per_call",
     "device",
     "how",  # how the memory was measured
+    "micro_batch",  # patch_batch auto: the tiles per call it chose
+    "predicted_working_mib",  # patch_batch auto: what the memory model predicted for a call
 ]
 # What the readers need (older tables lack the rest).
-PROFILE_REQUIRED = [c for c in PROFILE_COLUMNS if c not in ("tiles_per_call", "device", "how")]
+PROFILE_REQUIRED = PROFILE_COLUMNS[: PROFILE_COLUMNS.index("tiles_per_call")] + [
+    "peak_total_mib", "peak_working_mib", "seconds_per_call"
+]  # fmt: skip
 PROFILE_MODES = ("whole", "patch")
 PROFILE_SWEEPS = ("inference_size", "image_size")
 _PROFILE_NUMERIC = ("inference_size", "image_size", "peak_total_mib", "peak_working_mib",

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from patchpnp.evaluation.memory import PeakMemory
 from patchpnp.evaluation.profile_table import PROFILE_COLUMNS
 from patchpnp.formats import read_split
+from patchpnp.inference.micro_batch import as_budget, auto_patch_batch, call_mode, read_calibration
 from patchpnp.inference.patches import ShiftedGridDenoiser
 from patchpnp.physics import make_operator
 from patchpnp.pipeline.atomic import atomic_path
@@ -55,8 +56,10 @@ def profile_plan(
     sizes: Sequence,
     image_sizes: Sequence[int],
     sweep_patch: int,
+    auto: bool = False,
 ) -> list[dict]:
-    """Every configuration of both sweeps, in the order they are run."""
+    """Every configuration of both sweeps, in the order they are run; ``auto`` adds, per
+    patch size, the micro-batch ``patch_batch: auto`` chooses."""
     jobs = []
     for solver in solvers:
         for size in sizes:
@@ -72,7 +75,7 @@ def profile_plan(
                     )
                 )
                 continue
-            for batch in ("all", "1"):
+            for batch in ("all", "1", "auto") if auto else ("all", "1"):
                 jobs.append(
                     dict(
                         solver=solver,
@@ -116,11 +119,12 @@ def _test_image(eval_h5: str | Path, side: int) -> torch.Tensor:
     return x.clamp(0, 1)
 
 
-def _build(prior, job: dict, steps: int):
+def _build(prior, job: dict, steps: int, micro_batch: int | None = None):
     """The denoiser (whole, or tiled as the job says) and its solver."""
     den = prior
     if job["mode"] == "patch":
-        batch = None if job["patch_batch"] == "all" else int(job["patch_batch"])
+        batch = {"all": None, "auto": micro_batch}.get(job["patch_batch"])
+        batch = int(job["patch_batch"]) if batch is None and job["patch_batch"] != "all" else batch
         den = ShiftedGridDenoiser(prior, int(job["inference_size"]), "reflect", patch_batch=batch)
     operator = make_operator("denoise")
     params = {"dps": {"zeta": 0.3}, "diffpir": {"lam": 1.0, "zeta": 0.3}}[job["solver"]]
@@ -128,7 +132,13 @@ def _build(prior, job: dict, steps: int):
 
 
 def profile_one(
-    job: dict, prior_path: str | Path, eval_h5: str | Path, steps: int, device: str
+    job: dict,
+    prior_path: str | Path,
+    eval_h5: str | Path,
+    steps: int,
+    device: str,
+    memory_budget: float | str = "25%",
+    calibration: str | Path | None = None,
 ) -> dict:
     """Measure one configuration in this process (meant to be a fresh one)."""
     from patchpnp.prior.loading import load_prior
@@ -136,6 +146,19 @@ def profile_one(
 
     dev = select_device(device)
     prior, _ = load_prior(prior_path, dev)
+    micro_batch = predicted = None
+    if job["patch_batch"] == "auto":
+        # The grid's own choice, from the grid's calibration of this network (measured
+        # in a process of its own: here it would inflate the resident baseline).
+        cal = read_calibration(calibration)
+        side, patch = int(job["image_size"]), int(job["inference_size"])
+        rows, cols = ShiftedGridDenoiser(prior, patch).grid(side, side)
+        micro_batch = auto_patch_batch(
+            cal, job["solver"], patch, rows.count * cols.count, 1, side * side, memory_budget
+        )
+        predicted = cal.models[call_mode(job["solver"])].predict(
+            micro_batch * patch * patch, patch * patch
+        )
     sigma_n = 0.1
     # Warm-up: one whole-image step on a tiny image pays library initialisation and
     # first-call costs before the baseline is taken. It stays tiny so the heap it leaves
@@ -144,7 +167,7 @@ def profile_one(
     x = _test_image(eval_h5, 16).to(dev)
     engine.solve(x, sigma_n, SolveStreams(0, [0]))
 
-    _, engine = _build(prior, job, steps)
+    _, engine = _build(prior, job, steps, micro_batch)
     x = _test_image(eval_h5, int(job["image_size"])).to(dev)
     y = x + sigma_n * torch.randn(x.shape, generator=torch.Generator().manual_seed(1)).to(dev)
     # Memory first, so the CPU total's resident baseline holds no heap of a solve.
@@ -166,6 +189,8 @@ def profile_one(
         "seconds_per_call": seconds / info["nfe"],
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
         "how": peak.how,
+        "micro_batch": micro_batch,
+        "predicted_working_mib": predicted,
     }
 
 
@@ -178,6 +203,8 @@ def run_profiles(
     steps: int = 3,
     device: str = "auto",
     threads: int = 1,
+    memory_budget: float | str = "25%",
+    calibration: str | Path | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Run every job in its own process and write the table (CSV) atomically."""
@@ -186,7 +213,9 @@ def run_profiles(
     rows = []
     for job in tqdm(jobs, desc="profiles", disable=not progress):
         args = ["--worker", json.dumps(job), "--prior", prior, "--eval", eval_h5,
-                "--steps", steps, "--device", device, "--threads", threads]  # fmt: skip
+                "--steps", steps, "--device", device, "--threads", threads,
+                "--memory-budget", memory_budget,
+                *(["--calibration", calibration] if calibration else [])]  # fmt: skip
         row = run_fresh("patchpnp.evaluation.profiling", args, f"profile {job}")
         log.info(
             "%s %s P=%s batch=%s N=%s: %.1f MiB total, %.1f MiB working, %.4f s/call",
@@ -199,24 +228,6 @@ def run_profiles(
     with atomic_path(output) as tmp:
         table.to_csv(tmp, index=False)
     return table
-
-
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description="one profile configuration (internal)")
-    p.add_argument("--worker", required=True, help="the job as JSON")
-    p.add_argument("--prior", required=True)
-    p.add_argument("--eval", required=True)
-    p.add_argument("--steps", type=int, default=3)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=1)
-    args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    row = profile_one(json.loads(args.worker), args.prior, args.eval, args.steps, args.device)
-    print(json.dumps(row))
-
-
-if __name__ == "__main__":
-    main()
 
 
 def profile_command(
@@ -232,10 +243,40 @@ def profile_command(
     steps: int = 3,
     device: str = "auto",
     threads: int = 1,
+    memory_budget: str | None = None,
+    calibration: str | None = None,
 ) -> str:
-    """``patchpnp profile``: every configuration of the plan, one fresh process each."""
-    jobs = profile_plan(solvers, image_size, sizes, image_sizes, sweep_patch)
+    """``patchpnp profile``: every configuration of the plan, one fresh process each;
+    with a ``memory_budget`` and a ``calibration``, also the micro-batch ``patch_batch:
+    auto`` chooses."""
+    auto = bool(memory_budget and calibration)
+    jobs = profile_plan(solvers, image_size, sizes, image_sizes, sweep_patch, auto=auto)
     table = run_profiles(
-        jobs, output, prior=prior, eval_h5=eval_h5, steps=steps, device=device, threads=threads
-    )
+        jobs, output, prior=prior, eval_h5=eval_h5, steps=steps, device=device,
+        threads=threads, memory_budget=as_budget(memory_budget or "25%"),
+        calibration=calibration,
+    )  # fmt: skip
     return table.to_string(index=False)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="one profile configuration (internal)")
+    p.add_argument("--worker", required=True, help="the job as JSON")
+    p.add_argument("--prior", required=True)
+    p.add_argument("--eval", required=True)
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--memory-budget", default="25%")
+    p.add_argument("--calibration")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    row = profile_one(
+        json.loads(args.worker), args.prior, args.eval, args.steps, args.device,
+        as_budget(args.memory_budget), args.calibration,
+    )  # fmt: skip
+    print(json.dumps(row))
+
+
+if __name__ == "__main__":
+    main()

@@ -114,6 +114,14 @@ def parse_budget(budget) -> tuple[str, float]:
     return "fraction", float(m[1]) / 100
 
 
+def as_budget(text: str | float) -> str | float:
+    """A budget from the command line: ``"300"`` is MiB, ``"25%"`` stays a percentage."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 def budget_mib(budget, model: MemoryModel, images: int, image_pixels: int) -> float:
     """The budget in MiB for a call on ``images`` images of ``image_pixels`` pixels each:
     an absolute budget as given, a fraction of what the whole images would take."""
