@@ -152,10 +152,7 @@ def profile_one(
         # in a process of its own: here it would inflate the resident baseline).
         cal = read_calibration(calibration)
         side, patch = int(job["image_size"]), int(job["inference_size"])
-        rows, cols = ShiftedGridDenoiser(prior, patch).grid(side, side)
-        micro_batch = auto_patch_batch(
-            cal, job["solver"], patch, rows.count * cols.count, 1, side * side, memory_budget
-        )
+        micro_batch = auto_patch_batch(cal, job["solver"], patch, 1, side, side, memory_budget)
         predicted = cal.models[call_mode(job["solver"])].predict(
             micro_batch * patch * patch, patch * patch
         )

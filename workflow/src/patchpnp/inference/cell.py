@@ -53,7 +53,7 @@ from patchpnp.params import operator_params
 from patchpnp.physics import make_operator
 from patchpnp.pipeline.atomic import atomic_path
 from patchpnp.prior.loading import load_prior
-from patchpnp.runtime import keyed_generator, select_device
+from patchpnp.runtime import keyed_generator, select_device, use_threads
 from patchpnp.solvers import SOLVERS, SolveStreams, image_key, make_solver
 
 log = logging.getLogger(__name__)
@@ -141,8 +141,7 @@ def run_cell(
             raise InferenceError("patch_batch auto needs a memory calibration (--calibration)")
     elif isinstance(patch_batch, str) and patch_batch != AUTO:
         raise InferenceError(f"patch_batch must be a number, null or 'auto', not {patch_batch!r}")
-    if threads:
-        torch.set_num_threads(threads)
+    use_threads(threads)
     dev = select_device(device)
     if lpips is None:
         lpips = lpips_metric(dev, lpips_weights, lpips_mode)
@@ -155,14 +154,10 @@ def run_cell(
         denoiser, _ = load_prior(prior, dev)
         if size != "whole":
             if auto:
-                rows_grid, cols_grid = ShiftedGridDenoiser(denoiser, int(size)).grid(
-                    *x_all.shape[-2:]
-                )
                 images = min(batch_images, len(x_all))
                 patch_batch = auto_patch_batch(
-                    cal, solver, int(size), images * rows_grid.count * cols_grid.count,
-                    images, x_all.shape[-2] * x_all.shape[-1], memory_budget,
-                )  # fmt: skip
+                    cal, solver, int(size), images, *x_all.shape[-2:], memory_budget
+                )
                 log.info(
                     "patch_batch auto: %d tiles per call (budget %s)", patch_batch, memory_budget
                 )

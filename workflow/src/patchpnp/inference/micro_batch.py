@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from patchpnp.errors import PatchpnpError
+from patchpnp.inference.tiling import AxisGrid
 
 MODES = ("forward", "gradient")
 AUTO = "auto"
@@ -249,16 +250,19 @@ def auto_patch_batch(
     calibration: Calibration,
     solver: str,
     patch: int,
-    tiles: int,
     images: int,
-    image_pixels: int,
+    height: int,
+    width: int,
     budget,
 ) -> int:
-    """``patch_batch: auto`` for a call on ``images`` images of ``image_pixels`` pixels cut
-    into ``tiles`` tiles of ``patch`` pixels in all: the largest micro-batch within
+    """``patch_batch: auto`` for a call on ``images`` images of ``height x width`` pixels,
+    tiled by the shifted grid of ``patch``-pixel tiles: the largest micro-batch within
     ``budget`` (MiB, or a percentage of the whole images' working memory)."""
+    tiles = images * AxisGrid.for_axis(height, patch).count * AxisGrid.for_axis(width, patch).count
     model = calibration.models[call_mode(solver)]
-    return choose_patch_batch(model, patch, tiles, budget_mib(budget, model, images, image_pixels))
+    return choose_patch_batch(
+        model, patch, tiles, budget_mib(budget, model, images, height * width)
+    )
 
 
 def calibrate_command(

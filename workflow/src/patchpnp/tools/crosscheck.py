@@ -351,7 +351,7 @@ def run_crosscheck(
     ``infer`` cell of these settings. Returns ``(per_image, summary)``.
     """
     from patchpnp.prior.loading import load_prior
-    from patchpnp.runtime import select_device
+    from patchpnp.runtime import select_device, use_threads
 
     require_deepinv()
     if start not in ("config", "top"):
@@ -377,8 +377,7 @@ def run_crosscheck(
             f"sigma_start {sigma_start} must exceed sigma_n {sigma_n}: deepinv's initial noise "
             f"is sqrt(sigma_start^2 - sigma_n^2)"
         )
-    if threads:
-        torch.set_num_threads(int(threads))
+    use_threads(threads)
     dev = select_device(device)
     try:
         operator = make_operator(task, **operator_params(task_params))

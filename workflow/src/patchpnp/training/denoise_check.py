@@ -28,7 +28,7 @@ from patchpnp.formats import read_split
 from patchpnp.inference.patches import ShiftedGridDenoiser
 from patchpnp.pipeline.atomic import atomic_path
 from patchpnp.prior.loading import load_prior
-from patchpnp.runtime import keyed_generator, select_device
+from patchpnp.runtime import keyed_generator, select_device, use_threads
 
 
 def psnr(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
@@ -67,8 +67,7 @@ def denoise_check(
     """
     if draws < 1:
         raise ValueError(f"draws must be at least 1, got {draws}")
-    if threads:
-        torch.set_num_threads(threads)
+    use_threads(threads)
     dev = select_device(device)
     denoiser, settings = load_prior(prior, device=dev)
     if tile:

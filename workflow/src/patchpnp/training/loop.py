@@ -39,7 +39,7 @@ from patchpnp.errors import PatchpnpError
 from patchpnp.pipeline.atomic import atomic_path
 from patchpnp.prior import EDM2Loss, PowerEMA, learning_rate
 from patchpnp.prior.loading import build_network
-from patchpnp.runtime import select_device
+from patchpnp.runtime import select_device, use_threads
 from patchpnp.training.images import ImageFiles
 from patchpnp.training.schemes import Scheme, step_generator
 from patchpnp.training.settings import training_autocast
@@ -135,8 +135,7 @@ def train_prior(
     """
     out_dir = Path(out_dir)
     rank, world = _distributed()
-    if threads:
-        torch.set_num_threads(threads)
+    use_threads(threads)
     dev = select_device(device, rank)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
