@@ -38,6 +38,8 @@ localrules:
     lpips_weights,
     tables,
     figure_memory,
+    figure_paper_scale,
+    paper_profile,
     figure_qualitative,
 
 

@@ -335,3 +335,32 @@ def test_tiny_overfit_reduces_denoising_error():
         opt.step()
     after = error()
     assert after < 0.5 * before, (before, after)
+
+
+def test_channels_last_network_gives_the_same_denoiser():
+    """A network moved to channels-last weights, told to take channels-last input,
+    computes the same function (the option tools/bench_inference.py measures)."""
+    import copy
+
+    from patchpnp.prior.loading import build_network
+    from workflow_runner import TINY_NETWORK
+
+    net = build_network(TINY_NETWORK, seed=3).eval().requires_grad_(False)
+    last = copy.deepcopy(net).to(memory_format=torch.channels_last)
+    last.memory_format = torch.channels_last
+    x = torch.randn(3, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(net(x, 0.3), last(x, 0.3), atol=1e-5)
+
+
+def test_inference_bench_measures_each_option_against_the_baseline():
+    from patchpnp.tools.bench_inference import VARIANTS, bench
+    from workflow_runner import TINY_NETWORK
+
+    table = bench(None, TINY_NETWORK, side=16, batch=2, patch=8, patch_batch=2, rounds=1)
+    forward = table[table["call"] == "diffpir forward"]
+    assert forward["variant"].tolist() == list(VARIANTS)
+    assert forward.loc[forward["variant"] == "baseline", "ratio"].item() == 1.0
+    gradient = table[table["call"] == "dps gradient"]
+    assert "inference_mode" not in gradient["variant"].tolist()
+    assert (table["seconds_per_call"] > 0).all()

@@ -14,16 +14,15 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from patchpnp import runtime as runtime_module
 from patchpnp.formats import append_split, create_split
 from patchpnp.prior.loading import load_prior
-from patchpnp.runtime import select_device
+from patchpnp.runtime import autocast_dtype, select_device
 from patchpnp.training import loop
-from patchpnp.training import settings as settings_module
 from patchpnp.training.denoise_check import denoise_check
 from patchpnp.training.images import ImageFiles
 from patchpnp.training.loop import TrainingError, train_prior
 from patchpnp.training.schemes import Scheme
-from patchpnp.training.settings import training_autocast
 from patchpnp.training.spec import describe_mismatch, resolve_prior, result_hash
 from workflow_runner import TINY_NETWORK
 
@@ -162,17 +161,17 @@ def test_device_selection(monkeypatch):
 
 def test_training_precision(monkeypatch, tmp_path, data, caplog):
     cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
-    assert training_autocast("float32", cpu) is None
-    assert training_autocast("bfloat16", cpu) is torch.bfloat16  # asked for: emulated if need be
+    assert autocast_dtype("float32", cpu) is None
+    assert autocast_dtype("bfloat16", cpu) is torch.bfloat16  # asked for: emulated if need be
     for native in (True, False):
-        monkeypatch.setattr(settings_module, "cpu_has_native_bf16", lambda n=native: n)
-        assert training_autocast("auto", cpu) is (torch.bfloat16 if native else None)
+        monkeypatch.setattr(runtime_module, "cpu_has_native_bf16", lambda n=native: n)
+        assert autocast_dtype("auto", cpu) is (torch.bfloat16 if native else None)
         monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda n=native: n)
-        assert training_autocast("auto", gpu) is (torch.bfloat16 if native else None)
+        assert autocast_dtype("auto", gpu) is (torch.bfloat16 if native else None)
     with pytest.raises(RuntimeError, match="does not support bfloat16"):
-        training_autocast("bfloat16", gpu)
+        autocast_dtype("bfloat16", gpu)
     with pytest.raises(ValueError, match="training.precision must be one of"):
-        training_autocast("float16", cpu)
+        autocast_dtype("float16", cpu)
 
     # The loop applies it and says so in the log; the saved prior runs in float32.
     caplog.set_level("INFO", logger="patchpnp.training.loop")
@@ -180,6 +179,22 @@ def test_training_precision(monkeypatch, tmp_path, data, caplog):
     assert "precision bfloat16: the U-Net runs in bfloat16 autocast on cpu" in caplog.text
     denoiser, _ = load_prior(path)
     assert denoiser.precond.autocast_dtype is None
+    # Inference takes the same policy from inference.precision, and names that key.
+    denoiser, _ = load_prior(path, precision="bfloat16")
+    assert denoiser.precond.autocast_dtype is torch.bfloat16
+    monkeypatch.setattr(runtime_module, "cpu_has_native_bf16", lambda: False)
+    assert load_prior(path, precision="auto")[0].precond.autocast_dtype is None
+    with pytest.raises(ValueError, match="inference.precision must be one of"):
+        load_prior(path, precision="half")
+    # bfloat16 stays close to float32 on one denoiser call (the grid's check is the
+    # measured 0.02 dB of config/README.md) and the output is float32.
+    x = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    sigma = torch.full((2,), 0.2)
+    with torch.no_grad():
+        full = load_prior(path)[0](x, sigma)
+        half = load_prior(path, precision="bfloat16")[0](x, sigma)
+    assert half.dtype is torch.float32
+    assert (half - full).abs().max() < 0.05
 
 
 # --- the loop -------------------------------------------------------------------------------

@@ -16,6 +16,19 @@ def test_demo_config_dry_run(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+def test_paper_profile_needs_no_data_and_no_training(tmp_path):
+    """snakemake paper_profile on the demo config: the profile and its figure, from
+    config/paper.yaml's network, with no data extraction and no prior."""
+    res = snakemake(tmp_path, "-n", "paper_profile", configfile=ROOT / "config" / "config.yaml")
+    assert res.returncode == 0, res.stderr
+    jobs = res.stdout
+    for rule in ("paper_scale_profile", "figure_paper_scale", "paper_profile"):
+        assert rule in jobs
+    for rule in ("demo_volumes", "extract_shard", "train_prior", "calibrate_memory"):
+        assert rule not in jobs
+    assert str(ROOT / "config" / "paper.yaml") in jobs
+
+
 def test_longer_priors_overlay_merges_into_the_demo(tmp_path):
     """config/longer-priors.yaml after the demo config changes only what it names:
     the training volumes and the training schedule, for both priors."""

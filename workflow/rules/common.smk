@@ -113,7 +113,10 @@ def gpus_for(processes):
 def inference_options():
     """Command-line options shared by every inference job."""
     inf = config["inference"]
-    opts = f"--batch-images {inf['batch_images']} --seed {config['seed']} --device {config['device']}"
+    opts = (
+        f"--batch-images {inf['batch_images']} --seed {config['seed']}"
+        f" --device {config['device']} --precision {inf['precision']}"
+    )
     if inf.get("patch_batch"):
         opts += f" --patch-batch {inf['patch_batch']}"
     if inf.get("patch_batch") == "auto":
@@ -123,6 +126,14 @@ def inference_options():
     if inf.get("boundary_band"):
         opts += f" --band {inf['boundary_band']}"
     return f"{opts} {lpips_options()}"
+
+
+def workflow_path(path):
+    """A file a config names: from the working directory where it exists there, else
+    from the workflow's own folder (config/paper.yaml works from any directory)."""
+    if os.path.isabs(path) or os.path.exists(path):
+        return path
+    return os.path.join(workflow.basedir, path)
 
 
 def auto_batching(wildcards) -> bool:

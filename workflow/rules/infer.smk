@@ -50,10 +50,12 @@ rule calibrate_memory:
         gpu=gpus_for(1),
     params:
         device=config["device"],
+        precision=INFER["precision"],
         code=command_code("calibrate"),
     shell:
         "patchpnp calibrate --prior {input.prior:q} --output {output:q}"
-        " --device {params.device} --threads {threads} > {log} 2>&1"
+        " --device {params.device} --precision {params.precision}"
+        " --threads {threads} > {log} 2>&1"
 
 
 rule infer_cell:
@@ -153,12 +155,13 @@ rule tune_solver:
         seed=config["seed"],
         batch=INFER["batch_images"],
         device=config["device"],
+        precision=INFER["precision"],
     shell:
         "patchpnp tune {input.data:q} --output {output:q} --prior {input.prior:q}"
         " --solver {wildcards.solver} --task {wildcards.task} --task-params {params.task:q}"
         " --solver-params {params.solver:q} --seed {params.seed}"
         " --batch-images {params.batch} --threads {threads} --device {params.device}"
-        " > {log} 2>&1"
+        " --precision {params.precision} > {log} 2>&1"
 
 
 rule tune_summary:

@@ -30,6 +30,7 @@ rule profile:
         steps=PROFILE["steps"],
         budget=INFER.get("memory_budget", "25%"),
         device=config["device"],
+        precision=INFER["precision"],
         code=command_code("profile"),
     shell:
         "patchpnp profile --output {output:q} --prior {input.prior:q} --eval {input.data:q}"
@@ -37,7 +38,87 @@ rule profile:
         " --sizes {params.sizes} --image-sizes {params.image_sizes}"
         " --sweep-patch {params.sweep_patch} --steps {params.steps}"
         " --memory-budget {params.budget:q} --calibration {input.calibration:q}"
-        " --device {params.device} --threads {threads} > {log} 2>&1"
+        " --device {params.device} --precision {params.precision}"
+        " --threads {threads} > {log} 2>&1"
+
+
+# The paper's scale with no data and no training (snakemake paper_profile): a
+# random-weight network of config/paper.yaml's size; its own target, outside `all`.
+PAPER_SCALE = config["paper_profile"]
+
+
+rule paper_scale_profile:
+    input:
+        workflow_path(PAPER_SCALE["network_config"]),
+    output:
+        csv=report(
+            layout.PAPER_SCALE,
+            caption="../report/paper_scale.rst",
+            category="Profiles",
+        ),
+        summary=layout.PAPER_SCALE_SUMMARY,
+        calibration=layout.PAPER_SCALE_CALIBRATION,
+    log:
+        f"{LOGS}/profile/paper_scale.log",
+    benchmark:
+        f"{LOGS}/benchmarks/profile/paper_scale.tsv"
+    conda:
+        "../envs/patchpnp.yaml"
+    threads: PAPER_SCALE["threads"]
+    resources:
+        mem_mb=lambda wc, attempt: 24000 * attempt,
+        runtime=lambda wc, attempt: 60 * attempt,
+        gpu=gpus_for(1),
+    params:
+        solvers=" ".join(PAPER_SCALE["solvers"]),
+        image_sizes=" ".join(str(s) for s in PAPER_SCALE["image_sizes"]),
+        sizes=" ".join(str(s) for s in PAPER_SCALE["sizes"]),
+        budget=PAPER_SCALE["memory_budget"],
+        limit=PAPER_SCALE["memory_limit"],
+        chunks=PAPER_SCALE["sampled_chunks"],
+        seed=config["seed"],
+        device=config["device"],
+        precision=INFER["precision"],
+        code=command_code("paper-profile"),
+    shell:
+        "patchpnp paper-profile --output {output.csv:q} --network-config {input:q}"
+        " --calibration {output.calibration:q} --summary {output.summary:q}"
+        " --solvers {params.solvers} --image-sizes {params.image_sizes}"
+        " --sizes {params.sizes} --memory-budget {params.budget:q}"
+        " --memory-limit {params.limit:q} --sampled-chunks {params.chunks}"
+        " --seed {params.seed} --device {params.device} --precision {params.precision}"
+        " --threads {threads} > {log} 2>&1"
+
+
+rule figure_paper_scale:
+    input:
+        layout.PAPER_SCALE,
+    output:
+        png=report(
+            f"{layout.FIGURES}/paper_scale.png",
+            caption="../report/paper_scale.rst",
+            category="Figures",
+        ),
+        pdf=f"{layout.FIGURES}/paper_scale.pdf",
+    log:
+        f"{LOGS}/figures/paper_scale.log",
+    conda:
+        "../envs/patchpnp.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        code=command_code("figure"),
+        stem=lambda wc, output: os.path.splitext(output.png)[0],
+    shell:
+        "patchpnp figure paper-scale {input:q} --out-stem {params.stem:q} > {log} 2>&1"
+
+
+rule paper_profile:
+    input:
+        rules.figure_paper_scale.output,
+        layout.PAPER_SCALE_SUMMARY,
 
 
 # The priors the claims compare: the first of each training scheme.

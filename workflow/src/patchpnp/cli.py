@@ -20,6 +20,8 @@ import logging
 import sys
 from collections.abc import Callable
 
+from patchpnp.params import PRECISIONS
+
 log = logging.getLogger("patchpnp")
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -66,10 +68,20 @@ def json_object(text: str) -> dict:
     return value
 
 
-def add_compute(p: argparse.ArgumentParser, threads: int | None = None) -> None:
-    """Where the command computes: ``--device`` and ``--threads``."""
+def add_compute(
+    p: argparse.ArgumentParser, threads: int | None = None, precision: bool = False
+) -> None:
+    """Where the command computes: ``--device``, ``--threads`` and, for commands that
+    run a prior, ``--precision`` (config ``inference.precision``)."""
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--threads", type=int, default=threads, help="torch CPU threads")
+    if precision:
+        p.add_argument(
+            "--precision",
+            choices=PRECISIONS,
+            default="float32",
+            help="the U-Net's autocast: auto (bfloat16 where native), float32 or bfloat16",
+        )
 
 
 def add_seed(p: argparse.ArgumentParser, default: int | None = 0, help: str | None = None) -> None:
@@ -229,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--calibration", help="auto: the memory model (patchpnp calibrate)")
     i.add_argument("--batch-images", type=int, default=8)
     add_seed(i)
-    add_compute(i)
+    add_compute(i, precision=True)
     i.add_argument("--limit", type=int, default=None, help="use only the first N images")
     i.add_argument("--band", type=int, default=None, help="outer band (px) of the boundary score")
     add_lpips(i)
@@ -289,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_params(u, required_solver=True)
     add_seed(u)
     u.add_argument("--batch-images", type=int, default=8)
-    add_compute(u)
+    add_compute(u, precision=True)
 
     us = command(
         sub,
@@ -335,16 +347,40 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--memory-budget", help="also profile patch_batch auto within this budget")
     r.add_argument("--calibration", help="the prior's memory model (patchpnp calibrate), for auto")
     r.add_argument("--steps", type=int, default=3)
-    add_compute(r, threads=1)
+    add_compute(r, threads=1, precision=True)
+
+    ps = command(
+        sub,
+        "paper-profile",
+        "patchpnp.evaluation.paper_scale:paper_profile_command",
+        "memory and time at the paper's scale with a random-weight network (no data)",
+    )
+    ps.add_argument("--output", required=True, help="CSV, one row per configuration")
+    ps.add_argument("--network-config", required=True, help="a config whose network is built")
+    ps.add_argument("--calibration", required=True, help="writes the network's memory model")
+    ps.add_argument("--summary", help="writes the table and the targets as Markdown")
+    ps.add_argument("--solvers", nargs="+", choices=["dps", "diffpir"], required=True)
+    ps.add_argument("--image-sizes", type=int, nargs="+", required=True)
+    ps.add_argument("--sizes", type=int, nargs="+", required=True, help="patch sides")
+    ps.add_argument("--memory-budget", default="25%", help="patch_batch auto: MiB or '25%%'")
+    ps.add_argument(
+        "--memory-limit", default="50%", help="skip calls predicted above (MiB or '50%%')"
+    )
+    ps.add_argument(
+        "--sampled-chunks", type=int, default=4, help="micro-batches run per pass; time scaled"
+    )
+    add_seed(ps)
+    add_compute(ps, precision=True)
 
     f = command(
         sub, "figure", "patchpnp.evaluation.figures:figure_command", "draw a figure (PNG and PDF)"
     )
-    f.add_argument("kind", choices=["memory", "padding", "qualitative"])
+    f.add_argument("kind", choices=["memory", "paper-scale", "padding", "qualitative"])
     f.add_argument(
         "inputs",
         nargs="+",
-        help="memory: profile CSVs; padding: gt.h5 zeros.h5 reflect.h5; "
+        help="memory: profile CSVs; paper-scale: paper_scale.csv; padding: gt.h5 zeros.h5 "
+        "reflect.h5; "
         "qualitative: the rows as JSON (see patchpnp.evaluation.figures)",
     )
     f.add_argument("--out-stem", required=True, help="writes <stem>.png and <stem>.pdf")
@@ -358,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     k.add_argument("--prior", required=True, help="ema.pt of a trained prior")
     k.add_argument("--output", required=True, help="the calibration (JSON)")
-    add_compute(k)
+    add_compute(k, precision=True)
 
     c = command(
         sub,

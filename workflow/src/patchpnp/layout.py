@@ -39,6 +39,10 @@ TUNE = f"{RESULTS}/tune/{{prior}}/{{solver}}/{{task}}.csv"
 TUNE_CHOSEN = f"{RESULTS}/tune/chosen.yaml"
 PROFILE = f"{RESULTS}/profile/{{solver}}.csv"
 CALIBRATION = f"{RESULTS}/calibration/{{prior}}.json"  # memory model for patch_batch auto
+# The data-free profile at the paper's scale (random weights; snakemake paper_profile).
+PAPER_SCALE = f"{RESULTS}/profile/paper_scale.csv"
+PAPER_SCALE_SUMMARY = f"{RESULTS}/profile/paper_scale.md"
+PAPER_SCALE_CALIBRATION = f"{RESULTS}/profile/paper_scale_calibration.json"
 TABLES = f"{RESULTS}/tables"
 FIGURES = f"{RESULTS}/figures"
 

@@ -9,6 +9,10 @@ from __future__ import annotations
 STEPS = "steps"  # every solver's, set once per solver in the config
 NOISE = "sigma_n"  # every task's measurement noise, in [0, 1] image units
 
+# The U-Net's precision (training.precision, inference.precision): auto is bfloat16
+# autocast where the hardware computes it natively (patchpnp.runtime.autocast_dtype).
+PRECISIONS = ("auto", "float32", "bfloat16")
+
 # Per solver, the parameters a config may give for a task (besides steps), and those it must.
 SOLVER_KEYS = {"dps": {"zeta", "sigma_start"}, "diffpir": {"lam", "zeta", "sigma_start"}}
 SOLVER_REQUIRED = {"dps": {"zeta"}, "diffpir": {"lam", "zeta"}}

@@ -1,13 +1,16 @@
-"""Where and how a job computes: the device, the CPU threads, and seeded generators.
+"""Where and how a job computes: the device, the CPU threads, the precision, and
+seeded generators.
 
 Shared by training, inference, tuning, profiling and the tools, so that every
-command picks its device and draws its random numbers the same way.
+command picks its device, its precision and draws its random numbers the same way.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+
+from patchpnp.params import PRECISIONS
 
 
 def select_device(device: str = "auto", local_rank: int | None = None) -> torch.device:
@@ -29,6 +32,38 @@ def use_threads(threads: int | None) -> None:
     """Give torch ``threads`` CPU threads (None: leave torch's default)."""
     if threads:
         torch.set_num_threads(int(threads))
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX), where
+    oneDNN's bf16 convolutions beat float32 ones; elsewhere bf16 is emulated and slower."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
+def autocast_dtype(
+    precision: str, device: torch.device, key: str = "training.precision"
+) -> torch.dtype | None:
+    """The autocast dtype of the U-Net (None: float32 throughout), one policy for
+    training (``training.precision``) and inference (``inference.precision``).
+
+    ``auto`` takes bfloat16 where the hardware computes it natively (a CUDA GPU
+    that supports it, a CPU with AVX512-BF16 or AMX), float32 elsewhere. The
+    preconditioning (and in training the loss, the weights and Adam) stay float32
+    either way, as in EDM2's mixed-precision training. Errors name ``key``.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"{key} must be one of {PRECISIONS}, not {precision!r}")
+    if precision == "float32":
+        return None
+    device = torch.device(device)
+    if device.type == "cuda":
+        native = torch.cuda.is_bf16_supported()
+        if precision == "bfloat16" and not native:
+            raise RuntimeError(f"{key} bfloat16: {device} does not support bfloat16")
+    else:
+        native = cpu_has_native_bf16()
+    return torch.bfloat16 if precision == "bfloat16" or native else None
 
 
 def keyed_generator(*keys: int) -> torch.Generator:

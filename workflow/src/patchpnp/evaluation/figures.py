@@ -317,6 +317,50 @@ def memory_figure(profile_csvs, out_stem) -> tuple[Path, Path]:
         return _save(fig, out_stem)
 
 
+def paper_scale_figure(csv: str | os.PathLike, out_stem) -> tuple[Path, Path]:
+    """The paper-scale profile in the style of Fig. 3: total memory, working memory and
+    seconds per call (rows, log y) against the patch size, one panel column per image
+    size; one line per solver (hue) and micro-batch mode (style), the whole image's
+    value a dotted line in its solver's colour. Configurations not run (over the memory
+    limit) have no point."""
+    try:
+        df = profile_table.read_paper_scale(csv)
+    except FormatError as err:
+        raise FigureError(str(err)) from err
+    sizes = sorted(df["image_size"].unique())
+    if not sizes:
+        raise FigureError(f"{csv}: no rows")
+    solvers = sorted(df["solver"].unique())
+    colours = dict(zip(solvers, sns.color_palette(n_colors=len(solvers)), strict=True))
+    modes = list(profile_table.PATCH_BATCH_MODES)
+    with _figure(len(_METRICS), len(sizes), (4.5 * len(sizes) + 1, 10.0), "whitegrid",
+                 sharex=True) as (fig, axes):  # fmt: skip
+        for j, n in enumerate(sizes):
+            part = df[df["image_size"] == n]
+            patch = part[part["patch_batch_mode"] != "whole"]
+            for i, (col, ylabel) in enumerate(_METRICS):
+                ax = axes[i, j]
+                if patch[col].notna().any():
+                    sns.lineplot(
+                        patch, x="inference_size", y=col, hue="solver", style="patch_batch_mode",
+                        hue_order=solvers, style_order=modes, palette=colours, markers=True,
+                        errorbar=None, ax=ax, legend=i == 0 and j == 0,
+                    )  # fmt: skip
+                for solver, row in part[part["patch_batch_mode"] == "whole"].groupby("solver"):
+                    value = row[col].iloc[0]
+                    if np.isfinite(value):
+                        ax.axhline(value, color=colours[solver], linestyle=":", linewidth=1.5)
+                ax.set_yscale("log")
+                ax.set_xscale("log", base=2)
+                ticks = sorted(patch["inference_size"].unique())
+                ax.set_xticks(ticks, [str(t) for t in ticks])
+                ax.xaxis.set_minor_locator(NullLocator())
+                ax.set(xlabel="patch size P" if i == len(_METRICS) - 1 else "", ylabel=ylabel)
+            devices = ", ".join(sorted(part["device"].astype(str).unique()))
+            axes[0, j].set_title(f"N = {n} ({devices}); dotted: whole image")
+        return _save(fig, out_stem)
+
+
 def figure_command(kind: str, inputs: Sequence[str], out_stem: str, index: int = 0) -> str:
     """``patchpnp figure``: draw Fig. 3 (``memory``: profile CSVs), Fig. 1 (``padding``:
     ground truth, zeros and reflect files) or Fig. 2 (``qualitative``: its rows as JSON)."""
@@ -324,6 +368,10 @@ def figure_command(kind: str, inputs: Sequence[str], out_stem: str, index: int =
 
     if kind == "memory":
         written = memory_figure(inputs, out_stem)
+    elif kind == "paper-scale":
+        if len(inputs) != 1:
+            raise FigureError(f"figure paper-scale takes one paper_scale.csv, got {inputs}")
+        written = paper_scale_figure(inputs[0], out_stem)
     elif kind == "padding":
         if len(inputs) != 3:
             raise FigureError(f"figure padding takes gt.h5 zeros.h5 reflect.h5, got {inputs}")

@@ -29,6 +29,31 @@ PROFILE_COLUMNS = [
     "micro_batch",  # patch_batch auto: the tiles per call it chose
     "predicted_working_mib",  # patch_batch auto: what the memory model predicted for a call
 ]
+# The paper-scale profile (``results/profile/paper_scale.csv``, ``patchpnp paper-profile``):
+# a random-weight network of the paper's size, whole against each patch size and
+# micro-batch mode. The first ten columns are the issue's contract; ``pixel_ratio`` is
+# tiles x P^2 / N^2 (1 for whole); the ratios compare with the whole image of the same
+# solver and size; ``timed_tiles`` < ``tiles_per_call`` marks an extrapolated time.
+PATCH_BATCH_MODES = ("auto", "one", "all")  # the grid's choice, one tile per call, PaDIS's
+PAPER_SCALE_COLUMNS = [
+    "solver",
+    "image_size",
+    "inference_size",  # P, or N for whole
+    "patch_batch_mode",  # whole or one of PATCH_BATCH_MODES
+    "patch_batch",  # tiles per network call (empty for whole)
+    "tiles_per_call",
+    "peak_total_mib",
+    "peak_working_mib",
+    "seconds_per_call",
+    "pixel_ratio",
+    "working_vs_whole",
+    "time_vs_pixel_ratio",
+    "predicted_working_mib",
+    "timed_tiles",
+    "status",  # measured, or why not (predicted over the memory limit)
+    "device",
+    "how",
+]
 # What the readers need (older tables lack the rest).
 PROFILE_REQUIRED = PROFILE_COLUMNS[: PROFILE_COLUMNS.index("tiles_per_call")] + [
     "peak_total_mib", "peak_working_mib", "seconds_per_call"
@@ -71,3 +96,22 @@ def read_profiles(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame(columns=PROFILE_REQUIRED)
     return pd.concat(frames, ignore_index=True)
+
+
+def read_paper_scale(path: str | os.PathLike) -> pd.DataFrame:
+    """The paper-scale profile table, checked so an error names the file and column."""
+    path = Path(path)
+    if not path.is_file():
+        raise FormatError(f"{path}: paper-scale profile CSV not found")
+    try:
+        df = pd.read_csv(path, dtype={"solver": str, "patch_batch_mode": str, "status": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise FormatError(f"{path}: not a readable profile CSV ({err})") from err
+    missing = [c for c in PAPER_SCALE_COLUMNS if c not in df.columns]
+    if missing:
+        raise FormatError(f"{path}: missing column(s) {', '.join(missing)}")
+    modes = ("whole", *PATCH_BATCH_MODES)
+    bad = df.loc[~df["patch_batch_mode"].isin(modes), "patch_batch_mode"]
+    if len(bad):
+        raise FormatError(f"{path}: patch_batch_mode {bad.iloc[0]!r}; expected one of {modes}")
+    return df

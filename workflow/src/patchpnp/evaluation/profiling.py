@@ -139,13 +139,14 @@ def profile_one(
     device: str,
     memory_budget: float | str = "25%",
     calibration: str | Path | None = None,
+    precision: str = "float32",
 ) -> dict:
     """Measure one configuration in this process (meant to be a fresh one)."""
     from patchpnp.prior.loading import load_prior
     from patchpnp.runtime import select_device
 
     dev = select_device(device)
-    prior, _ = load_prior(prior_path, dev)
+    prior, _ = load_prior(prior_path, dev, precision=precision)
     micro_batch = predicted = None
     if job["patch_batch"] == "auto":
         # The grid's own choice, from the grid's calibration of this network (measured
@@ -202,6 +203,7 @@ def run_profiles(
     threads: int = 1,
     memory_budget: float | str = "25%",
     calibration: str | Path | None = None,
+    precision: str = "float32",
     progress: bool = True,
 ) -> pd.DataFrame:
     """Run every job in its own process and write the table (CSV) atomically."""
@@ -211,7 +213,7 @@ def run_profiles(
     for job in tqdm(jobs, desc="profiles", disable=not progress):
         args = ["--worker", json.dumps(job), "--prior", prior, "--eval", eval_h5,
                 "--steps", steps, "--device", device, "--threads", threads,
-                "--memory-budget", memory_budget,
+                "--memory-budget", memory_budget, "--precision", precision,
                 *(["--calibration", calibration] if calibration else [])]  # fmt: skip
         row = run_fresh("patchpnp.evaluation.profiling", args, f"profile {job}")
         log.info(
@@ -242,6 +244,7 @@ def profile_command(
     threads: int = 1,
     memory_budget: str | None = None,
     calibration: str | None = None,
+    precision: str = "float32",
 ) -> str:
     """``patchpnp profile``: every configuration of the plan, one fresh process each;
     with a ``memory_budget`` and a ``calibration``, also the micro-batch ``patch_batch:
@@ -251,7 +254,7 @@ def profile_command(
     table = run_profiles(
         jobs, output, prior=prior, eval_h5=eval_h5, steps=steps, device=device,
         threads=threads, memory_budget=as_budget(memory_budget or "25%"),
-        calibration=calibration,
+        calibration=calibration, precision=precision,
     )  # fmt: skip
     return table.to_string(index=False)
 
@@ -266,11 +269,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--memory-budget", default="25%")
     p.add_argument("--calibration")
+    p.add_argument("--precision", default="float32")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     row = profile_one(
         json.loads(args.worker), args.prior, args.eval, args.steps, args.device,
-        as_budget(args.memory_budget), args.calibration,
+        as_budget(args.memory_budget), args.calibration, args.precision,
     )  # fmt: skip
     print(json.dumps(row))
 

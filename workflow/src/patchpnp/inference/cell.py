@@ -110,6 +110,7 @@ def run_cell(
     seed: int = 0,
     device: str = "auto",
     threads: int | None = None,
+    precision: str = "float32",
     limit: int | None = None,
     lpips: LPIPSMetric | None = None,
     lpips_weights: str | Path | None = None,
@@ -127,7 +128,8 @@ def run_cell(
     ``patch_batch``: tiles per network call; ``None`` all at once; ``"auto"`` the largest
     micro-batch within ``memory_budget`` (MiB, or a percentage of the whole images'
     working memory) by the memory model in ``calibration``
-    (:mod:`patchpnp.inference.micro_batch`).
+    (:mod:`patchpnp.inference.micro_batch`). ``precision``: the U-Net's autocast
+    (``inference.precision``; :func:`patchpnp.runtime.autocast_dtype`).
     """
     band = DEFAULT_BAND if band is None else int(band)
     split = read_split(data, limit)
@@ -151,7 +153,7 @@ def run_cell(
     if solver != "baseline":
         if prior is None:
             raise InferenceError(f"solver '{solver}' needs a prior")
-        denoiser, _ = load_prior(prior, dev)
+        denoiser, _ = load_prior(prior, dev, precision=precision)
         if size != "whole":
             if auto:
                 images = min(batch_images, len(x_all))

@@ -81,8 +81,12 @@ def fit(points: Sequence[Point]) -> MemoryModel:
 
     floor = min(m for _, _, m in points)
     ordered = sorted(points, key=lambda p: p[1] * p[0] ** 2)
-    used = [p for p in ordered if p[2] >= 1.5 * floor] or []
-    used = used if len(used) >= 3 else ordered[-3:]
+    used = [p for p in ordered if p[2] >= 1.5 * floor]
+    # Too few calls above the floor (a large network's scratch space dominates small
+    # calls): add the next largest until three calls of two image sides are fitted.
+    rest = [p for p in ordered if p not in used]
+    while rest and (len(used) < 3 or len({s for s, _, _ in used}) < 2):
+        used.insert(0, rest.pop())
     if len({(s, b) for s, b, _ in used}) < 3 or len({s for s, _, _ in used}) < 2:
         raise MicroBatchError(f"a memory model needs calls of several sizes, got {points}")
     pixels = np.array([b * s * s / 1e6 for s, b, _ in used])
@@ -95,22 +99,23 @@ def fit(points: Sequence[Point]) -> MemoryModel:
     return MemoryModel(float(floor), float(coef[0]), max(float(coef[1]), 0.0), float(coef[2]))
 
 
-def parse_budget(budget) -> tuple[str, float]:
-    """``inference.memory_budget``: a number of MiB, or ``"25%"`` of the whole image's
-    working memory. Returns ``("mib", value)`` or ``("fraction", value)``."""
+def parse_budget(
+    budget, key: str = "inference.memory_budget", of: str = "the whole image's working memory"
+) -> tuple[str, float]:
+    """A memory budget: a number of MiB, or a percentage (``"25%"``) of ``of`` (for
+    ``inference.memory_budget``, the whole images' working memory). Returns ``("mib",
+    value)`` or ``("fraction", value)``; errors name ``key``."""
     if isinstance(budget, bool):
-        raise MicroBatchError(
-            f"inference.memory_budget: expected MiB or a percentage, got {budget!r}"
-        )
+        raise MicroBatchError(f"{key}: expected MiB or a percentage, got {budget!r}")
     if isinstance(budget, (int, float)):
         if not budget > 0:
-            raise MicroBatchError(f"inference.memory_budget: {budget} MiB is not positive")
+            raise MicroBatchError(f"{key}: {budget} MiB is not positive")
         return "mib", float(budget)
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*%\s*", str(budget))
     if m is None or not 0 < float(m[1]) <= 100:
         raise MicroBatchError(
-            f"inference.memory_budget: expected MiB (a number) or a percentage in (0, 100] "
-            f"of the whole image's working memory (e.g. '25%'), got {budget!r}"
+            f"{key}: expected MiB (a number) or a percentage in (0, 100] of {of} "
+            f"(e.g. '25%'), got {budget!r}"
         )
     return "fraction", float(m[1]) / 100
 
@@ -175,24 +180,29 @@ def read_calibration(path: str | Path) -> Calibration:
     return Calibration.from_json(path.read_text(), str(path))
 
 
-def calibration_sizes(multiple: int) -> list[tuple[int, int]]:
+def calibration_sizes(multiple: int, scales: Sequence[int] = (1, 2, 4)) -> list[tuple[int, int]]:
     """``(side, batch)`` of the measured calls: sides the network takes (multiples of
-    ``multiple``, from 16 pixels up 4x) and batches 1, 2 and 4: the pixels span 64x, from
-    the floor into the regime where they dominate, and the image sides tell the
-    attention term (per image) from the convolutions' (per pixel)."""
+    ``multiple``, from 16 pixels up by ``scales``) and batches 1, 2 and 4: by default the
+    pixels span 64x, from the floor into the regime where they dominate, and the image
+    sides tell the attention term (per image) from the convolutions' (per pixel). A
+    large network, whose scratch space dominates small calls, needs larger ``scales``."""
     small = multiple * max(1, math.ceil(16 / multiple))
-    return [(side, batch) for side in (small, 2 * small, 4 * small) for batch in (1, 2, 4)]
+    return [(small * k, batch) for k in scales for batch in (1, 2, 4)]
 
 
 def calibrate(
-    measure: Callable[[int, int, str], float], multiple: int, device: str, dtype: str
+    measure: Callable[[int, int, str], float],
+    multiple: int,
+    device: str,
+    dtype: str,
+    scales: Sequence[int] = (1, 2, 4),
 ) -> Calibration:
     """Fit a model per mode from ``measure(side, batch, mode)`` -> working MiB."""
     models, points = {}, {}
     for mode in MODES:
         points[mode] = [
             (side, batch, float(measure(side, batch, mode)))
-            for side, batch in calibration_sizes(multiple)
+            for side, batch in calibration_sizes(multiple, scales)
         ]
         models[mode] = fit(points[mode])
     return Calibration(models, device, dtype, points)
@@ -224,7 +234,9 @@ def measure_call(denoiser, side: int, batch: int, mode: str, device) -> float:
     return meter.stop().working_mib
 
 
-def calibrate_denoiser(denoiser, multiple: int, device) -> Calibration:
+def calibrate_denoiser(
+    denoiser, multiple: int, device, scales: Sequence[int] = (1, 2, 4)
+) -> Calibration:
     """A :class:`Calibration` of ``denoiser`` (a loaded prior) on ``device``, measured now.
     One untimed call first pays the libraries' first-call allocations."""
     import torch
@@ -232,12 +244,14 @@ def calibrate_denoiser(denoiser, multiple: int, device) -> Calibration:
     device = torch.device(device)
     with torch.no_grad():
         denoiser(torch.zeros(1, 1, multiple, multiple, device=device), torch.ones(1, device=device))
-    dtype = str(next(denoiser.parameters()).dtype).removeprefix("torch.")
+    autocast = getattr(getattr(denoiser, "precond", None), "autocast_dtype", None)
+    dtype = str(autocast or next(denoiser.parameters()).dtype).removeprefix("torch.")
     return calibrate(
         lambda side, batch, mode: measure_call(denoiser, side, batch, mode, device),
         multiple,
         str(device),
         dtype,
+        scales,
     )
 
 
@@ -266,16 +280,21 @@ def auto_patch_batch(
 
 
 def calibrate_command(
-    prior: str, output: str, device: str = "auto", threads: int | None = None
+    prior: str,
+    output: str,
+    device: str = "auto",
+    threads: int | None = None,
+    precision: str = "float32",
 ) -> str:
-    """``patchpnp calibrate``: the memory model of ``prior``'s network on this device."""
+    """``patchpnp calibrate``: the memory model of ``prior``'s network on this device, in
+    the precision inference uses (bfloat16 autocast halves the activations)."""
     from patchpnp.pipeline.atomic import atomic_path
     from patchpnp.prior.loading import load_prior
     from patchpnp.runtime import select_device, use_threads
 
     use_threads(threads)
     dev = select_device(device)
-    denoiser, settings = load_prior(prior, dev)
+    denoiser, settings = load_prior(prior, dev, precision=precision)
     multiple = 2 ** (len(settings["network"]["channel_mult"]) - 1)
     calibration = calibrate_denoiser(denoiser, multiple, dev)
     with atomic_path(output) as tmp:

@@ -47,6 +47,7 @@ def tune(
     max_widen: int = 3,
     threads: int | None = None,
     device: str = "auto",
+    precision: str = "float32",
 ) -> tuple[pd.DataFrame, float]:
     """Sweep the solver's tuned parameter; return the table and the chosen value."""
     name = TUNED[solver]
@@ -75,6 +76,7 @@ def tune(
                         batch_images=batch_images,
                         threads=threads,
                         device=device,
+                        precision=precision,
                         lpips=lpips,
                         progress=False,
                     )
@@ -151,12 +153,13 @@ def tune_command(
     batch_images: int = 8,
     device: str = "auto",
     threads: int | None = None,
+    precision: str = "float32",
 ) -> str:
     """``patchpnp tune``: sweep, write the table with the choice marked, return it as text."""
     table, _ = tune(
         data, prior=prior, solver=solver, task=task, task_params=task_params,
         solver_params=solver_params, seed=seed, batch_images=batch_images, threads=threads,
-        device=device,
+        device=device, precision=precision,
     )  # fmt: skip
     write_tuning(table, output)
     return table.to_string(index=False)

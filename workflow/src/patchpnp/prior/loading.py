@@ -8,6 +8,7 @@ import torch
 
 from patchpnp.prior.network import UNet
 from patchpnp.prior.precond import ImageSpaceDenoiser, Precond
+from patchpnp.runtime import autocast_dtype
 from patchpnp.training.spec import describe_mismatch
 
 
@@ -29,12 +30,17 @@ def build_network(network: dict, seed: int = 0) -> Precond:
 
 
 def load_prior(
-    path: str | Path, device: str | torch.device = "cpu", expect: dict | None = None
+    path: str | Path,
+    device: str | torch.device = "cpu",
+    expect: dict | None = None,
+    precision: str = "float32",
 ) -> tuple[ImageSpaceDenoiser, dict]:
     """The EMA denoiser saved by training, in [0, 1] image units, frozen, in eval mode.
 
     ``expect`` (a ``network`` settings dict) refuses weights of another architecture
-    with a message naming the differences.
+    with a message naming the differences. ``precision`` (``inference.precision``) is
+    the U-Net's autocast, by training's policy (:func:`patchpnp.runtime.autocast_dtype`);
+    the preconditioning stays float32.
     """
     payload = torch.load(path, map_location="cpu", weights_only=False)
     settings = payload["settings"]
@@ -49,5 +55,17 @@ def load_prior(
         raise ValueError(
             f"{path}: weights do not fit the network its settings describe: {err}"
         ) from err
-    net = net.to(device).eval().requires_grad_(False)
-    return ImageSpaceDenoiser(net), settings
+    return ImageSpaceDenoiser(for_inference(net, device, precision)), settings
+
+
+def for_inference(net: Precond, device, precision: str = "float32") -> Precond:
+    """``net`` set up as inference runs it: on ``device``, frozen, in eval mode, its
+    U-Net under ``precision``'s autocast (:func:`patchpnp.runtime.autocast_dtype`,
+    config ``inference.precision``) and in channels-last memory format, which made the
+    demo's denoiser calls 21-27% faster on a 2-core CPU (``tools/bench_inference.py``)
+    and is what cuDNN's convolutions prefer."""
+    autocast = autocast_dtype(precision, torch.device(device), "inference.precision")
+    net = net.to(device, memory_format=torch.channels_last).eval().requires_grad_(False)
+    net.memory_format = torch.channels_last
+    net.autocast_dtype = autocast
+    return net

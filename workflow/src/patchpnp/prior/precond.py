@@ -35,7 +35,9 @@ class Precond(nn.Module):
     features of ``c_noise``), used only by the training loss.
 
     ``autocast_dtype`` (e.g. ``torch.bfloat16``) runs the U-Net under autocast; the
-    scalings and the skip connection always stay in float32.
+    scalings and the skip connection always stay in float32. ``memory_format``: the
+    layout the U-Net's input is given in (``torch.channels_last`` for a network moved
+    to channels-last weights; the output comes back in either).
     """
 
     def __init__(
@@ -50,6 +52,7 @@ class Precond(nn.Module):
         self.unet = unet
         self.sigma_data = sigma_data
         self.autocast_dtype = autocast_dtype
+        self.memory_format = torch.contiguous_format
         self.img_channels, self.coord_channels = unet.img_channels, unet.coord_channels
         self.logvar_fourier = MPFourier(logvar_channels, generator=generator)
         self.logvar_linear = MPConv(logvar_channels, 1, (), generator=generator)
@@ -77,7 +80,7 @@ class Precond(nn.Module):
         else:
             ctx = torch.autocast(x.device.type, dtype=self.autocast_dtype)
         with ctx:
-            f = self.unet(c_in * x, c_noise, coords)
+            f = self.unet((c_in * x).contiguous(memory_format=self.memory_format), c_noise, coords)
         d = c_skip * x + c_out * f.to(torch.float32)
         if return_logvar:
             logvar = self.logvar_linear(self.logvar_fourier(c_noise)).reshape(-1, 1, 1, 1)

@@ -26,7 +26,7 @@ def _worker(settings: dict, threads: int, channels_last: bool, bf16: bool, compi
 
     from patchpnp.prior.loading import build_network
     from patchpnp.prior.loss import EDM2Loss
-    from patchpnp.training.settings import training_autocast
+    from patchpnp.runtime import autocast_dtype
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -34,7 +34,7 @@ def _worker(settings: dict, threads: int, channels_last: bool, bf16: bool, compi
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     net = net.to(memory_format=fmt)
     # The same choice the training loop makes from training.precision.
-    net.autocast_dtype = training_autocast("bfloat16" if bf16 else "float32", torch.device("cpu"))
+    net.autocast_dtype = autocast_dtype("bfloat16" if bf16 else "float32", torch.device("cpu"))
     model = torch.compile(net) if compiled else net
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     loss_fn = EDM2Loss(settings["training"]["P_mean"], settings["training"]["P_std"])

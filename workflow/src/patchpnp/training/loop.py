@@ -1,7 +1,7 @@
 """The training loop: EDM2 loss, Adam, power EMA, checkpoints, resume, DDP.
 
 One function, :func:`train_prior`, trains one prior from resolved settings
-(see :func:`patchpnp.training.settings.resolve_prior`) and writes to its
+(see :func:`patchpnp.training.spec.resolve_prior`) and writes to its
 folder::
 
     ema.pt            the EMA weights and everything needed to rebuild the network
@@ -39,10 +39,9 @@ from patchpnp.errors import PatchpnpError
 from patchpnp.pipeline.atomic import atomic_path
 from patchpnp.prior import EDM2Loss, PowerEMA, learning_rate
 from patchpnp.prior.loading import build_network
-from patchpnp.runtime import select_device, use_threads
+from patchpnp.runtime import autocast_dtype, select_device, use_threads
 from patchpnp.training.images import ImageFiles
 from patchpnp.training.schemes import Scheme, step_generator
-from patchpnp.training.settings import training_autocast
 from patchpnp.training.spec import describe_mismatch, result_hash
 
 log = logging.getLogger(__name__)
@@ -158,7 +157,7 @@ def train_prior(
     # channels_last: mkldnn's convolutions (CPU) and cuDNN's run 10-20% faster in it.
     net = build_network(settings["network"], seed=settings["seed"])
     net = net.to(dev, memory_format=torch.channels_last).train()
-    net.autocast_dtype = training_autocast(tr["precision"], dev)
+    net.autocast_dtype = autocast_dtype(tr["precision"], dev)
     log.info(
         "precision %s: the U-Net runs in %s on %s",
         tr["precision"],
