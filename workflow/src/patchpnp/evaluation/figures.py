@@ -321,8 +321,8 @@ def paper_scale_figure(csv: str | os.PathLike, out_stem) -> tuple[Path, Path]:
     """The paper-scale profile in the style of Fig. 3: total memory, working memory and
     seconds per call (rows, log y) against the patch size, one panel column per image
     size; one line per solver (hue) and micro-batch mode (style), the whole image's
-    value a dotted line in its solver's colour. Configurations not run (over the memory
-    limit) have no point."""
+    value a wide pale band in its solver's colour. Configurations not run (over the
+    memory limit) have no point; the panel title lists them."""
     try:
         df = profile_table.read_paper_scale(csv)
     except FormatError as err:
@@ -349,7 +349,7 @@ def paper_scale_figure(csv: str | os.PathLike, out_stem) -> tuple[Path, Path]:
                 for solver, row in part[part["patch_batch_mode"] == "whole"].groupby("solver"):
                     value = row[col].iloc[0]
                     if np.isfinite(value):
-                        ax.axhline(value, color=colours[solver], linestyle=":", linewidth=1.5)
+                        ax.axhline(value, color=colours[solver], linewidth=4, alpha=0.3)
                 ax.set_yscale("log")
                 ax.set_xscale("log", base=2)
                 ticks = sorted(patch["inference_size"].unique())
@@ -357,7 +357,13 @@ def paper_scale_figure(csv: str | os.PathLike, out_stem) -> tuple[Path, Path]:
                 ax.xaxis.set_minor_locator(NullLocator())
                 ax.set(xlabel="patch size P" if i == len(_METRICS) - 1 else "", ylabel=ylabel)
             devices = ", ".join(sorted(part["device"].astype(str).unique()))
-            axes[0, j].set_title(f"N = {n} ({devices}); dotted: whole image")
+            skipped = part[part["status"] != "measured"]
+            note = "".join(
+                f"\nnot run: {r.solver} {r.patch_batch_mode}"
+                + ("" if r.patch_batch_mode == "whole" else f" P={r.inference_size}")
+                for r in skipped.itertuples()
+            )
+            axes[0, j].set_title(f"N = {n} ({devices}); wide band: whole image{note}")
         return _save(fig, out_stem)
 
 

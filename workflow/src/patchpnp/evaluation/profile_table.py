@@ -64,20 +64,27 @@ _PROFILE_NUMERIC = ("inference_size", "image_size", "peak_total_mib", "peak_work
                     "seconds_per_call")  # fmt: skip
 
 
+def _read_table(path: Path, what: str, dtype: dict, required: Sequence[str]) -> pd.DataFrame:
+    """A CSV with the ``required`` columns, or a :class:`FormatError` naming the file."""
+    if not path.is_file():
+        raise FormatError(f"{path}: {what} CSV not found")
+    try:
+        df = pd.read_csv(path, dtype=dtype)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise FormatError(f"{path}: not a readable {what} CSV ({err})") from err
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise FormatError(f"{path}: missing column(s) {', '.join(missing)}")
+    return df
+
+
 def read_profiles(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
     """Concatenate profile tables, checked per file so an error names the file and column
     (an empty frame with :data:`PROFILE_REQUIRED` when no path is given)."""
     frames = []
     for path in map(Path, paths):
-        if not path.is_file():
-            raise FormatError(f"{path}: profile CSV not found")
-        try:
-            df = pd.read_csv(path, dtype={"patch_batch": str, "solver": str, "mode": str})
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-            raise FormatError(f"{path}: not a readable profile CSV ({err})") from err
-        missing = [c for c in PROFILE_REQUIRED if c not in df.columns]
-        if missing:
-            raise FormatError(f"{path}: missing column(s) {', '.join(missing)}")
+        dtype = {"patch_batch": str, "solver": str, "mode": str}
+        df = _read_table(path, "profile", dtype, PROFILE_REQUIRED)
         for col in _PROFILE_NUMERIC:
             try:
                 df[col] = pd.to_numeric(df[col])
@@ -100,16 +107,8 @@ def read_profiles(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
 
 def read_paper_scale(path: str | os.PathLike) -> pd.DataFrame:
     """The paper-scale profile table, checked so an error names the file and column."""
-    path = Path(path)
-    if not path.is_file():
-        raise FormatError(f"{path}: paper-scale profile CSV not found")
-    try:
-        df = pd.read_csv(path, dtype={"solver": str, "patch_batch_mode": str, "status": str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise FormatError(f"{path}: not a readable profile CSV ({err})") from err
-    missing = [c for c in PAPER_SCALE_COLUMNS if c not in df.columns]
-    if missing:
-        raise FormatError(f"{path}: missing column(s) {', '.join(missing)}")
+    dtype = {"solver": str, "patch_batch_mode": str, "status": str}
+    df = _read_table(Path(path), "paper-scale profile", dtype, PAPER_SCALE_COLUMNS)
     modes = ("whole", *PATCH_BATCH_MODES)
     bad = df.loc[~df["patch_batch_mode"].isin(modes), "patch_batch_mode"]
     if len(bad):
