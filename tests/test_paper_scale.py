@@ -11,7 +11,7 @@ from patchpnp.evaluation import paper_scale as ps
 from patchpnp.evaluation.memory import PeakMemory
 from patchpnp.evaluation.profile_table import PAPER_SCALE_COLUMNS, read_paper_scale
 from patchpnp.formats import FormatError
-from patchpnp.inference.micro_batch import Calibration, MemoryModel
+from patchpnp.inference.micro_batch import Calibration, MemoryModel, denoiser_call
 from patchpnp.inference.patches import ShiftedGridDenoiser
 from patchpnp.prior import ImageSpaceDenoiser
 from patchpnp.prior.loading import build_network
@@ -92,25 +92,25 @@ def test_the_paper_config_network_is_readable():
     assert network["model_channels"] == 128
 
 
-def _sampled_call(net, real, grad, patch_batch=1):
+def _sampled_call(net, real, mode, patch_batch=1):
     sampled = ps._sampled_network_class()(net, real)
     den = ShiftedGridDenoiser(sampled, 16, "reflect", patch_batch=patch_batch)
     g = torch.Generator().manual_seed(0)
     x = torch.rand(1, 1, 48, 48, generator=g)
     v = torch.randn(x.shape, generator=g)
-    ps._one_call(den, x, v, grad)  # first-call costs
+    denoiser_call(den, x, v, mode)  # first-call costs
     meter = PeakMemory("cpu")
     meter.start()
     sampled.new_call(real)
-    ps._one_call(den, x, v, grad)
+    denoiser_call(den, x, v, mode)
     return meter.stop().working_mib, sampled
 
 
-@pytest.mark.parametrize("grad", [False, True])
-def test_sampled_micro_batches_have_the_full_calls_memory_peak(grad):
+@pytest.mark.parametrize("mode", ["forward", "gradient"])
+def test_sampled_micro_batches_have_the_full_calls_memory_peak(mode):
     net = ImageSpaceDenoiser(build_network(TINY_NETWORK).eval().requires_grad_(False))
-    full, counted = _sampled_call(net, None, grad)
-    sampled, partial = _sampled_call(net, 2, grad)
+    full, counted = _sampled_call(net, None, mode)
+    sampled, partial = _sampled_call(net, 2, mode)
     assert counted.real_tiles == 16  # 4 x 4 tiles of 16 px at N = 48
     assert partial.real_tiles == 2
     assert sampled == pytest.approx(full, rel=0.05)

@@ -55,6 +55,7 @@ from patchpnp.inference.micro_batch import (
     as_budget,
     auto_patch_batch,
     call_mode,
+    denoiser_call,
     parse_budget,
     read_calibration,
 )
@@ -69,7 +70,6 @@ NETWORK_KEYS = ("img_channels", "model_channels", "channel_mult", "num_blocks", 
 # Calibration sides up to 8x the smallest: a paper-size network's scratch space (~55 MiB)
 # dominates every call up to 64 x 64 x 4 pixels, where the default sizes stop.
 CALIBRATION_SCALES = (1, 2, 4, 8)
-SIGMA = 0.5  # the level of the profiled calls (memory and time do not depend on it)
 
 
 class PaperScaleError(MicroBatchError):
@@ -206,21 +206,6 @@ def _sampled_network_class():
     return SampledNetwork
 
 
-def _one_call(denoiser, x, v, grad: bool) -> None:
-    """One denoiser call in the solver's mode: DiffPIR's forward without autograd, or
-    DPS's vector-Jacobian product through the denoiser."""
-    import torch
-
-    sigma = torch.full((x.shape[0],), SIGMA, device=x.device)
-    if not grad:
-        with torch.no_grad():
-            denoiser(x, sigma)
-        return
-    with torch.enable_grad():
-        t = x.detach().requires_grad_(True)
-        torch.autograd.grad(denoiser(t, sigma), t, v)
-
-
 def measure_job(
     job: dict,
     network: dict,
@@ -237,6 +222,7 @@ def measure_job(
 
     from patchpnp.evaluation.memory import PeakMemory
     from patchpnp.inference.patches import ShiftedGridDenoiser
+    from patchpnp.prior.loading import size_multiple
     from patchpnp.prior.precond import ImageSpaceDenoiser
     from patchpnp.runtime import select_device
 
@@ -257,7 +243,7 @@ def measure_job(
     net = _network(network, dev, seed, precision)
     sampled = _sampled_network_class()(ImageSpaceDenoiser(net), sampled_chunks)
     den = sampled if whole else ShiftedGridDenoiser(sampled, p, "reflect", patch_batch=micro_batch)
-    grad = call_mode(job["solver"]) == "gradient"
+    mode = call_mode(job["solver"])
     g = torch.Generator().manual_seed(seed)
     channels = network["img_channels"]
     x = torch.rand(1, channels, n, n, generator=g).to(dev)
@@ -268,15 +254,17 @@ def measure_job(
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         t0 = time.perf_counter()
-        _one_call(den, x, v, grad)
+        denoiser_call(den, x, v, mode)
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         return time.perf_counter() - t0
 
     # Warm-up on a tiny image: library initialisation and first-call costs, before the
     # baseline is taken; tiny, so the heap it leaves adds little to the resident total.
-    side = 2 ** (len(network["channel_mult"]) - 1)
-    _one_call(sampled, x[..., :side, :side].contiguous(), v[..., :side, :side].contiguous(), grad)
+    side = size_multiple(network)
+    denoiser_call(
+        sampled, x[..., :side, :side].contiguous(), v[..., :side, :side].contiguous(), mode
+    )
 
     meter = PeakMemory(dev)
     meter.start()
@@ -307,12 +295,13 @@ def calibrate_network(
 ) -> Calibration:
     """The memory calibration of the random-weight network (in this process)."""
     from patchpnp.inference.micro_batch import calibrate_denoiser
+    from patchpnp.prior.loading import size_multiple
     from patchpnp.prior.precond import ImageSpaceDenoiser
     from patchpnp.runtime import select_device
 
     dev = select_device(device)
     net = _network(network, dev, seed, precision)
-    multiple = 2 ** (len(network["channel_mult"]) - 1)
+    multiple = size_multiple(network)
     return calibrate_denoiser(ImageSpaceDenoiser(net), multiple, dev, CALIBRATION_SCALES)
 
 

@@ -221,17 +221,26 @@ def measure_call(denoiser, side: int, batch: int, mode: str, device) -> float:
     g = torch.Generator().manual_seed(side * 1000 + batch)
     x = torch.rand(batch, 1, side, side, generator=g).to(device)
     v = torch.randn(x.shape, generator=g).to(device)
-    sigma = torch.full((batch,), 0.5, device=device)
     meter = PeakMemory(device)
     meter.start()
+    denoiser_call(denoiser, x, v, mode)
+    return meter.stop().working_mib
+
+
+def denoiser_call(denoiser, x, v, mode: str, sigma: float = 0.5) -> None:
+    """One denoiser call at level ``sigma`` in a solver's mode (:func:`call_mode`):
+    ``forward`` without autograd (DiffPIR), or ``gradient``, the vector-Jacobian product
+    with ``v`` through the denoiser (DPS). Memory and time do not depend on ``sigma``."""
+    import torch
+
+    level = torch.full((x.shape[0],), sigma, device=x.device)
     if mode == "forward":
         with torch.no_grad():
-            denoiser(x, sigma)
-    else:
-        with torch.enable_grad():
-            t = x.detach().requires_grad_(True)
-            torch.autograd.grad(denoiser(t, sigma), t, v)
-    return meter.stop().working_mib
+            denoiser(x, level)
+        return
+    with torch.enable_grad():
+        t = x.detach().requires_grad_(True)
+        torch.autograd.grad(denoiser(t, level), t, v)
 
 
 def calibrate_denoiser(
@@ -289,14 +298,13 @@ def calibrate_command(
     """``patchpnp calibrate``: the memory model of ``prior``'s network on this device, in
     the precision inference uses (bfloat16 autocast halves the activations)."""
     from patchpnp.pipeline.atomic import atomic_path
-    from patchpnp.prior.loading import load_prior
+    from patchpnp.prior.loading import load_prior, size_multiple
     from patchpnp.runtime import select_device, use_threads
 
     use_threads(threads)
     dev = select_device(device)
     denoiser, settings = load_prior(prior, dev, precision=precision)
-    multiple = 2 ** (len(settings["network"]["channel_mult"]) - 1)
-    calibration = calibrate_denoiser(denoiser, multiple, dev)
+    calibration = calibrate_denoiser(denoiser, size_multiple(settings["network"]), dev)
     with atomic_path(output) as tmp:
         Path(tmp).write_text(calibration.to_json())
     return "\n".join(f"{mode}: {model}" for mode, model in calibration.models.items())

@@ -29,6 +29,12 @@ def build_network(network: dict, seed: int = 0) -> Precond:
     return Precond(unet, generator=g)
 
 
+def size_multiple(network: dict) -> int:
+    """The side every input of the ``network`` settings must be a multiple of: one
+    halving per level below the first."""
+    return 2 ** (len(network["channel_mult"]) - 1)
+
+
 def load_prior(
     path: str | Path,
     device: str | torch.device = "cpu",

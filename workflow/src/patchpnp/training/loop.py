@@ -38,7 +38,7 @@ from tqdm import tqdm
 from patchpnp.errors import PatchpnpError
 from patchpnp.pipeline.atomic import atomic_path
 from patchpnp.prior import EDM2Loss, PowerEMA, learning_rate
-from patchpnp.prior.loading import build_network
+from patchpnp.prior.loading import build_network, size_multiple
 from patchpnp.runtime import autocast_dtype, select_device, use_threads
 from patchpnp.training.images import ImageFiles
 from patchpnp.training.schemes import Scheme, step_generator
@@ -70,7 +70,7 @@ def _check_data(images: ImageFiles, scheme: Scheme, settings: dict) -> None:
     for p in scheme.sizes:
         if p > h:
             raise TrainingError(f"training patch {p} is larger than the {h} x {w} training images")
-        multiple = 2 ** (len(net["channel_mult"]) - 1)
+        multiple = size_multiple(net)
         if p % multiple:
             raise TrainingError(
                 f"training size {p} is not a multiple of {multiple}, which the network's "
