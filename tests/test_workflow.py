@@ -3,7 +3,7 @@
 import pytest
 import yaml
 from fastmri_files import write_folder
-from workflow_runner import ROOT, snakemake, tiny_demo_config, write_config
+from workflow_runner import ROOT, snakemake, tiny_demo_config, tiny_mri_config, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -219,3 +219,24 @@ def test_config_readme_documents_every_key(repo_root):
 
     missing = [k for k in keys(schema) if f"`{k}`" not in doc]
     assert not missing, f"undocumented config keys: {missing}"
+
+
+def test_tiny_mri_runs_end_to_end(tmp_path):
+    """`snakemake mri` on the tiny demo: extraction with ESPIRiT maps, both priors on
+    complex images, the tuned classical baselines, the diffusion grid, table and figure."""
+    import pandas as pd
+
+    config = tiny_mri_config()
+    # One prior and one solver keep it under a minute; the plan's full grid is tested
+    # in tests/test_mri.py.
+    config["mri"]["priors"] = ["patch"]
+    del config["mri"]["solvers"]["dps"]
+    res = snakemake(tmp_path, "mri", "--cores", "2", configfile=write_config(tmp_path, config))
+    assert res.returncode == 0, res.stderr[-3000:]
+    table = pd.read_csv(tmp_path / "results/tables/mri.csv", dtype={"size": str})
+    assert set(table["method"]) == {"zero_filled", "sense", "cs_wavelet", "diffusion"}
+    diffusion = table[table["method"] == "diffusion"]
+    assert len(diffusion) == 2  # whole and 8 px patches
+    assert diffusion.loc[diffusion["size"] == "8", "dpsnr_vs_whole"].notna().all()
+    assert (tmp_path / "results/figures/mri.png").stat().st_size > 0
+    assert "## Checks" in (tmp_path / "results/tables/mri.md").read_text()

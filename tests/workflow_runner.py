@@ -165,8 +165,51 @@ def tiny_demo_config() -> dict:
             "sampled_chunks": 2,
             "threads": 1,
         },
+        # No multicoil dataset: the MRI task is off (tiny_mri_config turns it on).
+        "mri": {
+            "in_all": False,
+            "datasets": [],
+            "image_size": 24,
+            "calib_width": 12,
+            "coils": None,
+            "masks": ["equispaced"],
+            "accelerations": {4: 0.08},
+            "sigma_n": 0.01,
+            "cg_iters": 3,
+            "priors": ["whole", "patch"],
+            "training": {"steps": 3},
+            "sizes": ["whole", 8],
+            "padding": "reflect",
+            "patch_batch": None,
+            "batch_images": 2,
+            "threads": 1,
+            "precision": "float32",
+            "limit": None,
+            "solvers": {
+                "diffpir": {"steps": 2, "lam": 1.0, "zeta": 0.3, "sigma_start": 0.3},
+                "dps": {"steps": 2, "zeta": 0.3, "sigma_start": 0.3},
+            },
+            "baselines": {
+                "sense": {"iters": 3, "lam_center": 0.01, "decades": 1, "points": 3},
+                "cs_wavelet": {"iters": 5, "lam_center": 0.001, "decades": 1, "points": 3},
+            },
+        },
         "figures": {"dataset": None, "prior": "patch", "solver": "diffpir", "index": 1},
         # Hermetic: lpips_weights never downloads in the tests (LPIPS is n/a unless torch
         # hub's cache holds the weights) and fails at once, with or without a network.
         "metrics": {"lpips": "auto", "lpips_source": UNREACHABLE_LPIPS_SOURCE},
     }
+
+
+def tiny_mri_config() -> dict:
+    """The tiny demo with a multicoil dataset whose k-space ``snakemake mri`` reconstructs."""
+    config = tiny_demo_config()
+    config["data"]["datasets"]["mni_t1_multicoil"] = {
+        "layout": "multicoil",
+        "train_dir": "mni_t1_multicoil_train",
+        "eval_dir": "mni_t1_multicoil_val",
+        "n_eval": 2,
+        "n_tune": 1,
+    }
+    config["mri"]["datasets"] = ["mni_t1_multicoil"]
+    return config

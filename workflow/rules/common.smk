@@ -18,9 +18,9 @@ from patchpnp.pipeline.config import ConfigError, validate_config
 from patchpnp.data.fastmri import DataError
 from patchpnp import layout
 from patchpnp.layout import parse_size
-from patchpnp.pipeline.plan import Plan
+from patchpnp.pipeline.plan import MRIPlan, Plan
 from patchpnp.pipeline.provenance import command_code
-from patchpnp.training.spec import resolve_prior
+from patchpnp.training.spec import resolve_mri_prior, resolve_prior
 
 # The schema ships inside the package (workflow/schemas/config.schema.yaml links to it).
 try:
@@ -36,9 +36,11 @@ except OutputLocationError as err:
     raise WorkflowError(str(err))
 
 plan = Plan(config)
+mri_plan = MRIPlan(plan)
 DATA = config["data"]
 LOGS = layout.LOGS
 INFER = config["inference"]
+MRI = config["mri"]
 
 
 wildcard_constraints:
@@ -96,6 +98,11 @@ def split_shards(wildcards):
 
 def prior_settings(name):
     return resolve_prior(config, name)
+
+
+def mri_prior_settings(name):
+    """A prior of ``priors`` as the MRI task trains it: on complex (2-channel) images."""
+    return resolve_mri_prior(config, name)
 
 
 def launcher(processes):
@@ -174,4 +181,26 @@ def lpips_note():
     return (
         f"patchpnp: LPIPS is n/a: {status.get('reason')}. Fix: {status.get('fix')}; "
         f"{status.get('then', 'then rerun')} ({layout.LPIPS_STATUS})."
+    )
+
+
+# -- multicoil MRI (mri.smk) --
+def mri_shards(wildcards):
+    n = plan.n_shards(wildcards.dataset, wildcards.split)
+    return [
+        layout.MRI_SHARD.format(
+            dataset=wildcards.dataset, split=wildcards.split, shard=f"{i:04d}"
+        )
+        for i in range(n)
+    ]
+
+
+def mri_acquisition_options(wildcards):
+    """The acquisition of a cell: mask, acceleration, centre fraction, noise, CG."""
+    return (
+        f"--mask {wildcards.mask} --acceleration {wildcards.acceleration}"
+        f" --center-fraction {mri_plan.center_fraction(wildcards.acceleration)}"
+        f" --sigma-n {MRI['sigma_n']} --cg-iters {MRI['cg_iters']} --seed {config['seed']}"
+        f" --batch-images {MRI['batch_images']}"
+        + (f" --limit {MRI['limit']}" if MRI.get("limit") else "")
     )

@@ -27,6 +27,7 @@ log = logging.getLogger("patchpnp")
 DEVICES = ("auto", "cpu", "cuda")
 PADDINGS = ("zeros", "reflect", "replicate")  # patchpnp.layout.PADDINGS, without its import
 LPIPS_MODES = ("auto", "required", "off")  # patchpnp.evaluation.lpips_weights.LPIPS_MODES
+MRI_METHODS = ("zero_filled", "sense", "cs_wavelet", "diffusion")  # inference.mri_cell.METHODS
 
 
 # -- option types and groups shared by several commands -----------------------------------------
@@ -163,11 +164,27 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--layout", choices=["singlecoil", "multicoil", "any"], default="any")
     e.add_argument("--root", help="record volume paths relative to this folder")
 
+    r = command(
+        sub,
+        "mri-extract",
+        "patchpnp.data.mri_extract:extract_mri_volumes",
+        "extract complex coil-combined targets, k-space and ESPIRiT maps from multicoil volumes",
+    )
+    r.add_argument("volumes", nargs="+", help="multicoil fastMRI .h5 volumes")
+    r.add_argument("--split", choices=["train", "eval", "tune"], required=True)
+    r.add_argument("--output", required=True)
+    r.add_argument("--image-size", type=int, required=True)
+    r.add_argument("--calib-width", type=int, required=True, help="ESPIRiT calibration width")
+    r.add_argument("--coils", type=int, help="compress (or zero-pad) every volume to N coils")
+    r.add_argument("--edge-slices", type=int, default=0)
+    r.add_argument("--scale-percentile", type=float, default=99.5)
+    r.add_argument("--root", help="record volume paths relative to this folder")
+
     m = command(
         sub,
         "merge",
         "patchpnp.data.extract:merge_shards",
-        "join extraction shards into one split file",
+        "join extraction shards (magnitude or MRI) into one split file",
     )
     m.add_argument("shards", nargs="+")
     m.add_argument("--output", required=True)
@@ -375,16 +392,77 @@ def build_parser() -> argparse.ArgumentParser:
     f = command(
         sub, "figure", "patchpnp.evaluation.figures:figure_command", "draw a figure (PNG and PDF)"
     )
-    f.add_argument("kind", choices=["memory", "paper-scale", "padding", "qualitative"])
+    f.add_argument("kind", choices=["memory", "paper-scale", "padding", "qualitative", "mri"])
     f.add_argument(
         "inputs",
         nargs="+",
         help="memory: profile CSVs; paper-scale: paper_scale.csv; padding: gt.h5 zeros.h5 "
         "reflect.h5; "
-        "qualitative: the rows as JSON (see patchpnp.evaluation.figures)",
+        "qualitative, mri: the rows as JSON (see patchpnp.evaluation.figures)",
     )
     f.add_argument("--out-stem", required=True, help="writes <stem>.png and <stem>.pdf")
     f.add_argument("--index", type=int, default=0, help="evaluation slice shown")
+
+    # -- multicoil MRI (snakemake mri) --
+    def add_acquisition(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--method", choices=MRI_METHODS, required=True)
+        p.add_argument("--mask", choices=["equispaced", "random"], default="equispaced")
+        p.add_argument("--acceleration", type=int, required=True)
+        p.add_argument("--center-fraction", type=float, required=True)
+        p.add_argument("--sigma-n", type=float, required=True, help="k-space noise std assumed")
+        p.add_argument("--cg-iters", type=int, default=10, help="CG iterations of a data step")
+        p.add_argument("--iters", type=int, help="sense / cs_wavelet iterations")
+        p.add_argument("--batch-images", type=int, default=12)
+        p.add_argument("--limit", type=int, help="only the first N slices")
+        add_seed(p)
+
+    r = command(
+        sub,
+        "mri-cell",
+        "patchpnp.inference.mri_cell:mri_cell_command",
+        "one multicoil MRI cell: a classical baseline or a diffusion solver",
+    )
+    r.add_argument("data", help="MRI eval split (mri-extract)")
+    r.add_argument("--recon", required=True)
+    r.add_argument("--metrics", required=True)
+    r.add_argument("--dataset", required=True)
+    add_acquisition(r)
+    r.add_argument("--lam", type=float, help="sense / cs_wavelet regularisation weight")
+    r.add_argument("--lam-file", help="or the chosen lam of an mri-tune sweep")
+    r.add_argument("--solver", choices=["dps", "diffpir"])
+    r.add_argument("--solver-params", type=json_object, default=None)
+    r.add_argument("--prior", help="ema.pt of a prior trained on complex images")
+    r.add_argument("--size", type=inference_size, default="whole")
+    r.add_argument("--padding", choices=PADDINGS, default="reflect")
+    r.add_argument("--patch-batch", type=int, help="tiles per network call (all: omit)")
+    add_compute(r, precision=True)
+
+    r = command(
+        sub,
+        "mri-tune",
+        "patchpnp.inference.mri_cell:mri_tune_command",
+        "a classical MRI method's lam, or a solver's lam / zeta, over the tuning slices",
+    )
+    r.add_argument("data", help="MRI tune split (mri-extract)")
+    r.add_argument("--output", required=True, help="the sweep (CSV)")
+    add_acquisition(r)
+    r.add_argument("--lam-center", type=float, required=True, help="centre of the log grid")
+    r.add_argument("--decades", type=float, default=2.0, help="half-width of the grid")
+    r.add_argument("--points", type=int, default=9)
+    r.add_argument("--solver", choices=["dps", "diffpir"], help="diffusion: tunes lam / zeta")
+    r.add_argument("--solver-params", type=json_object, default=None)
+    r.add_argument("--prior", help="diffusion: ema.pt of a prior trained on complex images")
+    add_compute(r, precision=True)
+
+    r = command(
+        sub,
+        "mri-table",
+        "patchpnp.evaluation.mri_table:mri_table_command",
+        "the MRI table (CSV and Markdown with its checks) from the cells' metrics",
+    )
+    r.add_argument("metrics", nargs="+")
+    r.add_argument("--output", required=True, help="writes <output>.csv and <output>.md")
+    add_seed(r)
 
     k = command(
         sub,

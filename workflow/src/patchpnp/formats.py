@@ -11,6 +11,20 @@ what training, inference, tuning, profiling and the tools read:
 attrs       :data:`SPLIT_SETTINGS`, ``n_volumes``, ``n_images``
 =========  ===========================  ==============================================
 
+**MRI split file** (``results/mri/data/{dataset}/{split}.h5``; ``patchpnp mri-extract`` /
+``merge``), what the k-space reconstruction task (ALGORITHMS.md section 11) reads: a split
+file whose ``images`` are the complex coil-combined targets as 2 channels (real,
+imaginary) ``[n, 2, S, S]``, ``scale`` the volume's constant that divided them, plus
+
+==============  ==========================  ===============================================
+``data_range``  float32 ``[n]``             the volume's maximum magnitude (RSS), scaled:
+                                            fastMRI's PSNR / SSIM data range
+``kspace``      complex64 ``[n, C, S, S]``  measured k-space of the cropped field of view,
+                                            divided by ``scale`` (eval / tune splits only)
+``maps``        complex64 ``[n, C, S, S]``  ESPIRiT coil maps (eval / tune splits only)
+attrs           :data:`MRI_SETTINGS`
+==============  ==========================  ===============================================
+
 **Reconstruction file** (``results/infer/...``; ``patchpnp infer``), what the figures read:
 ``recon`` float32 ``[n, 1, S, S]``, ``measurement`` (float32, or complex for k-space) and
 the cell's settings as attributes.
@@ -33,9 +47,12 @@ import numpy as np
 from patchpnp.errors import PatchpnpError
 
 IMAGES, SOURCE, SLICE, SCALE = "images", "source", "slice", "scale"
+DATA_RANGE, KSPACE, MAPS = "data_range", "kspace", "maps"
 RECON, MEASUREMENT = "recon", "measurement"
 # The extraction settings every shard of a split must share (checked when merging).
 SPLIT_SETTINGS = ("split", "image_size", "crop_size", "edge_slices", "scale_percentile")
+# What an MRI split file adds (coils: the coil count C of its k-space and maps).
+MRI_SETTINGS = ("calib_width", "coils")
 
 
 class FormatError(PatchpnpError, ValueError):
@@ -54,11 +71,11 @@ def open_h5(path: str | os.PathLike, mode: str = "r") -> h5py.File:
 
 
 # -- split files --------------------------------------------------------------------------------
-def create_split(f: h5py.File, image_size: int, settings: dict) -> None:
+def create_split(f: h5py.File, image_size: int, settings: dict, channels: int = 1) -> None:
     """Empty, growable datasets of a split file, and its extraction settings."""
-    s = image_size
+    s, c = image_size, channels
     f.create_dataset(
-        IMAGES, shape=(0, 1, s, s), maxshape=(None, 1, s, s), dtype="float32", chunks=(1, 1, s, s)
+        IMAGES, shape=(0, c, s, s), maxshape=(None, c, s, s), dtype="float32", chunks=(1, c, s, s)
     )
     f.create_dataset(SOURCE, shape=(0,), maxshape=(None,), dtype=h5py.string_dtype())
     f.create_dataset(SLICE, shape=(0,), maxshape=(None,), dtype="int32")
@@ -67,11 +84,13 @@ def create_split(f: h5py.File, image_size: int, settings: dict) -> None:
 
 
 def append_split(f: h5py.File, images: np.ndarray, source: Sequence[str], slices, scale) -> None:
-    """Append ``images`` ``[k, S, S]`` with their source volumes, slice indices and scales."""
+    """Append ``images`` ``[k, S, S]`` (or ``[k, C, S, S]``) with their source volumes,
+    slice indices and scales."""
     n0 = f[IMAGES].shape[0]
     n1 = n0 + len(images)
+    images = np.asarray(images)
     for name, values in (
-        (IMAGES, np.asarray(images)[:, None]),
+        (IMAGES, images[:, None] if images.ndim == 3 else images),
         (SOURCE, list(source)),
         (SLICE, slices),
         (SCALE, scale),
@@ -82,8 +101,8 @@ def append_split(f: h5py.File, images: np.ndarray, source: Sequence[str], slices
 
 def _split_images(f: h5py.File) -> h5py.Dataset:
     ds = f.get(IMAGES)
-    if not isinstance(ds, h5py.Dataset) or ds.ndim != 4 or ds.shape[1] != 1:
-        raise FormatError(f"{f.filename}: no '{IMAGES}' [n, 1, H, W]; is this an extracted split?")
+    if not isinstance(ds, h5py.Dataset) or ds.ndim != 4:
+        raise FormatError(f"{f.filename}: no '{IMAGES}' [n, C, H, W]; is this an extracted split?")
     return ds
 
 
@@ -91,7 +110,7 @@ def _split_images(f: h5py.File) -> h5py.Dataset:
 class Split:
     """The first images of a split file, with their identities."""
 
-    images: np.ndarray  # float32 [n, 1, S, S]
+    images: np.ndarray  # float32 [n, C, S, S]
     source: list[str]
     slice: np.ndarray  # int [n]
 
@@ -106,6 +125,42 @@ def read_split(path: str | os.PathLike, limit: int | None = None) -> Split:
         n = ds.shape[0] if limit is None else min(int(limit), ds.shape[0])
         return Split(
             np.asarray(ds[:n], np.float32), list(f[SOURCE].asstr()[:n]), np.asarray(f[SLICE][:n])
+        )
+
+
+@dataclass(frozen=True)
+class MRISplit:
+    """An MRI split file's evaluation content (the ``kspace`` and ``maps`` of eval / tune)."""
+
+    images: np.ndarray  # float32 [n, 2, S, S]: the complex targets as (real, imaginary)
+    source: list[str]
+    slice: np.ndarray  # int [n]
+    data_range: np.ndarray  # float32 [n]
+    kspace: np.ndarray  # complex64 [n, C, S, S]
+    maps: np.ndarray  # complex64 [n, C, S, S]
+
+    def names(self) -> list[str]:
+        return image_names(self.source, self.slice)
+
+
+def read_mri_split(path: str | os.PathLike, limit: int | None = None) -> MRISplit:
+    """The first ``limit`` (all: None) slices of an MRI split file with k-space and maps."""
+    with open_h5(path) as f:
+        ds = _split_images(f)
+        missing = [k for k in (DATA_RANGE, KSPACE, MAPS) if k not in f]
+        if ds.shape[1] != 2 or missing:
+            raise FormatError(
+                f"{path}: not an MRI evaluation split (images [n, 2, S, S] with "
+                f"{DATA_RANGE}, {KSPACE}, {MAPS}); found images {ds.shape}, missing {missing}"
+            )
+        n = ds.shape[0] if limit is None else min(int(limit), ds.shape[0])
+        return MRISplit(
+            np.asarray(ds[:n], np.float32),
+            list(f[SOURCE].asstr()[:n]),
+            np.asarray(f[SLICE][:n]),
+            np.asarray(f[DATA_RANGE][:n], np.float32),
+            np.asarray(f[KSPACE][:n]),
+            np.asarray(f[MAPS][:n]),
         )
 
 
@@ -126,12 +181,12 @@ def split_settings(path: str | os.PathLike) -> dict:
 
 
 def iter_split(path: str | os.PathLike, chunk: int = 256) -> Iterator[tuple]:
-    """``(images [k, S, S], source, slice, scale)`` chunks of a split file: bounded memory."""
+    """``(images [k, C, S, S], source, slice, scale)`` chunks of a split file: bounded memory."""
     with open_h5(path) as f:
         ds = _split_images(f)
         for i in range(0, ds.shape[0], chunk):
             j = min(i + chunk, ds.shape[0])
-            yield ds[i:j, 0], f[SOURCE].asstr()[i:j], f[SLICE][i:j], f[SCALE][i:j]
+            yield ds[i:j], f[SOURCE].asstr()[i:j], f[SLICE][i:j], f[SCALE][i:j]
 
 
 class SplitReader:
@@ -142,7 +197,7 @@ class SplitReader:
         self._file: h5py.File | None = None
 
     def read(self, index) -> np.ndarray:
-        """Images ``index`` (a slice, or increasing indices) as float32 ``[k, 1, H, W]``."""
+        """Images ``index`` (a slice, or increasing indices) as float32 ``[k, C, H, W]``."""
         if self._file is None:
             self._file = open_h5(self.path)
         return np.asarray(_split_images(self._file)[index], dtype=np.float32)

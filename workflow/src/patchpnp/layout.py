@@ -46,6 +46,21 @@ PAPER_SCALE_CALIBRATION = f"{RESULTS}/profile/paper_scale_calibration.json"
 TABLES = f"{RESULTS}/tables"
 FIGURES = f"{RESULTS}/figures"
 
+# -- multicoil MRI reconstruction (snakemake mri; ALGORITHMS.md section 11) -------------------
+MRI = f"{RESULTS}/mri"
+MRI_SPLIT = f"{MRI}/data/{{dataset}}/{{split}}.h5"
+MRI_SHARD = f"{MRI}/data/{{dataset}}/shards/{{split}}_{{shard}}.h5"
+MRI_PRIOR_DIR = f"{MRI}/priors/{{prior}}"
+MRI_PRIOR = f"{MRI_PRIOR_DIR}/ema.pt"
+# One acquisition: a dataset under one mask and acceleration, e.g. .../equispaced_x4.
+_MRI_ACQ = "{dataset}/{mask}_x{acceleration}"
+MRI_CELL = f"{MRI}/cells/{_MRI_ACQ}/{{prior}}/{{solver}}/{{size}}"  # .h5 / .csv
+MRI_CLASSICAL = f"{MRI}/cells/{_MRI_ACQ}/classical/{{method}}"  # .h5 / .csv
+MRI_TUNE = f"{MRI}/tune/{_MRI_ACQ}/{{method}}.csv"
+MRI_TUNE_SOLVER = f"{MRI}/tune/{_MRI_ACQ}/{{prior}}/{{solver}}.csv"  # snakemake mri_tune
+MRI_TABLE = f"{TABLES}/mri"  # .csv / .md
+MRI_FIGURE = f"{FIGURES}/mri"  # .png / .pdf
+
 # -- inputs fetched once, outside results/ (git-ignored) -----------------------------------------
 RESOURCES = "resources"
 # torchvision's ImageNet AlexNet weights for LPIPS under torchvision's own file name,
@@ -64,6 +79,9 @@ WILDCARDS = {
     "task": r"[a-z][a-z0-9_]*",
     "size": rf"{WHOLE}|p[1-9]\d*",
     "padding": "|".join((NO_PADDING, *PADDINGS)),
+    "mask": "equispaced|random",
+    "acceleration": r"[1-9]\d*",
+    "method": "zero_filled|sense|cs_wavelet",
 }
 
 

@@ -28,12 +28,27 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from patchpnp.data.fastmri import DataError, Volume, inspect_volume, read_slices
-from patchpnp.formats import SPLIT_SETTINGS, append_split, create_split, iter_split, split_settings
+from patchpnp.formats import (
+    DATA_RANGE,
+    KSPACE,
+    MAPS,
+    MRI_SETTINGS,
+    SPLIT_SETTINGS,
+    append_split,
+    create_split,
+    iter_split,
+    open_h5,
+    split_geometry,
+    split_settings,
+)
 from patchpnp.pipeline.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "eval", "tune")
+# Per-image datasets an MRI split file adds (formats.py), carried through a merge.
+MRI_EXTRAS = (DATA_RANGE, KSPACE, MAPS)
+MERGE_CHUNK_BYTES = 256 * 2**20  # one k-space image of 20 coils at 320 x 320 is 16 MiB
 
 
 def slice_indices(volume: Volume, split: str, edge_slices: int) -> list[int]:
@@ -139,29 +154,71 @@ def extract_volumes(
     return total
 
 
+def create_per_image(f: h5py.File, name: str, shape: tuple[int, ...], dtype) -> None:
+    """An empty, growable ``[0, *shape]`` dataset, one image per chunk (random reads stay cheap)."""
+    f.create_dataset(
+        name, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype, chunks=(1, *shape)
+    )
+
+
+def append_per_image(f: h5py.File, name: str, values: np.ndarray) -> None:
+    n0 = f[name].shape[0]
+    f[name].resize(n0 + len(values), axis=0)
+    f[name][n0:] = values
+
+
+def _shard_layout(shard: str | Path) -> tuple[dict, dict, tuple]:
+    """What must agree across shards: settings (MRI ones too), extra datasets, image shape."""
+    settings = split_settings(shard)
+    _, shape = split_geometry(shard)
+    with open_h5(shard) as f:
+        extras = {k: (f[k].shape[1:], f[k].dtype) for k in MRI_EXTRAS if k in f}
+        keys = [*SPLIT_SETTINGS, *(k for k in MRI_SETTINGS if k in f.attrs)]
+        attrs = {k: (settings[k] if k in settings else f.attrs[k]) for k in keys}
+    return attrs, extras, shape
+
+
 def merge_shards(shards: Sequence[str | Path], output: str | Path, progress: bool = True) -> int:
-    """Concatenate shard files into ``output``, streaming one image chunk at a time."""
+    """Concatenate shard files into ``output``, streaming one image chunk at a time.
+
+    Magnitude and MRI split files alike: the channels come from the first shard, and
+    ``data_range`` / ``kspace`` / ``maps`` are carried when its shards have them.
+    """
     if not shards:
         raise ValueError(f"no shards to merge into {output}")
-    first = None
-    for shard in shards:
-        settings = split_settings(shard)
-        shared = {k: str(settings[k]) for k in SPLIT_SETTINGS}
-        if first is None:
-            first = shared
-            attrs = {k: settings[k] for k in SPLIT_SETTINGS}
-        elif shared != first:
+    attrs, extras, shape = _shard_layout(shards[0])
+    first = {k: str(v) for k, v in attrs.items()}
+    for shard in shards[1:]:
+        a, e, sh = _shard_layout(shard)
+        shared = {k: str(v) for k, v in a.items()}
+        if shared != first:
             raise DataError(
                 f"{shard}: extraction settings {shared} differ from the first shard's {first}"
             )
+        if e != extras or sh != shape:
+            raise DataError(
+                f"{shard}: datasets {sorted(e)} of images {sh} differ from the first shard's "
+                f"{sorted(extras)} of images {shape} (shards of different extractions?)"
+            )
+    # Bounded memory: a chunk of k-space and maps is far larger than one of magnitude images.
+    per_image = np.prod(shape) * 4 + sum(np.prod(s) * d.itemsize for s, d in extras.values())
+    chunk = int(max(1, min(256, MERGE_CHUNK_BYTES // per_image)))
     total = volumes = 0
     with atomic_path(output) as tmp, h5py.File(tmp, "w") as out:
-        create_split(out, int(attrs["image_size"]), attrs)
+        create_split(out, int(attrs["image_size"]), attrs, channels=shape[0])
+        for name, (s, dtype) in extras.items():
+            create_per_image(out, name, s, dtype)
         for shard in tqdm(shards, desc="merge", unit="shard", disable=not progress):
             volumes += int(split_settings(shard)["n_volumes"])
-            for images, source, slices, scale in iter_split(shard):
-                append_split(out, images, source, slices, scale)
-                total += len(images)
+            with open_h5(shard) as src:
+                start = 0
+                for images, source, slices, scale in iter_split(shard, chunk=chunk):
+                    append_split(out, images, source, slices, scale)
+                    stop = start + len(images)
+                    for name in extras:
+                        append_per_image(out, name, src[name][start:stop])
+                    start = stop
+                total += start
         out.attrs.update(n_volumes=volumes, n_images=total)
     log.info("merged %d shards (%d images) into %s", len(shards), total, output)
     return total

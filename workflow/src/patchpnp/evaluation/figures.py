@@ -39,6 +39,7 @@ from patchpnp.pipeline.atomic import atomic_path  # noqa: E402
 __all__ = [
     "FigureError",
     "memory_figure",
+    "mri_figure",
     "padding_figure",
     "psnr",
     "qualitative_figure",
@@ -238,6 +239,64 @@ def qualitative_figure(rows: Sequence[dict], out_stem, index: int = 0) -> tuple[
         return _save(fig, out_stem)
 
 
+# -- multicoil MRI ---------------------------------------------------------------------------
+def _magnitudes(path, key: str, index: int) -> np.ndarray:
+    """``|x|`` of complex image ``index`` stored as (real, imaginary) channels ``[n, 2, H, W]``."""
+    with _open(path) as f:
+        ds = f.get(key)
+        if not isinstance(ds, h5py.Dataset) or ds.ndim != 4 or ds.shape[1] != 2:
+            raise FigureError(f"{path}:{key}: expected complex images as [n, 2, H, W]")
+        if not 0 <= index < ds.shape[0]:
+            raise FigureError(f"{path}:{key}: index {index} out of range for {ds.shape[0]} images")
+        return np.hypot(*ds[index].astype(np.float64))
+
+
+def mri_figure(rows: Sequence[dict], out_stem, index: int = 0) -> tuple[Path, Path]:
+    """Multicoil MRI: per acquisition (row pair), the target and each ``(label, recon_h5)``
+    magnitude with its fastMRI PSNR (data range: the volume's maximum), and below each
+    reconstruction its error map ``| |x_hat| - |x| |`` on a shared scale.
+
+    ``rows``: dicts with ``label`` (e.g. ``4x equispaced``), ``gt`` (the MRI eval split)
+    and ``panels``.
+    """
+    if not rows:
+        raise FigureError("mri_figure: no rows")
+    loaded = []
+    for i, row in enumerate(rows):
+        missing = [k for k in ("label", "gt", "panels") if k not in row]
+        if missing:
+            raise FigureError(f"rows[{i}]: missing key(s) {', '.join(missing)}")
+        gt = _magnitudes(row["gt"], IMAGES, index)
+        with _open(row["gt"]) as f:
+            top = float(f["data_range"][index]) if "data_range" in f else float(gt.max())
+        cells = []
+        for label, path in row["panels"]:
+            img = _magnitudes(path, RECON, index)
+            if img.shape != gt.shape:
+                raise FigureError(f"{path}: image shape {img.shape} differs from {gt.shape}")
+            mse = float(np.mean((img - gt) ** 2))
+            cells.append((str(label), img, 10 * np.log10(top**2 / mse) if mse else np.inf))
+        loaded.append((str(row["label"]), gt / top, [(t, im / top, p) for t, im, p in cells]))
+    ncols = 1 + max(len(c) for _, _, c in loaded)
+    err_max = 0.25
+    size = (1.8 * ncols, 1.9 * 2 * len(loaded))
+    with _figure(2 * len(loaded), ncols, size, "white") as (fig, axes):
+        for i, (label, gt, cells) in enumerate(loaded):
+            top, bottom = axes[2 * i], axes[2 * i + 1]
+            _panel(top[0], np.clip(gt, 0, 1), "target" if i == 0 else None)
+            top[0].set_ylabel(label, fontsize="large")
+            bottom[0].set_axis_off()
+            for j, (title, img, score) in enumerate(cells, start=1):
+                _panel(top[j], np.clip(img, 0, 1), title if i == 0 else None, f"{score:.2f} dB")
+                bottom[j].imshow(np.abs(img - gt), cmap="magma", vmin=0, vmax=err_max)
+                bottom[j].set_xticks([])
+                bottom[j].set_yticks([])
+            bottom[1].set_ylabel(f"|error|, 0-{err_max:g}", fontsize="small")
+            for ax in (*top[len(cells) + 1 :], *bottom[len(cells) + 1 :]):
+                ax.set_axis_off()
+        return _save(fig, out_stem)
+
+
 # -- Fig. 3: memory and time -------------------------------------------------------------------
 def read_profiles(profile_csvs: str | os.PathLike | Iterable[str | os.PathLike]) -> pd.DataFrame:
     """Concatenate profile CSVs, checked per file so an error names the file and column.
@@ -384,6 +443,10 @@ def figure_command(kind: str, inputs: Sequence[str], out_stem: str, index: int =
         written = padding_figure(*inputs, out_stem, index=index)
     elif kind == "qualitative":
         written = qualitative_figure(json.loads(inputs[0]), out_stem, index=index)
+    elif kind == "mri":
+        written = mri_figure(json.loads(inputs[0]), out_stem, index=index)
     else:
-        raise FigureError(f"unknown figure {kind!r}: memory, padding or qualitative")
+        raise FigureError(
+            f"unknown figure {kind!r}: memory, paper-scale, padding, qualitative or mri"
+        )
     return "\n".join(str(w) for w in written)

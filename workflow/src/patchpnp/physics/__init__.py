@@ -10,11 +10,13 @@ one from a task name and its config parameters.
 from __future__ import annotations
 
 from .base import GeneratorLike, LinearOperator
+from .cg import conjugate_gradient
 from .convolution import CircularBlurDecimation
 from .deblur import Deblur
 from .denoising import Denoising
 from .kernels import BlurKernel, bicubic_kernel, box_kernel, gaussian_kernel
-from .mri import MRI, fft2c, ifft2c, line_mask
+from .mri import MRI, fastmri_line_mask, fft2c, ifft2c, line_mask
+from .multicoil import MulticoilMRI, to_channels, to_complex
 from .superres import SuperResolution
 
 OPERATORS: dict[str, type[LinearOperator]] = {
@@ -35,6 +37,7 @@ def make_operator(task: str, **params) -> LinearOperator:
 __all__ = [
     "MRI",
     "OPERATORS",
+    "MulticoilMRI",
     "BlurKernel",
     "CircularBlurDecimation",
     "Deblur",
@@ -44,9 +47,13 @@ __all__ = [
     "SuperResolution",
     "bicubic_kernel",
     "box_kernel",
+    "conjugate_gradient",
+    "fastmri_line_mask",
     "fft2c",
     "gaussian_kernel",
     "ifft2c",
     "line_mask",
     "make_operator",
+    "to_channels",
+    "to_complex",
 ]

@@ -66,6 +66,10 @@ class LinearOperator:
     and :meth:`measure` (e.g. complex noise).
     """
 
+    # The range images live in: solvers clamp their initial guess and estimate to it.
+    # None for images without one (complex images as real and imaginary channels).
+    value_range: tuple[float, float] | None = (0.0, 1.0)
+
     def A(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the forward model to a batch of images ``[B, C, H, W]``."""
         raise NotImplementedError

@@ -45,8 +45,12 @@ def line_mask(
     center_fraction: float = 0.08,
     kind: str = "equispaced",
     seed: int = 0,
+    symmetric: bool = True,
 ) -> torch.Tensor:
     """A boolean mask over the ``width`` phase-encode columns of centred k-space.
+
+    ``symmetric=False`` gives the masks of complex images (multicoil MRI), where
+    ``f`` and ``-f`` carry different information: :func:`fastmri_line_mask`.
 
     The central ``round(center_fraction * width)`` low frequencies (rounded up to a
     symmetric set) are always sampled. Both kinds then aim at ``width / acceleration``
@@ -68,10 +72,9 @@ def line_mask(
     therefore come in pairs; :func:`_equispaced_outer` says how close that lets the
     equispaced count get.
     """
-    if kind not in MASK_TYPES:
-        raise ValueError(f"unknown MRI mask {kind!r}; valid: {list(MASK_TYPES)}")
-    if acceleration < 1:
-        raise ValueError(f"acceleration must be >= 1, got {acceleration}")
+    _check_mask(kind, acceleration, center_fraction)
+    if not symmetric:
+        return fastmri_line_mask(width, acceleration, center_fraction, kind, seed)
     freq = torch.arange(width) - width // 2
     num_low = round(width * center_fraction)
     mask = freq.abs() <= num_low // 2
@@ -84,6 +87,56 @@ def line_mask(
         u = torch.where(freq < 0, u[mirror_columns(width)], u)
         mask |= u < prob
     mask |= mask[mirror_columns(width)]
+    return mask
+
+
+def _check_mask(kind: str, acceleration: float, center_fraction: float) -> None:
+    if kind not in MASK_TYPES:
+        raise ValueError(f"unknown MRI mask {kind!r}; valid: {list(MASK_TYPES)}")
+    if not acceleration >= 1:
+        raise ValueError(f"acceleration must be >= 1, got {acceleration}")
+    if not 0 <= center_fraction <= 1.0 / acceleration:
+        raise ValueError(
+            f"center_fraction must lie in [0, 1 / acceleration = {1 / acceleration:.3g}] (the "
+            f"centre counts towards the width / acceleration lines), got {center_fraction}"
+        )
+
+
+def fastmri_line_mask(
+    width: int,
+    acceleration: float = 4,
+    center_fraction: float = 0.08,
+    kind: str = "equispaced",
+    seed: int = 0,
+) -> torch.Tensor:
+    """fastMRI's line masks for complex images: ``round(width / acceleration)`` lines in all.
+
+    The centre is fastMRI's: ``n_c = round(center_fraction * width)`` adjacent columns
+    starting at ``(width - n_c + 1) // 2``. Then, as fastMRI's mask functions intend
+    (the centre is part of the budget, so the acceleration is what it says):
+
+    - ``equispaced`` (``EquispacedMaskFractionFunc``): the remaining
+      ``round(width / R) - n_c`` lines spread evenly over the columns outside the
+      centre, at the adjusted spacing ``(width - n_c) / (width / R - n_c)``; fixed
+      offset (fastMRI draws one; a fixed one keeps every cell on one mask).
+    - ``random`` (``RandomMaskFunc``): each column outside the centre is sampled with
+      probability ``(width / R - n_c) / (width - n_c)``, from a generator seeded by ``seed``.
+    """
+    _check_mask(kind, acceleration, center_fraction)
+    n_c = round(center_fraction * width)
+    mask = torch.zeros(width, dtype=torch.bool)
+    start = (width - n_c + 1) // 2
+    mask[start : start + n_c] = True
+    outside = torch.nonzero(~mask).flatten()
+    want = max(round(width / acceleration) - n_c, 0)
+    if kind == "equispaced":
+        k = min(want, len(outside))
+        picks = torch.floor((torch.arange(k) + 0.5) * len(outside) / max(k, 1)).long()
+        mask[outside[picks]] = True
+    else:
+        prob = want / max(len(outside), 1)
+        u = torch.rand(width, generator=torch.Generator().manual_seed(int(seed)))
+        mask[outside[u[outside] < prob]] = True
     return mask
 
 

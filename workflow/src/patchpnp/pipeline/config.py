@@ -101,6 +101,7 @@ def _cross_checks(config: dict[str, Any]) -> list[str]:
             out.append(f"config key 'data.datasets.{name}': the name is reserved; choose another")
     out += _prior_checks(config)
     out += _inference_checks(config)
+    out += _mri_checks(config)
     source = (config.get("metrics") or {}).get("lpips_source")
     if source is not None and not source.startswith(("https://", "http://", "file://")):
         out.append(
@@ -192,6 +193,61 @@ def _prior_checks(config: dict[str, Any]) -> list[str]:
                 f"config key '{key}' (training.batch_size): {tr['batch_size']} does not "
                 f"split over {tr['processes']} processes"
             )
+    return out
+
+
+def _mri_checks(config: dict[str, Any]) -> list[str]:
+    """The MRI task's keys against the datasets, priors, network and solvers they name."""
+    mri, out = config["mri"], []
+    datasets = config["data"]["datasets"]
+    for name in mri["datasets"]:
+        if name not in datasets:
+            out.append(f"config key 'mri.datasets': no dataset '{name}' in data.datasets")
+        elif datasets[name]["layout"] != "multicoil":
+            out.append(
+                f"config key 'mri.datasets': '{name}' is {datasets[name]['layout']}; "
+                f"k-space reconstruction needs a multicoil dataset"
+            )
+    for name in mri["priors"]:
+        if name not in config["priors"]:
+            out.append(f"config key 'mri.priors': no prior '{name}' in priors")
+    size = mri["image_size"]
+    if mri["calib_width"] > size:
+        out.append(
+            f"config key 'mri.calib_width': {mri['calib_width']} exceeds mri.image_size {size}"
+        )
+    levels = 2 ** (len(config["network"]["channel_mult"]) - 1)
+    for p in [size, *(s for s in mri["sizes"] if s != "whole")]:
+        if p % levels:
+            out.append(
+                f"config key 'mri.sizes' / 'mri.image_size': {p} is not a multiple of "
+                f"{levels}, which the network's levels need"
+            )
+    for p in (s for s in mri["sizes"] if s != "whole"):
+        if p >= size:
+            out.append(f"config key 'mri.sizes': patch {p} is not smaller than {size}; use whole")
+    for acc, fraction in mri["accelerations"].items():
+        if not str(acc).isdigit() or int(acc) < 1 or fraction > 1 / int(acc):
+            out.append(
+                f"config key 'mri.accelerations.{acc}': an acceleration R >= 1 with a centre "
+                f"fraction at most 1 / R (the centre is part of the width / R lines)"
+            )
+    for solver, spec in mri["solvers"].items():
+        if solver not in SOLVER_KEYS:
+            out.append(
+                f"config key 'mri.solvers.{solver}': unknown solver; expected one of "
+                f"{sorted(SOLVER_KEYS)}"
+            )
+            continue
+        groups = [({k: v for k, v in spec.items() if k not in ("steps", "accelerations")}, "")]
+        groups += [(p, f".accelerations.{a}") for a, p in spec.get("accelerations", {}).items()]
+        for params, where in groups:
+            extra = sorted(set(params) - SOLVER_KEYS[solver])
+            if extra:
+                out.append(
+                    f"config key 'mri.solvers.{solver}{where}': {extra} do not apply to "
+                    f"{solver} (allowed: {sorted(SOLVER_KEYS[solver])})"
+                )
     return out
 
 

@@ -224,3 +224,139 @@ class Plan:
         if self.figure_inputs()["padding"] is not None:
             stems.append("fig1_padding")
         return [f"{layout.FIGURES}/{s}.{ext}" for s in sorted(stems) for ext in ("png", "pdf")]
+
+
+def _by_int(mapping: dict) -> dict:
+    """Keys as ints: YAML reads ``{4: ...}`` with int keys, JSON (``--config``) as strings."""
+    return {int(k): v for k, v in mapping.items()}
+
+
+class MRIPlan:
+    """What ``snakemake mri`` computes (config section ``mri``; ALGORITHMS.md section 11):
+    per multicoil dataset and acquisition (mask, acceleration), the classical baselines
+    and every (prior, solver, inference size) diffusion cell."""
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self.config = plan.config
+        self.mri = self.config["mri"]
+
+    @property
+    def datasets(self) -> list[str]:
+        return list(self.mri["datasets"])
+
+    def split_files(self) -> list[str]:
+        return [
+            layout.MRI_SPLIT.format(dataset=d, split=s)
+            for d in self.datasets
+            for s in self.plan.splits(d)
+        ]
+
+    def train_files(self) -> list[str]:
+        return [
+            layout.MRI_SPLIT.format(dataset=d, split="train")
+            for d in self.datasets
+            if "train" in self.plan.splits(d)
+        ]
+
+    def center_fraction(self, acceleration) -> float:
+        return float(_by_int(self.mri["accelerations"])[int(acceleration)])
+
+    def acquisitions(self) -> list[dict[str, str]]:
+        """Wildcards ``dataset, mask, acceleration`` of every acquisition."""
+        return [
+            {"dataset": d, "mask": m, "acceleration": str(a)}
+            for d in self.datasets
+            for m in self.mri["masks"]
+            for a in self.mri["accelerations"]
+        ]
+
+    def solver_params(self, solver: str, acceleration) -> dict:
+        """Steps and parameters of ``solver`` at ``acceleration`` (its overrides last)."""
+        spec = {k: v for k, v in self.mri["solvers"][solver].items() if k != "accelerations"}
+        overrides = _by_int(self.mri["solvers"][solver].get("accelerations", {}))
+        spec.update(overrides.get(int(acceleration), {}))
+        return spec
+
+    def tuned_value(self, solver: str, acceleration) -> float:
+        """The value ``snakemake mri_tune`` sweeps around: DiffPIR's lam, DPS's zeta."""
+        from patchpnp.params import TUNED
+
+        return float(self.solver_params(solver, acceleration)[TUNED[solver]])
+
+    def cells(self) -> list[dict[str, str]]:
+        """Wildcards of every diffusion cell (:data:`patchpnp.layout.MRI_CELL`)."""
+        return [
+            {**acq, "prior": p, "solver": s, "size": layout.size_tag(z)}
+            for acq in self.acquisitions()
+            for p in self.mri["priors"]
+            for s in self.mri["solvers"]
+            for z in self.mri["sizes"]
+        ]
+
+    def solver_tuning_files(self) -> list[str]:
+        """``snakemake mri_tune``: each prior and solver's lam / zeta at each acquisition."""
+        return [
+            layout.MRI_TUNE_SOLVER.format(**acq, prior=p, solver=s)
+            for acq in self.acquisitions()
+            for p in self.mri["priors"]
+            for s in self.mri["solvers"]
+        ]
+
+    def classical(self) -> list[dict[str, str]]:
+        return [
+            {**acq, "method": m}
+            for acq in self.acquisitions()
+            for m in ("zero_filled", "sense", "cs_wavelet")
+        ]
+
+    def metrics_files(self) -> list[str]:
+        return [f"{layout.MRI_CELL.format(**c)}.csv" for c in self.cells()] + [
+            f"{layout.MRI_CLASSICAL.format(**c)}.csv" for c in self.classical()
+        ]
+
+    def figure_rows(self) -> list[dict]:
+        """The MRI figure: per acquisition of the first dataset, zero filling, CS, then the
+        first solver with the whole prior at whole size and the patch prior (the last of
+        ``mri.priors``) at the smallest patch size."""
+        if not self.datasets:
+            return []
+        dataset, solver = self.datasets[0], next(iter(self.mri["solvers"]))
+        whole_prior, patch_prior = self.mri["priors"][0], self.mri["priors"][-1]
+        patch = [z for z in self.mri["sizes"] if z != WHOLE]
+        rows = []
+        for acq in self.acquisitions():
+            if acq["dataset"] != dataset:
+                continue
+            cell = {**acq, "solver": solver}
+            panels = [
+                ("zero-filled", layout.MRI_CLASSICAL.format(**acq, method="zero_filled")),
+                ("CS wavelet", layout.MRI_CLASSICAL.format(**acq, method="cs_wavelet")),
+                (
+                    f"{solver}, {whole_prior} prior, whole",
+                    layout.MRI_CELL.format(**cell, prior=whole_prior, size=WHOLE),
+                ),
+            ]
+            if patch:
+                size = layout.size_tag(min(int(z) for z in patch))
+                panels.append(
+                    (
+                        f"{solver}, {patch_prior} prior, {size}",
+                        layout.MRI_CELL.format(**cell, prior=patch_prior, size=size),
+                    )
+                )
+            rows.append(
+                {
+                    "label": f"{acq['acceleration']}x {acq['mask']}",
+                    "gt": layout.MRI_SPLIT.format(dataset=dataset, split="eval"),
+                    "panels": [(label, f"{path}.h5") for label, path in panels],
+                }
+            )
+        return rows
+
+    def targets(self) -> list[str]:
+        """The table and figure (nothing when ``mri.datasets`` is empty: no MRI task)."""
+        if not self.datasets:
+            return []
+        stem_t, stem_f = layout.MRI_TABLE, layout.MRI_FIGURE
+        return [f"{stem_t}.csv", f"{stem_t}.md", f"{stem_f}.png", f"{stem_f}.pdf"]

@@ -123,8 +123,9 @@ class DiffusionSolver:
         sigma_start: start below ``sigma_max`` from the noised initial guess (see
             :func:`edm_sigmas`); None starts at ``sigma_max``.
         sigma_max, sigma_min, rho: the EDM schedule (section 6 defaults).
-        clip_output: clamp the returned estimate to [0, 1] (intermediate states are
-            never clamped).
+        clip_output: clamp the returned estimate to the operator's ``value_range``, [0, 1]
+            for magnitude images, none for complex ones (intermediate states are never
+            clamped).
     """
 
     name = "solver"
@@ -221,8 +222,9 @@ class DiffusionSolver:
         x_hat, backward = self._run(x, y, sigma_n, streams, names)
         wall = time.perf_counter() - start
         after = self.denoiser.tile_counters()
-        if self.clip_output:
-            x_hat = x_hat.clamp(0.0, 1.0)
+        value_range = self.operator.value_range
+        if self.clip_output and value_range is not None:
+            x_hat = x_hat.clamp(*value_range)
 
         tiles = back_tiles = None
         if before is not None and after is not None:
@@ -266,8 +268,9 @@ class DiffusionSolver:
                     f"(the measurement's), above the first level {s0:.4g} the denoiser "
                     f"would be told; raise sigma_start to at least sigma_n"
                 )
-            if not bool((carried > 0).any()):
-                x_init = x_init.clamp(0.0, 1.0)
+            value_range = self.operator.value_range
+            if not bool((carried > 0).any()) and value_range is not None:
+                x_init = x_init.clamp(*value_range)
             added = (s0**2 - carried**2).clamp(min=0.0).sqrt()
             added = added.to(device=x_init.device, dtype=x_init.dtype)
             noise = per_sample_noise(x_init, streams.solver(INIT_STEP))

@@ -46,6 +46,20 @@ def resolve_prior(config: dict, name: str) -> dict:
     }
 
 
+def resolve_mri_prior(config: dict, name: str) -> dict:
+    """Prior ``name`` as the MRI task trains it: the same scheme and network on complex
+    images (2 channels: real, imaginary) of ``mri.image_size``, with ``mri.training``
+    over the shared training settings."""
+    mri = config["mri"]
+    derived = {
+        **config,
+        "network": {**config["network"], "img_channels": 2},
+        "training": {**config["training"], **mri.get("training", {})},
+        "data": {**config["data"], "image_size": mri["image_size"]},
+    }
+    return resolve_prior(derived, name)
+
+
 def _flatten(d: dict, prefix: tuple = ()) -> dict:
     out = {}
     for k, v in d.items():

@@ -1,0 +1,456 @@
+"""One cell of the MRI grid: a multicoil acquisition and a reconstruction method.
+
+ALGORITHMS.md section 11. A cell reads an MRI split file (:mod:`patchpnp.formats`),
+undersamples each slice's measured k-space retrospectively with the acquisition's
+line mask (``y = M k``: the data's own noise, as an MRI reader expects, not noise we
+add), reconstructs with one method and scores the magnitude images as fastMRI does
+(:mod:`patchpnp.evaluation.mri_metrics`). Methods:
+
+- ``zero_filled``, ``sense``, ``cs_wavelet``: the classical baselines
+  (:mod:`patchpnp.inference.mri_baselines`), their ``lam`` chosen by :func:`tune_mri`
+  on the tuning slices;
+- ``diffusion``: DPS or DiffPIR around a prior trained on complex images, whole or
+  through the shifted-grid patch wrapper (channels ride along).
+
+Every cell of an acquisition sees the same ``y`` (the mask is fixed by its seed), and
+the solvers' draws are keyed by (seed, image, purpose, step), so whole and patch cells
+are paired per image. Outputs: ``<cell>.h5`` (reconstructions ``[n, 2, S, S]`` and the
+measurements) and ``<cell>.csv`` (one row per image, with the cell's keys).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from patchpnp.errors import PatchpnpError
+from patchpnp.evaluation.metrics import data_consistency
+from patchpnp.evaluation.mri_metrics import mri_scores
+from patchpnp.formats import MRISplit, read_mri_split, write_recon
+from patchpnp.inference.mri_baselines import choose_interior, lambda_grid, reconstruct
+from patchpnp.physics.multicoil import MulticoilMRI
+from patchpnp.pipeline.atomic import atomic_path
+from patchpnp.runtime import select_device, use_threads
+
+log = logging.getLogger(__name__)
+
+DIFFUSION = "diffusion"
+CLASSICAL = ("zero_filled", "sense", "cs_wavelet")
+METHODS = (*CLASSICAL, DIFFUSION)
+TUNED = ("sense", "cs_wavelet")  # the classical methods with a regularisation weight
+# Per-image columns of a cell's metrics file, after the cell's keys (MRI_CELL_KEYS).
+MRI_CELL_KEYS = ("dataset", "acceleration", "mask", "method", "prior", "solver", "size")
+NONE = "none"  # prior / solver of a classical cell
+
+
+class MRIError(PatchpnpError, ValueError):
+    """An MRI cell cannot run with these settings; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Acquisition:
+    """How the k-space of a cell is undersampled, and what the data step assumes."""
+
+    acceleration: int
+    center_fraction: float
+    mask: str = "equispaced"
+    mask_seed: int = 0
+    sigma_n: float = 0.01
+    cg_iters: int = 10
+
+    def operator(self, maps: torch.Tensor) -> MulticoilMRI:
+        return MulticoilMRI(
+            maps,
+            self.acceleration,
+            self.center_fraction,
+            self.mask,
+            self.mask_seed,
+            self.cg_iters,
+        )
+
+
+def _reconstructor(
+    method: str,
+    *,
+    lam: float | None,
+    iters: int | None,
+    solver: str | None,
+    solver_params: dict | None,
+    denoiser,
+    sigma_n: float = 0.0,
+) -> Callable:
+    """``f(op, y, names) -> (x_hat [B, 2, S, S], nfe)`` for one method."""
+    if method == DIFFUSION:
+        from patchpnp.solvers import SolveStreams, make_solver
+
+        def diffusion(op, y, names, seed):
+            engine = make_solver(solver, denoiser, op, **(solver_params or {}))
+            streams = SolveStreams.for_names(seed, names)
+            x_hat, info = engine.solve(y, sigma_n, streams, names=names)
+            return x_hat, info["nfe"]
+
+        return diffusion
+
+    def classical(op, y, names, seed):
+        return reconstruct(method, op, y, lam=lam, iters=iters), 0
+
+    return classical
+
+
+def check_method(method: str, solver: str | None, prior, lam) -> None:
+    """Refuse a cell that cannot run, before anything is loaded."""
+    if method not in METHODS:
+        raise MRIError(f"unknown MRI method {method!r}; expected one of {METHODS}")
+    if method == DIFFUSION:
+        from patchpnp.solvers import SOLVERS
+
+        if solver not in SOLVERS:
+            raise MRIError(f"method diffusion needs a solver of {sorted(SOLVERS)}, got {solver!r}")
+        if prior is None:
+            raise MRIError("method diffusion needs a prior (--prior)")
+    elif method in TUNED and (lam is None or not lam >= 0):
+        raise MRIError(f"method {method} needs a regularisation weight lam >= 0, got {lam}")
+
+
+def run_split(
+    split: MRISplit,
+    acquisition: Acquisition,
+    recon_fn: Callable,
+    *,
+    batch_images: int,
+    seed: int,
+    device: torch.device,
+    desc: str = "",
+    progress: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor, pd.DataFrame]:
+    """Reconstruct every slice of ``split``; return ``(recon, y, per-image metrics)``."""
+    n = len(split.images)
+    names = split.names()
+    recon = torch.empty(split.images.shape, dtype=torch.float32)
+    ys, rows = [], []
+    for start in tqdm(range(0, n, batch_images), desc=desc, disable=not progress):
+        idx = list(range(start, min(start + batch_images, n)))
+        maps = torch.from_numpy(split.maps[idx]).to(device)
+        op = acquisition.operator(maps)
+        y = op.undersample(torch.from_numpy(split.kspace[idx]).to(device))
+        t0 = time.perf_counter()
+        x_hat, nfe = recon_fn(op, y, [names[i] for i in idx], seed)
+        seconds = (time.perf_counter() - t0) / len(idx)
+        x_hat = x_hat.detach().float()
+        recon[idx] = x_hat.cpu()
+        ys.append(y.cpu())
+        dc = data_consistency(op, x_hat, y, acquisition.sigma_n)
+        scores = mri_scores(
+            x_hat.cpu().numpy(), split.images[idx], split.data_range[idx].astype(np.float64)
+        )
+        for j, i in enumerate(idx):
+            rows.append(
+                {
+                    "image": i,
+                    "source": split.source[i],
+                    "slice": int(split.slice[i]),
+                    **{k: float(v[j]) for k, v in scores.items()},
+                    "data_consistency": float(dc[j]),
+                    "cg_residual_max": float(op.worst_residual[j]),
+                    "nfe": nfe,
+                    "seconds": seconds,
+                }
+            )
+        if op.worst_residual.numel() and float(op.worst_residual.max()) > 0:
+            log.info(
+                "%s images %d-%d: CG relative residual at most %.2e (%d iterations)",
+                desc,
+                idx[0],
+                idx[-1],
+                float(op.worst_residual.max()),
+                acquisition.cg_iters,
+            )
+    return recon, torch.cat(ys), pd.DataFrame(rows)
+
+
+def _load_denoiser(prior, size, padding, patch_batch, device, precision):
+    from patchpnp.inference.patches import ShiftedGridDenoiser
+    from patchpnp.prior.loading import load_prior
+
+    denoiser, settings = load_prior(prior, device, precision=precision)
+    if settings["network"]["img_channels"] != 2:
+        raise MRIError(
+            f"{prior}: the prior was trained on {settings['network']['img_channels']}-channel "
+            f"images; MRI reconstruction needs one trained on complex (2-channel) images"
+        )
+    if str(size) != "whole":
+        denoiser = ShiftedGridDenoiser(
+            denoiser, int(size), padding=padding, patch_batch=patch_batch
+        )
+    return denoiser
+
+
+def run_mri_cell(
+    data: str | Path,
+    recon_path: str | Path,
+    metrics_path: str | Path,
+    *,
+    dataset: str,
+    acquisition: Acquisition,
+    method: str,
+    lam: float | None = None,
+    iters: int | None = None,
+    solver: str | None = None,
+    solver_params: dict | None = None,
+    prior: str | Path | None = None,
+    size="whole",
+    padding: str = "reflect",
+    patch_batch: int | None = None,
+    batch_images: int = 12,
+    seed: int = 0,
+    device: str = "auto",
+    threads: int | None = None,
+    precision: str = "float32",
+    limit: int | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Run one MRI cell and write its reconstructions and per-image metrics."""
+    check_method(method, solver, prior, lam)
+    split = read_mri_split(data, limit)
+    use_threads(threads)
+    dev = select_device(device)
+    denoiser = None
+    if method == DIFFUSION:
+        denoiser = _load_denoiser(prior, size, padding, patch_batch, dev, precision)
+    recon_fn = _reconstructor(
+        method,
+        lam=lam,
+        iters=iters,
+        solver=solver,
+        solver_params=solver_params,
+        denoiser=denoiser,
+        sigma_n=acquisition.sigma_n,
+    )
+    keys = {
+        "dataset": dataset,
+        "acceleration": acquisition.acceleration,
+        "mask": acquisition.mask,
+        "method": method,
+        "prior": NONE if method != DIFFUSION else Path(str(prior)).parent.name,
+        "solver": NONE if method != DIFFUSION else solver,
+        "size": str(size) if method == DIFFUSION else "whole",
+    }
+    desc = f"{method} {keys['solver']} {keys['size']} x{acquisition.acceleration}"
+    recon, y, table = run_split(
+        split,
+        acquisition,
+        recon_fn,
+        batch_images=batch_images,
+        seed=seed,
+        device=dev,
+        desc=desc,
+        progress=progress,
+    )
+    table = table.assign(**keys, lam=np.nan if lam is None else float(lam))
+    table = table[[*MRI_CELL_KEYS, *[c for c in table.columns if c not in MRI_CELL_KEYS]]]
+    attrs = {**{k: str(v) for k, v in keys.items()}, **asdict(acquisition), "seed": seed}
+    attrs["padding"] = padding if str(size) != "whole" else "none"
+    with atomic_path(recon_path) as tmp, h5py.File(tmp, "w") as f:
+        write_recon(f, recon.numpy(), y.numpy(), attrs)
+    with atomic_path(metrics_path) as tmp:
+        table.to_csv(tmp, index=False)
+    log.info(
+        "%s: PSNR %.2f dB, SSIM %.4f over %d slices",
+        desc,
+        *table[["psnr", "ssim"]].mean(),
+        len(table),
+    )
+    return table
+
+
+def tune_mri(
+    data: str | Path,
+    output: str | Path,
+    *,
+    acquisition: Acquisition,
+    method: str,
+    values: list[float],
+    iters: int | None = None,
+    solver: str | None = None,
+    solver_params: dict | None = None,
+    prior: str | Path | None = None,
+    batch_images: int = 12,
+    seed: int = 0,
+    device: str = "cpu",
+    threads: int | None = None,
+    precision: str = "float32",
+    limit: int | None = None,
+    progress: bool = True,
+) -> float:
+    """Sweep one parameter over ``values`` on the tuning slices: a classical method's
+    ``lam``, or a diffusion solver's (:data:`patchpnp.params.TUNED`: DiffPIR's ``lam``,
+    DPS's ``zeta``) with ``prior`` at whole-image inference. Writes the sweep (mean PSNR,
+    SSIM, NMSE per value, the chosen row marked) and returns the value of best mean PSNR.
+    A best value on the grid's edge is logged as a warning and marked ``interior =
+    False`` (:func:`~patchpnp.inference.mri_baselines.choose_interior`)."""
+    from patchpnp.params import TUNED as SOLVER_TUNED
+
+    if method not in (*TUNED, DIFFUSION):
+        raise MRIError(f"only {(*TUNED, DIFFUSION)} have a parameter to tune, not {method!r}")
+    check_method(method, solver, prior, 0.0)
+    param = SOLVER_TUNED[solver] if method == DIFFUSION else "lam"
+    split = read_mri_split(data, limit)
+    use_threads(threads)
+    dev = select_device(device)
+    denoiser = None
+    if method == DIFFUSION:
+        denoiser = _load_denoiser(prior, "whole", "reflect", None, dev, precision)
+    rows = []
+    desc = f"tune {solver or method} {param} x{acquisition.acceleration}"
+    for value in tqdm(values, desc=desc, disable=not progress):
+        fn = _reconstructor(
+            method,
+            lam=value if method != DIFFUSION else None,
+            iters=iters,
+            solver=solver,
+            solver_params={**(solver_params or {}), param: value},
+            denoiser=denoiser,
+            sigma_n=acquisition.sigma_n,
+        )
+        _, _, table = run_split(
+            split, acquisition, fn, batch_images=batch_images, seed=seed, device=dev, progress=False
+        )
+        rows.append({param: value, **table[["psnr", "ssim", "nmse"]].mean().to_dict()})
+    sweep = pd.DataFrame(rows)
+    choice = choose_interior(values, sweep["psnr"].to_numpy())
+    sweep["chosen"] = sweep.index == choice.index
+    sweep["interior"] = choice.interior
+    sweep = sweep.assign(
+        method=method,
+        solver=solver or NONE,
+        prior=Path(str(prior)).parent.name if prior else NONE,
+        acceleration=acquisition.acceleration,
+        mask=acquisition.mask,
+    )
+    with atomic_path(output) as tmp:
+        sweep.to_csv(tmp, index=False)
+    log.info("%s: chose %s = %.4g (interior: %s)", desc, param, choice.value, choice.interior)
+    return choice.value
+
+
+def read_tuned(path: str | Path) -> float:
+    """The chosen ``lam`` of a classical method's sweep written by :func:`tune_mri`."""
+    sweep = pd.read_csv(path)
+    if "lam" not in sweep.columns:
+        raise MRIError(f"{path}: not a lam sweep (columns {list(sweep.columns)})")
+    chosen = sweep.loc[sweep["chosen"].astype(bool), "lam"]
+    if len(chosen) != 1 or not math.isfinite(float(chosen.iloc[0])):
+        raise MRIError(f"{path}: a tuning sweep must mark exactly one chosen lam")
+    return float(chosen.iloc[0])
+
+
+def mri_cell_command(
+    data: str,
+    recon: str,
+    metrics: str,
+    dataset: str,
+    method: str,
+    acceleration: int,
+    center_fraction: float,
+    mask: str,
+    sigma_n: float,
+    cg_iters: int,
+    lam: float | None = None,
+    lam_file: str | None = None,
+    iters: int | None = None,
+    solver: str | None = None,
+    solver_params: dict | None = None,
+    prior: str | None = None,
+    size="whole",
+    padding: str = "reflect",
+    patch_batch: int | None = None,
+    batch_images: int = 12,
+    seed: int = 0,
+    device: str = "auto",
+    threads: int | None = None,
+    precision: str = "float32",
+    limit: int | None = None,
+) -> str:
+    """``patchpnp mri-cell``: one MRI cell (``--lam-file``: a tuning sweep's choice)."""
+    if lam_file is not None:
+        lam = read_tuned(lam_file)
+    acquisition = Acquisition(acceleration, center_fraction, mask, seed, sigma_n, cg_iters)
+    table = run_mri_cell(
+        data,
+        recon,
+        metrics,
+        dataset=dataset,
+        acquisition=acquisition,
+        method=method,
+        lam=lam,
+        iters=iters,
+        solver=solver,
+        solver_params=solver_params,
+        prior=prior,
+        size=size,
+        padding=padding,
+        patch_batch=patch_batch,
+        batch_images=batch_images,
+        seed=seed,
+        device=device,
+        threads=threads,
+        precision=precision,
+        limit=limit,
+    )
+    return f"{metrics}: PSNR {table['psnr'].mean():.2f} dB over {len(table)} slices"
+
+
+def mri_tune_command(
+    data: str,
+    output: str,
+    method: str,
+    acceleration: int,
+    center_fraction: float,
+    mask: str,
+    sigma_n: float,
+    cg_iters: int,
+    lam_center: float,
+    decades: float,
+    points: int,
+    iters: int | None = None,
+    solver: str | None = None,
+    solver_params: dict | None = None,
+    prior: str | None = None,
+    batch_images: int = 12,
+    seed: int = 0,
+    device: str = "cpu",
+    threads: int | None = None,
+    precision: str = "float32",
+    limit: int | None = None,
+) -> str:
+    """``patchpnp mri-tune``: a classical method's lam, or a diffusion solver's lam / zeta,
+    swept on a log grid over the tuning slices."""
+    acquisition = Acquisition(acceleration, center_fraction, mask, seed, sigma_n, cg_iters)
+    best = tune_mri(
+        data,
+        output,
+        acquisition=acquisition,
+        method=method,
+        values=[float(v) for v in lambda_grid(lam_center, decades, points)],
+        iters=iters,
+        solver=solver,
+        solver_params=solver_params,
+        prior=prior,
+        batch_images=batch_images,
+        seed=seed,
+        device=device,
+        threads=threads,
+        precision=precision,
+        limit=limit,
+    )
+    return f"{output}: {solver or method} x{acceleration} chose {best:.4g}"
