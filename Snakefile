@@ -66,5 +66,9 @@ onsuccess:
         " figures: results/figures/; build the report with"
         " `snakemake --report results/report.html`."
     )
+    if os.path.exists(f"{layout.MRI_TABLE}.md"):
+        print(
+            f"patchpnp: multicoil MRI (snakemake mri): {layout.MRI_TABLE}.md, {layout.MRI_FIGURE}.png"
+        )
     if lpips_note():
         print(lpips_note())

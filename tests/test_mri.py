@@ -240,7 +240,12 @@ def test_mri_plan_cells_and_overrides():
     assert mri.solver_params("dps", "4")["zeta"] == 0.3
     rows = mri.figure_rows()
     assert [r["label"] for r in rows] == ["4x equispaced", "8x equispaced"]
-    assert rows[0]["panels"][-1][1].endswith("/patch/diffpir/p8.h5")
+    assert [p[1].rsplit("/", 3)[-3:] for p in rows[0]["panels"][2:]] == [
+        ["whole", "diffpir", "whole.h5"],
+        ["patch", "diffpir", "p8.h5"],
+        ["whole", "dps", "whole.h5"],
+        ["patch", "dps", "p8.h5"],
+    ]
     off = tiny_mri_config()
     off["mri"]["datasets"] = []
     assert MRIPlan(Plan(off)).targets() == []

@@ -316,35 +316,38 @@ class MRIPlan:
         ]
 
     def figure_rows(self) -> list[dict]:
-        """The MRI figure: per acquisition of the first dataset, zero filling, CS, then the
-        first solver with the whole prior at whole size and the patch prior (the last of
-        ``mri.priors``) at the smallest patch size."""
+        """The MRI figure: per acquisition of the first dataset, zero filling, CS, then
+        each solver with the whole prior (the first of ``mri.priors``) at whole size and
+        the patch prior (the last) at the smallest patch size."""
         if not self.datasets:
             return []
-        dataset, solver = self.datasets[0], next(iter(self.mri["solvers"]))
+        dataset = self.datasets[0]
         whole_prior, patch_prior = self.mri["priors"][0], self.mri["priors"][-1]
-        patch = [z for z in self.mri["sizes"] if z != WHOLE]
+        patch = [int(z) for z in self.mri["sizes"] if z != WHOLE]
         rows = []
         for acq in self.acquisitions():
             if acq["dataset"] != dataset:
                 continue
-            cell = {**acq, "solver": solver}
             panels = [
                 ("zero-filled", layout.MRI_CLASSICAL.format(**acq, method="zero_filled")),
                 ("CS wavelet", layout.MRI_CLASSICAL.format(**acq, method="cs_wavelet")),
-                (
-                    f"{solver}, {whole_prior} prior, whole",
-                    layout.MRI_CELL.format(**cell, prior=whole_prior, size=WHOLE),
-                ),
             ]
-            if patch:
-                size = layout.size_tag(min(int(z) for z in patch))
+            for solver in self.mri["solvers"]:
+                cell = {**acq, "solver": solver}
                 panels.append(
                     (
-                        f"{solver}, {patch_prior} prior, {size}",
-                        layout.MRI_CELL.format(**cell, prior=patch_prior, size=size),
+                        f"{solver}, {whole_prior} prior, whole",
+                        layout.MRI_CELL.format(**cell, prior=whole_prior, size=WHOLE),
                     )
                 )
+                if patch:
+                    size = layout.size_tag(min(patch))
+                    panels.append(
+                        (
+                            f"{solver}, {patch_prior} prior, {size}",
+                            layout.MRI_CELL.format(**cell, prior=patch_prior, size=size),
+                        )
+                    )
             rows.append(
                 {
                     "label": f"{acq['acceleration']}x {acq['mask']}",
