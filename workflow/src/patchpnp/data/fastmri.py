@@ -13,6 +13,8 @@ names the file (and slice) and says what was expected, so that a bad file in a
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,39 +100,51 @@ def _layout_of(path: Path, f: h5py.File) -> str:
     )
 
 
-def inspect_volume(path: str | Path, layout: str = "any") -> Volume:
-    """Open ``path`` and check that it is a readable fastMRI volume of ``layout``."""
-    path = Path(path)
+@contextmanager
+def open_volume(path: Path) -> Iterator[h5py.File]:
+    """``path`` opened for reading; a missing, non-HDF5 or truncated file is a
+    :class:`DataError` naming it (h5py reports truncation and corruption as OSError)."""
     if not path.is_file():
         raise DataError(f"{path}: file does not exist")
     if not h5py.is_hdf5(path):
         raise DataError(f"{path}: not an HDF5 file (truncated, empty or another format)")
     try:
         with h5py.File(path, "r") as f:
-            found = _layout_of(path, f)
-            if layout != "any" and found != layout:
-                raise DataError(f"{path}: volume is {found}, but the dataset expects {layout}")
-            key = RECONSTRUCTION_KEY[found]
-            if key not in f:
-                raise DataError(
-                    f"{path}: {found} volume has no '{key}' reconstruction "
-                    f"(fastMRI test/challenge volumes ship k-space only and cannot be used)"
-                )
-            recon = f[key]
-            if recon.ndim != 3:
-                raise DataError(
-                    f"{path}: '{key}' has shape {recon.shape}; expected [slices, height, width]"
-                )
-            n, h, w = recon.shape
-            if n == 0:
-                raise DataError(f"{path}: '{key}' holds no slices")
-            acq = f.attrs.get("acquisition", "")
-            acq = acq.decode() if isinstance(acq, bytes) else str(acq)
-            return Volume(path, found, key, n, h, w, acq)
-    except OSError as err:  # h5py reports truncation and corruption as OSError
+            yield f
+    except OSError as err:
         raise DataError(
             f"{path}: cannot be read as HDF5 ({err}); the file may be truncated"
         ) from err
+
+
+def acquisition_of(f: h5py.File) -> str:
+    """The volume's ``acquisition`` attribute as text ('' when absent)."""
+    acq = f.attrs.get("acquisition", "")
+    return acq.decode() if isinstance(acq, bytes) else str(acq)
+
+
+def inspect_volume(path: str | Path, layout: str = "any") -> Volume:
+    """Open ``path`` and check that it is a readable fastMRI volume of ``layout``."""
+    path = Path(path)
+    with open_volume(path) as f:
+        found = _layout_of(path, f)
+        if layout != "any" and found != layout:
+            raise DataError(f"{path}: volume is {found}, but the dataset expects {layout}")
+        key = RECONSTRUCTION_KEY[found]
+        if key not in f:
+            raise DataError(
+                f"{path}: {found} volume has no '{key}' reconstruction "
+                f"(fastMRI test/challenge volumes ship k-space only and cannot be used)"
+            )
+        recon = f[key]
+        if recon.ndim != 3:
+            raise DataError(
+                f"{path}: '{key}' has shape {recon.shape}; expected [slices, height, width]"
+            )
+        n, h, w = recon.shape
+        if n == 0:
+            raise DataError(f"{path}: '{key}' holds no slices")
+        return Volume(path, found, key, n, h, w, acquisition_of(f))
 
 
 def read_slices(volume: Volume, indices: list[int]) -> np.ndarray:

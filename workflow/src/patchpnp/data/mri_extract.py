@@ -48,7 +48,13 @@ from patchpnp.data.extract import (
     create_per_image,
     slice_indices,
 )
-from patchpnp.data.fastmri import RECONSTRUCTION_KEY, DataError, Volume
+from patchpnp.data.fastmri import (
+    RECONSTRUCTION_KEY,
+    DataError,
+    Volume,
+    acquisition_of,
+    open_volume,
+)
 from patchpnp.formats import DATA_RANGE, KSPACE, MAPS, append_split, create_split
 from patchpnp.pipeline.atomic import atomic_path
 
@@ -68,41 +74,29 @@ class MriVolume(Volume):
 def inspect_mri_volume(path: str | Path) -> MriVolume:
     """Open ``path`` and check that it holds multicoil k-space ``[slices, coils, H, W]``."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file does not exist")
-    if not h5py.is_hdf5(path):
-        raise DataError(f"{path}: not an HDF5 file (truncated, empty or another format)")
-    try:
-        with h5py.File(path, "r") as f:
-            k = f.get("kspace")
-            if not isinstance(k, h5py.Dataset):
-                raise DataError(f"{path}: no k-space ('kspace' dataset); the MRI task needs it")
-            if k.ndim == 3:
-                raise DataError(
-                    f"{path}: 'kspace' {k.shape} is singlecoil; the MRI task needs multicoil "
-                    "k-space [slices, coils, height, width]"
-                )
-            if k.ndim != 4 or k.dtype.kind != "c":
-                raise DataError(
-                    f"{path}: 'kspace' is {k.dtype} {k.shape}; expected complex "
-                    "[slices, coils, height, width]"
-                )
-            n, c, h, w = k.shape
-            if n == 0 or c == 0:
-                raise DataError(f"{path}: 'kspace' {k.shape} holds no slices or no coils")
-            key = RSS_KEY if RSS_KEY in f else ""
-            if key and f[key].shape[:1] != (n,):
-                raise DataError(
-                    f"{path}: '{key}' {f[key].shape} and 'kspace' {k.shape} disagree on the "
-                    "slice count"
-                )
-            acq = f.attrs.get("acquisition", "")
-            acq = acq.decode() if isinstance(acq, bytes) else str(acq)
-            return MriVolume(path, "multicoil", key, n, h, w, acq, coils=c)
-    except OSError as err:  # h5py reports truncation and corruption as OSError
-        raise DataError(
-            f"{path}: cannot be read as HDF5 ({err}); the file may be truncated"
-        ) from err
+    with open_volume(path) as f:
+        k = f.get("kspace")
+        if not isinstance(k, h5py.Dataset):
+            raise DataError(f"{path}: no k-space ('kspace' dataset); the MRI task needs it")
+        if k.ndim == 3:
+            raise DataError(
+                f"{path}: 'kspace' {k.shape} is singlecoil; the MRI task needs multicoil "
+                "k-space [slices, coils, height, width]"
+            )
+        if k.ndim != 4 or k.dtype.kind != "c":
+            raise DataError(
+                f"{path}: 'kspace' is {k.dtype} {k.shape}; expected complex "
+                "[slices, coils, height, width]"
+            )
+        n, c, h, w = k.shape
+        if n == 0 or c == 0:
+            raise DataError(f"{path}: 'kspace' {k.shape} holds no slices or no coils")
+        key = RSS_KEY if RSS_KEY in f else ""
+        if key and f[key].shape[:1] != (n,):
+            raise DataError(
+                f"{path}: '{key}' {f[key].shape} and 'kspace' {k.shape} disagree on the slice count"
+            )
+        return MriVolume(path, "multicoil", key, n, h, w, acquisition_of(f), coils=c)
 
 
 def _read_kspace(vol: MriVolume, ds: h5py.Dataset, index: int) -> np.ndarray:
