@@ -72,7 +72,7 @@ log = logging.getLogger(__name__)
 
 DDPM_STEPS = 1000
 METHODS = ("ours", "deepinv", "ours_ddpm_levels")
-INSTALL_HINT = "pip install -e '.[crosscheck]'"
+INSTALL_HINT = "pip install -e . (deepinv is a main dependency of patchpnp)"
 
 
 class CrosscheckError(InferenceError):
