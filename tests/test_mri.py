@@ -268,3 +268,11 @@ def test_mri_config_cross_checks(change, message):
     change(config["mri"])
     with pytest.raises(ConfigError, match=message):
         validate_config(config)
+
+
+def test_mri_checks_are_off_with_the_task():
+    """No MRI dataset: the task is off, and the priors it names need not exist."""
+    config = tiny_mri_config()
+    config["mri"]["datasets"] = []
+    config["priors"] = {"patch": config["priors"]["patch"]}
+    validate_config(config)

@@ -199,6 +199,8 @@ def _prior_checks(config: dict[str, Any]) -> list[str]:
 def _mri_checks(config: dict[str, Any]) -> list[str]:
     """The MRI task's keys against the datasets, priors, network and solvers they name."""
     mri, out = config["mri"], []
+    if not mri["datasets"]:
+        return out  # the task is off: nothing it names is built
     datasets = config["data"]["datasets"]
     for name in mri["datasets"]:
         if name not in datasets:
