@@ -94,6 +94,11 @@ def test_paper_config_dry_run(tmp_path, paper_fastmri):
     assert counts["infer_cell"] == 80 and counts["infer_baseline"] == 4
     assert counts["extract_shard"] == 10 and counts["merge_split"] == 6
     assert counts["train_prior"] == 2 and counts["profile"] == 2
+    # mri.in_all: brain's k-space, 2 masks x 2 accelerations x 2 priors x 2 solvers x
+    # 3 sizes = 48 diffusion cells, 3 classical methods per acquisition, 2 of them tuned.
+    assert counts["mri_cell"] == 48 and counts["mri_classical"] == 12
+    assert counts["mri_tune_baseline"] == 8 and counts["mri_train_prior"] == 2
+    assert counts["mri_merge_split"] == 3 and counts["mri_table"] == 1
 
 
 def job_counts(dry_run_output: str) -> dict[str, int]:
