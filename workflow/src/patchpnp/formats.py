@@ -51,8 +51,12 @@ DATA_RANGE, KSPACE, MAPS = "data_range", "kspace", "maps"
 RECON, MEASUREMENT = "recon", "measurement"
 # The extraction settings every shard of a split must share (checked when merging).
 SPLIT_SETTINGS = ("split", "image_size", "crop_size", "edge_slices", "scale_percentile")
-# What an MRI split file adds (coils: the coil count C of its k-space and maps).
+# What an MRI split file adds (coils: the coil count C of its k-space and maps), and
+# its per-image datasets beyond a split file's (kspace and maps: eval / tune only).
 MRI_SETTINGS = ("calib_width", "coils")
+MRI_EXTRAS = (DATA_RANGE, KSPACE, MAPS)
+# The keys of an MRI cell (snakemake mri): the first columns of its metrics file.
+MRI_CELL_KEYS = ("dataset", "acceleration", "mask", "method", "prior", "solver", "size")
 
 
 class FormatError(PatchpnpError, ValueError):
@@ -71,12 +75,23 @@ def open_h5(path: str | os.PathLike, mode: str = "r") -> h5py.File:
 
 
 # -- split files --------------------------------------------------------------------------------
+def create_per_image(f: h5py.File, name: str, shape: tuple[int, ...], dtype) -> None:
+    """An empty, growable ``[0, *shape]`` dataset, one image per chunk (random reads stay cheap)."""
+    f.create_dataset(
+        name, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype, chunks=(1, *shape)
+    )
+
+
+def append_per_image(f: h5py.File, name: str, values) -> None:
+    """Grow dataset ``name`` by ``values`` along its first axis."""
+    n0 = f[name].shape[0]
+    f[name].resize(n0 + len(values), axis=0)
+    f[name][n0:] = values
+
+
 def create_split(f: h5py.File, image_size: int, settings: dict, channels: int = 1) -> None:
     """Empty, growable datasets of a split file, and its extraction settings."""
-    s, c = image_size, channels
-    f.create_dataset(
-        IMAGES, shape=(0, c, s, s), maxshape=(None, c, s, s), dtype="float32", chunks=(1, c, s, s)
-    )
+    create_per_image(f, IMAGES, (channels, image_size, image_size), "float32")
     f.create_dataset(SOURCE, shape=(0,), maxshape=(None,), dtype=h5py.string_dtype())
     f.create_dataset(SLICE, shape=(0,), maxshape=(None,), dtype="int32")
     f.create_dataset(SCALE, shape=(0,), maxshape=(None,), dtype="float32")
@@ -86,8 +101,6 @@ def create_split(f: h5py.File, image_size: int, settings: dict, channels: int = 
 def append_split(f: h5py.File, images: np.ndarray, source: Sequence[str], slices, scale) -> None:
     """Append ``images`` ``[k, S, S]`` (or ``[k, C, S, S]``) with their source volumes,
     slice indices and scales."""
-    n0 = f[IMAGES].shape[0]
-    n1 = n0 + len(images)
     images = np.asarray(images)
     for name, values in (
         (IMAGES, images[:, None] if images.ndim == 3 else images),
@@ -95,8 +108,7 @@ def append_split(f: h5py.File, images: np.ndarray, source: Sequence[str], slices
         (SLICE, slices),
         (SCALE, scale),
     ):
-        f[name].resize(n1, axis=0)
-        f[name][n0:n1] = values
+        append_per_image(f, name, values)
 
 
 def _split_images(f: h5py.File) -> h5py.Dataset:
@@ -147,7 +159,7 @@ def read_mri_split(path: str | os.PathLike, limit: int | None = None) -> MRISpli
     """The first ``limit`` (all: None) slices of an MRI split file with k-space and maps."""
     with open_h5(path) as f:
         ds = _split_images(f)
-        missing = [k for k in (DATA_RANGE, KSPACE, MAPS) if k not in f]
+        missing = [k for k in MRI_EXTRAS if k not in f]
         if ds.shape[1] != 2 or missing:
             raise FormatError(
                 f"{path}: not an MRI evaluation split (images [n, 2, S, S] with "

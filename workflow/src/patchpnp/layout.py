@@ -59,6 +59,8 @@ MRI_CLASSICAL = f"{MRI}/cells/{_MRI_ACQ}/classical/{{method}}"  # .h5 / .csv
 MRI_TUNE = f"{MRI}/tune/{_MRI_ACQ}/{{method}}.csv"
 MRI_TUNE_SOLVER = f"{MRI}/tune/{_MRI_ACQ}/{{prior}}/{{solver}}.csv"  # snakemake mri_tune
 MRI_TABLE = f"{TABLES}/mri"  # .csv / .md
+# The classical reconstructions of an acquisition (the {method} of MRI_CLASSICAL).
+MRI_CLASSICAL_METHODS = ("zero_filled", "sense", "cs_wavelet")
 MRI_FIGURE = f"{FIGURES}/mri"  # .png / .pdf
 
 # -- inputs fetched once, outside results/ (git-ignored) -----------------------------------------
@@ -81,7 +83,7 @@ WILDCARDS = {
     "padding": "|".join((NO_PADDING, *PADDINGS)),
     "mask": "equispaced|random",
     "acceleration": r"[1-9]\d*",
-    "method": "zero_filled|sense|cs_wavelet",
+    "method": "|".join(MRI_CLASSICAL_METHODS),
 }
 
 

@@ -7,6 +7,8 @@ orthonormal FFTs are the demo's, so data and simulation share one convention.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from patchpnp.data.demo import fft2c, ifft2c
@@ -21,6 +23,7 @@ __all__ = [
     "fft2c",
     "ifft2c",
     "rss",
+    "virtual_coil_matrix",
 ]
 
 
@@ -100,6 +103,20 @@ def apply_compression(kspace: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return np.einsum("vc,...chw->...vhw", matrix, kspace).astype(np.complex64)
 
 
+def virtual_coil_matrix(
+    n_coils: int, n_virtual: int | None, covariance: Callable[[], np.ndarray]
+) -> np.ndarray | None:
+    """The ``[n_virtual, n_coils]`` matrix mapping a volume's coils to the file's: None
+    keeps them (``n_virtual`` None or equal), the identity's first columns pad with zero
+    coils, the SVD compresses. ``covariance`` (the volume's :func:`coil_covariance`) is
+    called only to compress, so padding and keeping read no data."""
+    if n_virtual is None or n_virtual == n_coils:
+        return None
+    if n_virtual > n_coils:
+        return np.eye(n_virtual, n_coils, dtype=np.complex64)
+    return compression_matrix(covariance(), n_virtual)
+
+
 def compress_coils(kspace_volume: np.ndarray, n_virtual: int) -> np.ndarray:
     """SVD coil compression of a volume ``[S, C, H, W]`` to ``[S, n_virtual, H, W]``.
 
@@ -111,12 +128,7 @@ def compress_coils(kspace_volume: np.ndarray, n_virtual: int) -> np.ndarray:
     their ESPIRiT maps are zero); exactly ``n_virtual`` are returned unchanged.
     """
     kspace_volume = np.asarray(kspace_volume)
-    s, c, h, w = kspace_volume.shape
-    if c == n_virtual:
-        return kspace_volume
-    if c < n_virtual:
-        pad = np.zeros((s, n_virtual - c, h, w), kspace_volume.dtype)
-        return np.concatenate([kspace_volume, pad], axis=1)
-    return apply_compression(
-        kspace_volume, compression_matrix(coil_covariance(kspace_volume), n_virtual)
+    matrix = virtual_coil_matrix(
+        kspace_volume.shape[-3], n_virtual, lambda: coil_covariance(kspace_volume)
     )
+    return kspace_volume if matrix is None else apply_compression(kspace_volume, matrix)

@@ -29,12 +29,12 @@ from tqdm import tqdm
 
 from patchpnp.data.fastmri import DataError, Volume, inspect_volume, read_slices
 from patchpnp.formats import (
-    DATA_RANGE,
-    KSPACE,
-    MAPS,
+    MRI_EXTRAS,
     MRI_SETTINGS,
     SPLIT_SETTINGS,
+    append_per_image,
     append_split,
+    create_per_image,
     create_split,
     iter_split,
     open_h5,
@@ -46,8 +46,6 @@ from patchpnp.pipeline.atomic import atomic_path
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "eval", "tune")
-# Per-image datasets an MRI split file adds (formats.py), carried through a merge.
-MRI_EXTRAS = (DATA_RANGE, KSPACE, MAPS)
 MERGE_CHUNK_BYTES = 256 * 2**20  # one k-space image of 20 coils at 320 x 320 is 16 MiB
 
 
@@ -152,19 +150,6 @@ def extract_volumes(
         f.attrs["n_images"] = total
     log.info("wrote %d %s images from %d volumes to %s", total, split, len(checked), output)
     return total
-
-
-def create_per_image(f: h5py.File, name: str, shape: tuple[int, ...], dtype) -> None:
-    """An empty, growable ``[0, *shape]`` dataset, one image per chunk (random reads stay cheap)."""
-    f.create_dataset(
-        name, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype, chunks=(1, *shape)
-    )
-
-
-def append_per_image(f: h5py.File, name: str, values: np.ndarray) -> None:
-    n0 = f[name].shape[0]
-    f[name].resize(n0 + len(values), axis=0)
-    f[name][n0:] = values
 
 
 def _shard_layout(shard: str | Path) -> tuple[dict, dict, tuple]:

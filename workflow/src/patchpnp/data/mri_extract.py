@@ -36,18 +36,13 @@ from patchpnp.data.coils import (
     check_calibration,
     coil_combine,
     coil_covariance,
-    compression_matrix,
     espirit_maps,
     fft2c,
     ifft2c,
     rss,
+    virtual_coil_matrix,
 )
-from patchpnp.data.extract import (
-    append_per_image,
-    center_crop,
-    create_per_image,
-    slice_indices,
-)
+from patchpnp.data.extract import center_crop, slice_indices
 from patchpnp.data.fastmri import (
     RECONSTRUCTION_KEY,
     DataError,
@@ -55,7 +50,15 @@ from patchpnp.data.fastmri import (
     acquisition_of,
     open_volume,
 )
-from patchpnp.formats import DATA_RANGE, KSPACE, MAPS, append_split, create_split
+from patchpnp.formats import (
+    DATA_RANGE,
+    KSPACE,
+    MAPS,
+    append_per_image,
+    append_split,
+    create_per_image,
+    create_split,
+)
 from patchpnp.pipeline.atomic import atomic_path
 
 log = logging.getLogger(__name__)
@@ -113,17 +116,14 @@ def _read_kspace(vol: MriVolume, ds: h5py.Dataset, index: int) -> np.ndarray:
 
 
 def _virtual_coils(vol: MriVolume, ds: h5py.Dataset, coils: int | None) -> np.ndarray | None:
-    """The ``[coils, C]`` matrix that maps the volume's coils to the file's (None: keep).
-
-    Compression uses all slices; it is linear per sample, so it commutes with the FFT
-    and the crop. Padding (fewer coils than ``coils``) appends zero coils.
-    """
-    if coils is None or coils == vol.coils:
-        return None
-    if coils > vol.coils:
-        return np.eye(coils, vol.coils, dtype=np.complex64)
-    cov = sum(coil_covariance(_read_kspace(vol, ds, i)) for i in range(vol.n_slices))
-    return compression_matrix(cov, coils)
+    """The volume's coil matrix (:func:`~patchpnp.data.coils.virtual_coil_matrix`); to
+    compress, its covariance is summed over all slices, read one at a time. The matrix is
+    linear per sample, so it commutes with the FFT and the crop."""
+    return virtual_coil_matrix(
+        vol.coils,
+        coils,
+        lambda: sum(coil_covariance(_read_kspace(vol, ds, i)) for i in range(vol.n_slices)),
+    )
 
 
 def _volume(vol: MriVolume, used: list[int], written: list[int], opt: dict) -> dict:

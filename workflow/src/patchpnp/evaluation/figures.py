@@ -33,7 +33,15 @@ from matplotlib.ticker import NullLocator  # noqa: E402
 
 from patchpnp.errors import PatchpnpError
 from patchpnp.evaluation import profile_table
-from patchpnp.formats import IMAGES, MEASUREMENT, RECON, FormatError, open_h5, read_image
+from patchpnp.formats import (
+    DATA_RANGE,
+    IMAGES,
+    MEASUREMENT,
+    RECON,
+    FormatError,
+    open_h5,
+    read_image,
+)
 from patchpnp.pipeline.atomic import atomic_path  # noqa: E402
 
 __all__ = [
@@ -268,7 +276,7 @@ def mri_figure(rows: Sequence[dict], out_stem, index: int = 0) -> tuple[Path, Pa
             raise FigureError(f"rows[{i}]: missing key(s) {', '.join(missing)}")
         gt = _magnitudes(row["gt"], IMAGES, index)
         with _open(row["gt"]) as f:
-            top = float(f["data_range"][index]) if "data_range" in f else float(gt.max())
+            top = float(f[DATA_RANGE][index]) if DATA_RANGE in f else float(gt.max())
         cells = []
         for label, path in row["panels"]:
             img = _magnitudes(path, RECON, index)

@@ -24,6 +24,7 @@ from patchpnp.evaluation.aggregate import (
     paired_difference,
     to_markdown,
 )
+from patchpnp.formats import MRI_CELL_KEYS
 
 MRI_COLUMNS = [
     "dataset",
@@ -42,7 +43,7 @@ MRI_COLUMNS = [
     "dpsnr_hi",
 ]
 EXTRA_COLUMNS = ["data_consistency_mean", "cg_residual_max", "seconds_mean", "nfe", "lam"]
-KEYS = ["dataset", "acceleration", "mask", "method", "prior", "solver", "size"]
+KEYS = list(MRI_CELL_KEYS)
 METHOD_ORDER = {"zero_filled": 0, "sense": 1, "cs_wavelet": 2, "diffusion": 3}
 
 

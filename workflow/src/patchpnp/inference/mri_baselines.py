@@ -40,6 +40,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from patchpnp.layout import MRI_CLASSICAL_METHODS
 from patchpnp.physics.multicoil import MulticoilMRI, to_channels
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ __all__ = [
     "zero_filled",
 ]
 
-METHODS = ("zero_filled", "sense", "cs_wavelet")
+METHODS = MRI_CLASSICAL_METHODS
 
 # Iterations when none are given: CG-SENSE converges in tens of iterations on
 # fastMRI-sized slices; FISTA needs more.

@@ -36,7 +36,8 @@ from tqdm import tqdm
 from patchpnp.errors import PatchpnpError
 from patchpnp.evaluation.metrics import data_consistency
 from patchpnp.evaluation.mri_metrics import mri_scores
-from patchpnp.formats import MRISplit, read_mri_split, write_recon
+from patchpnp.formats import MRI_CELL_KEYS, MRISplit, read_mri_split, write_recon
+from patchpnp.inference.mri_baselines import METHODS as CLASSICAL
 from patchpnp.inference.mri_baselines import choose_interior, lambda_grid, reconstruct
 from patchpnp.physics.multicoil import MulticoilMRI
 from patchpnp.pipeline.atomic import atomic_path
@@ -45,11 +46,8 @@ from patchpnp.runtime import select_device, use_threads
 log = logging.getLogger(__name__)
 
 DIFFUSION = "diffusion"
-CLASSICAL = ("zero_filled", "sense", "cs_wavelet")
 METHODS = (*CLASSICAL, DIFFUSION)
 TUNED = ("sense", "cs_wavelet")  # the classical methods with a regularisation weight
-# Per-image columns of a cell's metrics file, after the cell's keys (MRI_CELL_KEYS).
-MRI_CELL_KEYS = ("dataset", "acceleration", "mask", "method", "prior", "solver", "size")
 NONE = "none"  # prior / solver of a classical cell
 
 

@@ -7,8 +7,8 @@ imaginary), so the solvers, the priors and the patch wrapper see a real tensor.
 phase-encode columns (the last axis). Measurements are complex ``[B, C, H, W]``,
 zero where the mask does not sample.
 
-The operator is bound to one batch's coil maps; a new batch builds a new operator
-(:meth:`MulticoilMRI.with_maps`). Its data step has no closed form (``S^H S`` couples
+The operator is bound to one batch's coil maps; a new batch builds a new operator.
+Its data step has no closed form (``S^H S`` couples
 coils and ``M`` couples pixels), so :meth:`prox` runs conjugate gradients, a fixed
 number of iterations, and keeps the last relative residuals for the log.
 """
@@ -81,12 +81,6 @@ class MulticoilMRI(LinearOperator):
         # data step so far (per image): what a cell logs and records.
         self.last_residual: torch.Tensor | None = None
         self.worst_residual = torch.zeros(maps.shape[0], dtype=torch.float64)
-
-    def with_maps(self, maps: torch.Tensor) -> MulticoilMRI:
-        """The same acquisition for another batch's coil maps."""
-        return MulticoilMRI(
-            maps, self.acceleration, self.center_fraction, self.mask_type, self.seed, self.cg_iters
-        )
 
     def undersample(self, kspace: torch.Tensor) -> torch.Tensor:
         """Retrospective undersampling of fully sampled k-space ``[B, C, H, W]``: ``M k``."""

@@ -245,13 +245,6 @@ class MRIPlan:
     def datasets(self) -> list[str]:
         return list(self.mri["datasets"])
 
-    def split_files(self) -> list[str]:
-        return [
-            layout.MRI_SPLIT.format(dataset=d, split=s)
-            for d in self.datasets
-            for s in self.plan.splits(d)
-        ]
-
     def train_files(self) -> list[str]:
         return [
             layout.MRI_SPLIT.format(dataset=d, split="train")
@@ -307,7 +300,7 @@ class MRIPlan:
         return [
             {**acq, "method": m}
             for acq in self.acquisitions()
-            for m in ("zero_filled", "sense", "cs_wavelet")
+            for m in layout.MRI_CLASSICAL_METHODS
         ]
 
     def metrics_files(self) -> list[str]:
