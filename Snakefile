@@ -20,6 +20,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/infer.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/mri.smk"
+include: "workflow/rules/solvers.smk"
 
 
 report: "workflow/report/workflow.rst"
@@ -46,6 +47,11 @@ localrules:
     mri_tune,
     mri_table,
     figure_mri,
+    solvers,
+    solvers_table,
+    uncertainty,
+    uncertainty_table,
+    figure_uncertainty,
 
 
 rule all:
@@ -58,6 +64,11 @@ rule all:
         # Multicoil MRI (mri.in_all: true in config/paper.yaml; the demo runs it as
         # `snakemake mri`, its own 30 minutes).
         rules.mri.input if config["mri"]["in_all"] else [],
+        # Beyond the paper (ALGORITHMS.md section 12): claim (b) across solvers and
+        # posterior uncertainty (in all in config/paper.yaml; the demo runs each as its
+        # own target, `snakemake solvers` / `snakemake uncertainty`, 30 minutes each).
+        rules.solvers.input if config["solvers"]["in_all"] else [],
+        rules.uncertainty.input if config["uncertainty"]["in_all"] else [],
 
 
 onsuccess:
@@ -70,5 +81,8 @@ onsuccess:
         print(
             f"patchpnp: multicoil MRI (snakemake mri): {layout.MRI_TABLE}.md, {layout.MRI_FIGURE}.png"
         )
+    for name, path in (("solvers", layout.SOLVERS_TABLE), ("uncertainty", layout.UNCERTAINTY_TABLE)):
+        if os.path.exists(f"{path}.md"):
+            print(f"patchpnp: {name} (snakemake {name}): {path}.md")
     if lpips_note():
         print(lpips_note())

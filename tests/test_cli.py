@@ -17,7 +17,9 @@ def _subparsers() -> dict[str, argparse.ArgumentParser]:
 def test_options_are_the_functions_parameters(name):
     sub = _subparsers()[name]
     fn = resolve(sub.get_default("target"))
-    params = inspect.signature(fn).parameters
+    params = dict(inspect.signature(fn).parameters)
+    if hasattr(fn, "forwards_to"):  # its **kwargs go to another function: those count too
+        params = {**inspect.signature(fn.forwards_to).parameters, **params}
     dests = {a.dest for a in sub._actions if a.dest not in ("help", *GLOBAL_DESTS)}
     assert dests <= set(params), f"{name}: options {sorted(dests - set(params))} not taken"
     needed = {

@@ -4,6 +4,7 @@ import inspect
 
 import pytest
 from patchpnp.params import (
+    DEEPINV_SOLVERS,
     NOISE,
     SOLVER_KEYS,
     SOLVER_REQUIRED,
@@ -16,7 +17,7 @@ from patchpnp.params import (
     unknown_solver_params,
 )
 from patchpnp.physics import OPERATORS
-from patchpnp.solvers import SOLVERS
+from patchpnp.solvers import SOLVERS, solver_class
 from patchpnp.solvers.base import DiffusionSolver
 
 # What the solver base class takes from every solver but the config never sets.
@@ -30,10 +31,11 @@ def _own(cls) -> dict[str, inspect.Parameter]:
     return {k: p for k, p in inspect.signature(cls.__init__).parameters.items() if k not in skip}
 
 
-@pytest.mark.parametrize("solver", sorted(SOLVERS))
+@pytest.mark.parametrize("solver", sorted(SOLVER_KEYS))
 def test_solver_names_match_the_constructor(solver):
-    assert set(SOLVER_KEYS) == set(SOLVERS) == set(SOLVER_REQUIRED) == set(TUNED)
-    own = _own(SOLVERS[solver])
+    assert set(SOLVER_KEYS) == set(SOLVERS) | set(DEEPINV_SOLVERS)
+    assert set(SOLVER_KEYS) == set(SOLVER_REQUIRED) == set(TUNED)
+    own = _own(solver_class(solver))
     assert set(own) - {STEPS} == SOLVER_KEYS[solver]
     required = {k for k, p in own.items() if p.default is inspect.Parameter.empty}
     assert required == SOLVER_REQUIRED[solver] | {STEPS}

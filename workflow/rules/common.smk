@@ -18,7 +18,7 @@ from patchpnp.pipeline.config import ConfigError, validate_config
 from patchpnp.data.fastmri import DataError
 from patchpnp import layout
 from patchpnp.layout import parse_size
-from patchpnp.pipeline.plan import MRIPlan, Plan
+from patchpnp.pipeline.plan import MRIPlan, Plan, SolversPlan, UncertaintyPlan
 from patchpnp.pipeline.provenance import command_code
 from patchpnp.training.spec import resolve_mri_prior, resolve_prior
 
@@ -37,10 +37,14 @@ except OutputLocationError as err:
 
 plan = Plan(config)
 mri_plan = MRIPlan(plan)
+solvers_plan = SolversPlan(plan)
+uncertainty_plan = UncertaintyPlan(plan, solvers_plan)
 DATA = config["data"]
 LOGS = layout.LOGS
 INFER = config["inference"]
 MRI = config["mri"]
+SOLVERS = config["solvers"]
+UNCERTAINTY = config["uncertainty"]
 
 
 wildcard_constraints:
@@ -117,8 +121,8 @@ def gpus_for(processes):
     return 0 if config["device"] == "cpu" else processes
 
 
-def inference_options():
-    """Command-line options shared by every inference job."""
+def inference_options(with_lpips=True):
+    """Command-line options shared by every inference job (posterior cells take no LPIPS)."""
     inf = config["inference"]
     opts = (
         f"--batch-images {inf['batch_images']} --seed {config['seed']}"
@@ -132,7 +136,7 @@ def inference_options():
         opts += f" --limit {inf['limit']}"
     if inf.get("boundary_band"):
         opts += f" --band {inf['boundary_band']}"
-    return f"{opts} {lpips_options()}"
+    return f"{opts} {lpips_options()}" if with_lpips else opts
 
 
 def workflow_path(path):

@@ -129,6 +129,8 @@ rule tables:
     input:
         metrics=plan.cell_files("metrics"),
         profiles=expand(layout.PROFILE, solver=PROFILE["solvers"]),
+        # claim (b) per solver: deepinv's cells, when snakemake solvers is part of all
+        claims_metrics=solvers_plan.deepinv_metrics_files() if SOLVERS["in_all"] else [],
     output:
         table1=report(
             f"{layout.TABLES}/table1.csv",
@@ -166,12 +168,15 @@ rule tables:
         profiled=PROFILE["prior"],
         code=command_code("tables"),
         out_dir=lambda wc, output: os.path.dirname(output.table1),
+        claims_metrics=lambda wc, input: (
+            "--claims-metrics " + " ".join(input.claims_metrics) if input.claims_metrics else ""
+        ),
     shell:
         "patchpnp tables {input.metrics:q} --profiles {input.profiles:q}"
         " --out-dir {params.out_dir:q} --seed {params.seed}"
         " --image-shape {params.side} {params.side} --margin-db {params.margin}"
         " --whole-prior {params.whole} --patch-prior {params.patch}"
-        " --profile-prior {params.profiled} > {log} 2>&1"
+        " --profile-prior {params.profiled} {params.claims_metrics} > {log} 2>&1"
 
 
 rule figure_memory:

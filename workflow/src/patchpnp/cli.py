@@ -20,7 +20,7 @@ import logging
 import sys
 from collections.abc import Callable
 
-from patchpnp.params import PRECISIONS
+from patchpnp.params import PRECISIONS, TUNED
 
 log = logging.getLogger("patchpnp")
 
@@ -123,6 +123,30 @@ def command(sub, name: str, target: str, help: str, **kw) -> argparse.ArgumentPa
 
 
 # -- the commands -------------------------------------------------------------------------------
+def add_cell_arguments(p: argparse.ArgumentParser) -> None:
+    """What one grid cell takes (``infer`` and ``posterior``)."""
+    p.add_argument("data", help="extracted evaluation split (eval.h5 or tune.h5)")
+    p.add_argument("--recon", dest="recon_path", required=True, help="output reconstructions")
+    p.add_argument("--metrics", dest="metrics_path", required=True, help="output metrics CSV")
+    p.add_argument("--task", required=True, help="denoise, sr, deblur or mri")
+    p.add_argument("--solver", required=True, help="dps, diffpir, dinv_* or baseline")
+    add_params(p)
+    p.add_argument("--prior", help="ema.pt of a trained prior (not for baseline)")
+    p.add_argument("--size", type=inference_size, default="whole", help="whole, or the patch size")
+    p.add_argument("--padding", choices=PADDINGS, default="reflect")
+    p.add_argument(
+        "--patch-batch", type=patch_batch, default=None, help="tiles per network call, or auto"
+    )
+    p.add_argument("--memory-budget", default="25%", help="auto: MiB, or %% of the whole image's")
+    p.add_argument("--calibration", help="auto: the memory model (patchpnp calibrate)")
+    p.add_argument("--batch-images", type=int, default=8)
+    add_seed(p)
+    add_compute(p, precision=True)
+    p.add_argument("--limit", type=int, default=None, help="use only the first N images")
+    p.add_argument("--band", type=int, default=None, help="outer band (px) of the boundary score")
+    p.add_argument("--tuned", help="a tuning table (patchpnp tune): its choice replaces the value")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="patchpnp", description=__doc__.splitlines()[0])
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -242,26 +266,17 @@ def build_parser() -> argparse.ArgumentParser:
         "patchpnp.inference.cell:run_cell",
         "one grid cell: solve a task on evaluation slices",
     )
-    i.add_argument("data", help="extracted evaluation split (eval.h5 or tune.h5)")
-    i.add_argument("--recon", dest="recon_path", required=True, help="output reconstructions")
-    i.add_argument("--metrics", dest="metrics_path", required=True, help="output metrics CSV")
-    i.add_argument("--task", required=True, help="denoise, sr, deblur or mri")
-    i.add_argument("--solver", required=True, help="dps, diffpir or baseline")
-    add_params(i)
-    i.add_argument("--prior", help="ema.pt of a trained prior (not for baseline)")
-    i.add_argument("--size", type=inference_size, default="whole", help="whole, or the patch size")
-    i.add_argument("--padding", choices=PADDINGS, default="reflect")
-    i.add_argument(
-        "--patch-batch", type=patch_batch, default=None, help="tiles per network call, or auto"
-    )
-    i.add_argument("--memory-budget", default="25%", help="auto: MiB, or %% of the whole image's")
-    i.add_argument("--calibration", help="auto: the memory model (patchpnp calibrate)")
-    i.add_argument("--batch-images", type=int, default=8)
-    add_seed(i)
-    add_compute(i, precision=True)
-    i.add_argument("--limit", type=int, default=None, help="use only the first N images")
-    i.add_argument("--band", type=int, default=None, help="outer band (px) of the boundary score")
+    add_cell_arguments(i)
     add_lpips(i)
+
+    pc = command(
+        sub,
+        "posterior",
+        "patchpnp.inference.posterior:run_posterior_cell",
+        "K posterior samples of one grid cell: their mean, spread and coverage",
+    )
+    add_cell_arguments(pc)
+    pc.add_argument("--samples", type=int, required=True, help="posterior samples per image (>= 2)")
 
     w = command(
         sub,
@@ -313,12 +328,49 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("data", nargs="+", help="extracted tuning splits (tune.h5)")
     u.add_argument("--output", required=True, help="CSV of PSNR per value, the choice marked")
     u.add_argument("--prior", required=True)
-    u.add_argument("--solver", required=True, choices=["dps", "diffpir"])
+    u.add_argument("--solver", required=True, choices=sorted(TUNED))
     u.add_argument("--task", required=True)
     add_params(u, required_solver=True)
+    u.add_argument("--per-decade", type=int, default=3, help="grid points per decade")
+    u.add_argument("--decades", type=float, default=1.0, help="half-width of the first grid")
     add_seed(u)
     u.add_argument("--batch-images", type=int, default=8)
     add_compute(u, precision=True)
+
+    st = command(
+        sub,
+        "solvers-table",
+        "patchpnp.evaluation.solvers_table:solvers_table_command",
+        "claim (b) across solvers: the comparison table and the per-solver verdicts",
+    )
+    st.add_argument("metrics", nargs="+", help="metrics CSVs of the comparison's cells")
+    st.add_argument("--table", required=True, help="output stem (.csv and .md)")
+    st.add_argument("--claims", required=True, help="output stem of the verdicts (.csv, .md)")
+    st.add_argument("--tuned", nargs="*", default=(), help="the tuning tables of the weights")
+    st.add_argument("--image-shape", type=int, nargs=2, required=True, metavar=("H", "W"))
+    st.add_argument("--margin-db", type=float, default=0.5)
+    add_seed(st, help="bootstrap seed")
+
+    ut = command(
+        sub,
+        "uncertainty-table",
+        "patchpnp.evaluation.uncertainty:uncertainty_command",
+        "posterior cells: spread and coverage per cell",
+    )
+    ut.add_argument("cells", nargs="+", help="per-image tables of posterior cells (.csv)")
+    ut.add_argument("--table", required=True, help="output stem (.csv and .md)")
+
+    uf = command(
+        sub,
+        "uncertainty-figure",
+        "patchpnp.evaluation.uncertainty:uncertainty_figure_command",
+        "truth, sample mean, |error| and standard deviation, one row per posterior cell",
+    )
+    uf.add_argument("cells", nargs="+", help="posterior cells (.h5)")
+    uf.add_argument("--labels", nargs="+", required=True, help="one row label per cell")
+    uf.add_argument("--gt", required=True, help="the evaluation split")
+    uf.add_argument("--out-stem", required=True)
+    uf.add_argument("--index", type=int, default=0)
 
     us = command(
         sub,
@@ -337,6 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     a.add_argument("metrics", nargs="+", help="metrics CSVs (results/metrics/... layout)")
     a.add_argument("--out-dir", required=True)
+    a.add_argument(
+        "--claims-metrics", nargs="*", default=(), help="more cells for the claims only"
+    )
     add_seed(a, help="bootstrap seed")
     a.add_argument("--image-shape", type=int, nargs=2, required=True, metavar=("H", "W"))
     a.add_argument("--profiles", nargs="*", default=[], help="profile CSVs, for claim (d)")

@@ -63,6 +63,22 @@ MRI_TABLE = f"{TABLES}/mri"  # .csv / .md
 MRI_CLASSICAL_METHODS = ("zero_filled", "sense", "cs_wavelet")
 MRI_FIGURE = f"{FIGURES}/mri"  # .png / .pdf
 
+# -- claim (b) across solvers (snakemake solvers; ALGORITHMS.md section 12) ---------------------
+# deepinv's solvers' cells, in the grid's cell layout under their own folder (our solvers'
+# cells are the grid's own); their weights tuned on the tuning slices.
+SOLVERS_DIR = f"{RESULTS}/solvers"
+SOLVERS_RECON = f"{SOLVERS_DIR}/infer/{_CELL}.h5"
+SOLVERS_METRICS = f"{SOLVERS_DIR}/metrics/{_CELL}.csv"
+SOLVERS_TUNE = f"{SOLVERS_DIR}/tune/{{prior}}/{{solver}}/{{task}}.csv"
+SOLVERS_TABLE = f"{TABLES}/solvers"  # .csv / .md
+SOLVERS_CLAIMS = f"{TABLES}/solvers_claims"  # .csv / .md: claim (b) per solver
+
+# -- posterior samples (snakemake uncertainty; ALGORITHMS.md section 12) ------------------------
+UNCERTAINTY_DIR = f"{RESULTS}/uncertainty"
+UNCERTAINTY_CELL = f"{UNCERTAINTY_DIR}/{_CELL}"  # .h5 (mean, sd) / .csv (per image)
+UNCERTAINTY_TABLE = f"{TABLES}/uncertainty"  # .csv / .md
+UNCERTAINTY_FIGURE = f"{FIGURES}/uncertainty_{{task}}"  # .png / .pdf
+
 # -- inputs fetched once, outside results/ (git-ignored) -----------------------------------------
 RESOURCES = "resources"
 # torchvision's ImageNet AlexNet weights for LPIPS under torchvision's own file name,
@@ -167,6 +183,7 @@ def _regex(pattern: str) -> re.Pattern:
 _CELL_METRICS_RE = _regex(CELL_METRICS)
 _BASELINE_METRICS_RE = _regex(BASELINE_METRICS)
 _TUNE_RE = _regex(TUNE)
+_UNCERTAINTY_RE = _regex(f"{UNCERTAINTY_CELL}.csv")
 
 METRICS_LAYOUT = (
     f"{CELL_METRICS} (size {WHOLE} with padding {NO_PADDING}, or p<P> with padding "
@@ -190,6 +207,15 @@ def parse_metrics_path(path: str | os.PathLike) -> dict[str, str] | Cell:
         raise LayoutError(
             f"{path}: size-padding '{wc['size']}-{wc['padding']}' does not match {METRICS_LAYOUT}"
         ) from None
+
+
+def parse_uncertainty_path(path: str | os.PathLike) -> Cell:
+    """The cell of a posterior cell's per-image table (:data:`UNCERTAINTY_CELL` ``.csv``)."""
+    m = _UNCERTAINTY_RE.search(Path(path).as_posix())
+    if m is None:
+        raise LayoutError(f"{path}: a posterior cell's table must match {UNCERTAINTY_CELL}.csv")
+    wc = m.groupdict()
+    return Cell(**{**wc, "size": parse_size(wc["size"])})
 
 
 def parse_tune_path(path: str | os.PathLike) -> dict[str, str]:

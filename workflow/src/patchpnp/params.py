@@ -14,10 +14,21 @@ NOISE = "sigma_n"  # every task's measurement noise, in [0, 1] image units
 PRECISIONS = ("auto", "float32", "bfloat16")
 
 # Per solver, the parameters a config may give for a task (besides steps), and those it must.
-SOLVER_KEYS = {"dps": {"zeta", "sigma_start"}, "diffpir": {"lam", "zeta", "sigma_start"}}
-SOLVER_REQUIRED = {"dps": {"zeta"}, "diffpir": {"lam", "zeta"}}
+# deepinv's posterior-sampling solvers (patchpnp.solvers.deepinv_solvers), run on our
+# levels and streams; each has one data-term weight (deepinv's lambda).
+DEEPINV_SOLVERS = ("dinv_dps", "dinv_pigdm", "dinv_ilvr")
+SOLVER_KEYS = {
+    "dps": {"zeta", "sigma_start"},
+    "diffpir": {"lam", "zeta", "sigma_start"},
+    **{name: {"weight", "sigma_start"} for name in DEEPINV_SOLVERS},
+}
+SOLVER_REQUIRED = {
+    "dps": {"zeta"},
+    "diffpir": {"lam", "zeta"},
+    **{name: {"weight"} for name in DEEPINV_SOLVERS},
+}
 # The one parameter `snakemake tune` sweeps per solver (ALGORITHMS.md section 8).
-TUNED = {"diffpir": "lam", "dps": "zeta"}
+TUNED = {"diffpir": "lam", "dps": "zeta", **{name: "weight" for name in DEEPINV_SOLVERS}}
 
 # Per task, the keys a config may give: the noise and the forward model's parameters.
 TASK_KEYS = {

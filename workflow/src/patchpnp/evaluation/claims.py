@@ -7,7 +7,9 @@ common random numbers), never on differences of means. One block of rows per cla
 - ``a_training``: patch-trained ~ whole-trained prior, both inferring on whole images;
   ``d_i = PSNR(patch prior) - PSNR(whole prior)``. Comparable.
 - ``b_inference``: shifted-grid ~ whole-image inference, every prior and solver;
-  ``d_i = PSNR(p<P>, reflect) - PSNR(whole)``, same prior. Comparable.
+  ``d_i = PSNR(p<P>, reflect) - PSNR(whole)``, same prior. Comparable. With several
+  solvers, a pooled row per solver (``solver`` named, the rest ``all``) precedes the
+  block's pooled row: the paper claims (b) "regardless of ... plug-and-play method".
 - ``c_patch_trained_resilient``: the patch-trained prior loses less under patch
   inference; ``d_i = (patch prior: p<P> - whole) - (whole prior: p<P> - whole)``.
   Directional, claimed side > 0.
@@ -56,6 +58,7 @@ __all__ = [
     "claims_display",
     "claims_table",
     "cluster_bootstrap_mean",
+    "inference_claims",
     "comparable_verdict",
     "directional_verdict",
     "memory_verdict",
@@ -301,22 +304,35 @@ def _db_block(
     seed: int,
     pooled_prior: str,
     missing: str,
+    per_solver: bool = False,
 ) -> list[dict]:
-    """Per-cell rows (bootstrap over images) and the pooled row (cluster bootstrap)."""
+    """Per-cell rows (bootstrap over images), with ``per_solver`` a pooled row per solver
+    (when there are several), and the pooled row (cluster bootstrap)."""
     if not cells:
         return [_row(claim, _pooled_keys(pooled_prior), INCONCLUSIVE, 0, f"not tested: {missing}")]
     rows = []
     for c in cells:
         ci = bootstrap_mean_ci(c["d"].to_numpy(), seed)
         rows.append(_row(claim, c["keys"], verdict(*ci[1:]), len(c["d"]), c["detail"], ci))
+    solvers = list(dict.fromkeys(c["keys"]["solver"] for c in cells))
+    if per_solver and len(solvers) > 1:
+        for solver in solvers:
+            mine = [c for c in cells if c["keys"]["solver"] == solver]
+            keys = _pooled_keys(pooled_prior) | {"solver": solver}
+            rows.append(_pooled_row(claim, keys, mine, verdict, seed))
+    rows.append(_pooled_row(claim, _pooled_keys(pooled_prior), cells, verdict, seed))
+    return rows
+
+
+def _pooled_row(claim: str, keys: dict, cells: list[dict], verdict, seed: int) -> dict:
+    """The pooled row of ``cells``: cluster bootstrap over each dataset's images."""
     ci = cluster_bootstrap_mean([(c["keys"]["dataset"], c["d"]) for c in cells], seed)
     n_images = len({(c["keys"]["dataset"], i) for c in cells for i in c["d"].index})
     detail = (
         f"mean of {len(cells)} cells, equal weight; images resampled within each dataset, "
         f"together across cells"
     )
-    rows.append(_row(claim, _pooled_keys(pooled_prior), verdict(*ci[1:]), n_images, detail, ci))
-    return rows
+    return _row(claim, keys, verdict(*ci[1:]), n_images, detail, ci)
 
 
 # -- memory ----------------------------------------------------------------------------------
@@ -406,10 +422,24 @@ def claims_table(
     rows = [
         row
         for claim, c, v, prior, why in blocks
-        for row in _db_block(claim, c, v, seed, prior, why)
+        for row in _db_block(claim, c, v, seed, prior, why, per_solver=claim == "b_inference")
     ]
     profiles = profiles if profiles is not None else read_profiles([])
     rows += _memory_rows(profiles, profile_prior)
+    return pd.DataFrame(rows, columns=CLAIMS_COLUMNS).astype({"n_images": int})
+
+
+def inference_claims(metrics: pd.DataFrame, *, seed: int, margin_db: float = 0.5) -> pd.DataFrame:
+    """Claim (b) alone, with its per-solver pooled rows: ``snakemake solvers``' verdicts."""
+    rows = _db_block(
+        "b_inference",
+        _inference(_Cells(metrics)),
+        partial(comparable_verdict, margin=margin_db),
+        seed,
+        ALL,
+        "needs a reflect-padded patch cell and the whole cell of its prior",
+        per_solver=True,
+    )
     return pd.DataFrame(rows, columns=CLAIMS_COLUMNS).astype({"n_images": int})
 
 

@@ -24,11 +24,17 @@ def tables_command(
     whole_prior: str = "whole",
     patch_prior: str = "patch",
     profile_prior: str = "n/a",
+    claims_metrics: Sequence[str] = (),
 ) -> str:
-    """Write every table under ``out_dir``; return Table 1 and the claims as markdown."""
+    """Write every table under ``out_dir``; return Table 1 and the claims as markdown.
+
+    ``claims_metrics``: more cells for the claims only (deepinv's solvers' cells of
+    ``snakemake solvers`` when it is part of ``all``: claim (b) per solver), not for
+    Table 1 and the extended table, which stay the paper's grid.
+    """
     frame = read_metrics(metrics)
     claims = claims_table(
-        frame,
+        read_metrics([*metrics, *claims_metrics]) if claims_metrics else frame,
         read_profiles(profiles),
         seed=seed,
         margin_db=margin_db,

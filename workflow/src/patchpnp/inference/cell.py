@@ -49,12 +49,13 @@ from patchpnp.evaluation.metrics import (
 from patchpnp.formats import read_split, write_recon
 from patchpnp.inference.micro_batch import AUTO, auto_patch_batch, parse_budget, read_calibration
 from patchpnp.inference.patches import PADDING_MODES, ShiftedGridDenoiser
-from patchpnp.params import operator_params
+from patchpnp.inference.tuned import read_chosen
+from patchpnp.params import SOLVER_KEYS, operator_params
 from patchpnp.physics import make_operator
 from patchpnp.pipeline.atomic import atomic_path
 from patchpnp.prior.loading import load_prior
 from patchpnp.runtime import keyed_generator, select_device, use_threads
-from patchpnp.solvers import SOLVERS, SolveStreams, image_key, make_solver
+from patchpnp.solvers import SolveStreams, image_key, make_solver
 
 log = logging.getLogger(__name__)
 MEASURE_STREAM = 11
@@ -80,8 +81,8 @@ def check_cell(task: str, task_params: dict, solver: str, size, padding: str) ->
         make_operator(task, **operator_params(task_params))
     except (ValueError, TypeError) as err:
         raise InferenceError(f"task '{task}': {err}") from err
-    if solver != "baseline" and solver not in SOLVERS:
-        raise InferenceError(f"unknown solver '{solver}'; expected one of {sorted(SOLVERS)}")
+    if solver != "baseline" and solver not in SOLVER_KEYS:
+        raise InferenceError(f"unknown solver '{solver}'; expected one of {sorted(SOLVER_KEYS)}")
     if task_params.get("sigma_n", 0) <= 0:
         raise InferenceError(
             f"task '{task}': sigma_n must be > 0 (the solvers and the data "
@@ -116,6 +117,8 @@ def run_cell(
     lpips_weights: str | Path | None = None,
     lpips_mode: str = "auto",
     band: int | None = None,
+    tuned: str | Path | None = None,
+    sample: int = 0,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Run one grid cell (or a baseline with ``solver='baseline'``); return its metrics.
@@ -129,9 +132,14 @@ def run_cell(
     micro-batch within ``memory_budget`` (MiB, or a percentage of the whole images'
     working memory) by the memory model in ``calibration``
     (:mod:`patchpnp.inference.micro_batch`). ``precision``: the U-Net's autocast
-    (``inference.precision``; :func:`patchpnp.runtime.autocast_dtype`).
+    (``inference.precision``; :func:`patchpnp.runtime.autocast_dtype`). ``tuned``: a
+    tuning table (:func:`patchpnp.inference.tune.read_chosen`) whose chosen value replaces
+    the solver's tuned parameter. ``sample``: the posterior-sample index, which keys the
+    solver noise only (:class:`~patchpnp.solvers.SolveStreams`); 0 is the grid's.
     """
     band = DEFAULT_BAND if band is None else int(band)
+    if tuned is not None:
+        solver_params = {**(solver_params or {}), **read_chosen(tuned, solver)}
     split = read_split(data, limit)
     x_all, sources, slices = torch.from_numpy(split.images), split.source, split.slice
     check_cell(task, task_params, solver, size, padding)
@@ -186,7 +194,7 @@ def run_cell(
             x_hat = x_hat.real if x_hat.is_complex() else x_hat
             info = {"nfe": 0, "backward_passes": 0, "tiles_evaluated": 0}
         else:
-            streams = SolveStreams.for_names(seed, batch_names)
+            streams = SolveStreams.for_names(seed, batch_names, sample)
             x_hat, info = engine.solve(y, sigma_n, streams, names=batch_names)
         seconds = (time.perf_counter() - t0) / len(idx)
         recon[idx] = x_hat.cpu()
@@ -229,6 +237,7 @@ def run_cell(
             "band": int(band),
             "sigma_n": sigma_n,
             "seed": seed,
+            "sample": int(sample),
             "prior": str(prior or ""),
         },
     )

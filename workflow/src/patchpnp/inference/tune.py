@@ -1,7 +1,8 @@
 """Tuning a solver's step size on held-out slices (ALGORITHMS.md section 8).
 
 For one (prior, solver, task), each value of a log-spaced grid of the tuned
-parameter (``lam`` for DiffPIR, ``zeta`` for DPS) is run at whole-image
+parameter (``lam`` for DiffPIR, ``zeta`` for DPS, ``weight`` for deepinv's solvers;
+:data:`patchpnp.params.TUNED`) is run at whole-image
 inference on the tuning slices of every dataset, which are disjoint from the
 evaluation slices. The value with the best mean PSNR wins. The grid is
 widened automatically while the best value sits on its edge, so the choice is
@@ -44,6 +45,7 @@ def tune(
     seed: int = 0,
     batch_images: int = 8,
     per_decade: int = 3,
+    decades: float = 1.0,
     max_widen: int = 3,
     threads: int | None = None,
     device: str = "auto",
@@ -52,7 +54,7 @@ def tune(
     """Sweep the solver's tuned parameter; return the table and the chosen value."""
     name = TUNED[solver]
     centre = float(solver_params[name])
-    values = log_grid(centre, 1.0, per_decade)
+    values = log_grid(centre, decades, per_decade)
     rows: dict[float, float] = {}
     lpips = LPIPSMetric(enabled=False)  # PSNR decides; LPIPS would cost an AlexNet per image
     with tempfile.TemporaryDirectory() as scratch:
@@ -154,12 +156,14 @@ def tune_command(
     device: str = "auto",
     threads: int | None = None,
     precision: str = "float32",
+    per_decade: int = 3,
+    decades: float = 1.0,
 ) -> str:
     """``patchpnp tune``: sweep, write the table with the choice marked, return it as text."""
     table, _ = tune(
         data, prior=prior, solver=solver, task=task, task_params=task_params,
         solver_params=solver_params, seed=seed, batch_images=batch_images, threads=threads,
-        device=device, precision=precision,
+        device=device, precision=precision, per_decade=per_decade, decades=decades,
     )  # fmt: skip
     write_tuning(table, output)
     return table.to_string(index=False)

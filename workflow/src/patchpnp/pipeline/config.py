@@ -16,7 +16,7 @@ import yaml
 
 from patchpnp.errors import PatchpnpError
 from patchpnp.inference.micro_batch import MicroBatchError, parse_budget
-from patchpnp.params import SOLVER_KEYS, SOLVER_REQUIRED, TASK_KEYS
+from patchpnp.params import DEEPINV_SOLVERS, SOLVER_KEYS, SOLVER_REQUIRED, TASK_KEYS
 
 # Package data, so an installed wheel validates configs too; the workflow's
 # conventional workflow/schemas/config.schema.yaml is a link to this file.
@@ -102,6 +102,7 @@ def _cross_checks(config: dict[str, Any]) -> list[str]:
     out += _prior_checks(config)
     out += _inference_checks(config)
     out += _mri_checks(config)
+    out += _comparison_checks(config)
     source = (config.get("metrics") or {}).get("lpips_source")
     if source is not None and not source.startswith(("https://", "http://", "file://")):
         out.append(
@@ -253,6 +254,96 @@ def _mri_checks(config: dict[str, Any]) -> list[str]:
     return out
 
 
+def _solver_specs(config: dict[str, Any], where: str, solvers: dict) -> list[str]:
+    """Each solver's steps and per-task, per-prior parameters (``inference.solvers`` and
+    ``solvers.deepinv`` share the shape)."""
+    inf, out = config["inference"], []
+    for solver, spec in solvers.items():
+        key = f"{where}.{solver}"
+        if solver not in SOLVER_KEYS:
+            out.append(f"config key '{key}': unknown solver; expected one of {sorted(SOLVER_KEYS)}")
+            continue
+        for task in inf["tasks"]:
+            if task not in spec["tasks"]:
+                out.append(f"config key '{key}.tasks': no parameters for task '{task}'")
+        groups = [(f"{key}.tasks.{t}", p) for t, p in spec["tasks"].items()]
+        for prior, by_task in spec.get("priors", {}).items():
+            if prior not in config["priors"]:
+                out.append(f"config key '{key}.priors.{prior}': no such prior")
+            groups += [(f"{key}.priors.{prior}.{t}", p) for t, p in by_task.items()]
+        for place, params in groups:
+            extra = sorted(set(params) - SOLVER_KEYS[solver])
+            if extra:
+                out.append(
+                    f"config key '{place}': {extra} do not apply to {solver} "
+                    f"(allowed: {sorted(SOLVER_KEYS[solver])})"
+                )
+        for t, params in spec["tasks"].items():
+            missing = sorted(SOLVER_REQUIRED[solver] - set(params))
+            if missing:
+                out.append(f"config key '{key}.tasks.{t}': {solver} needs {missing}")
+    return out
+
+
+def _comparison_checks(config: dict[str, Any]) -> list[str]:
+    """``solvers`` (snakemake solvers) and ``uncertainty`` against the grid they extend."""
+    inf, comp, unc, out = config["inference"], config["solvers"], config["uncertainty"], []
+    size = config["data"]["image_size"]
+    deepinv = comp["deepinv"] or {}
+    for name in deepinv:
+        if name not in DEEPINV_SOLVERS:
+            out.append(
+                f"config key 'solvers.deepinv.{name}': not a deepinv solver; expected one of "
+                f"{list(DEEPINV_SOLVERS)}"
+            )
+    out += _solver_specs(
+        config, "solvers.deepinv", {k: v for k, v in deepinv.items() if k in DEEPINV_SOLVERS}
+    )
+    for solver in comp["ours"]:
+        if solver not in inf["solvers"]:
+            out.append(
+                f"config key 'solvers.ours': '{solver}' is not in inference.solvers (its grid "
+                f"cells are reused)"
+            )
+    for section in ("solvers", "uncertainty"):
+        for prior in config[section]["priors"]:
+            if prior not in config["priors"]:
+                out.append(f"config key '{section}.priors': '{prior}' is not a key of priors")
+        for p in config[section]["sizes"]:
+            if p != "whole" and p >= size:
+                out.append(f"config key '{section}.sizes': patch {p} is not smaller than {size}")
+    if "whole" not in comp["sizes"]:
+        out.append("config key 'solvers.sizes': needs 'whole' (claim (b) compares with it)")
+    if comp["ours"]:
+        for p in comp["sizes"]:
+            if p not in inf["sizes"]:
+                out.append(
+                    f"config key 'solvers.sizes': {p!r} is not in inference.sizes, whose "
+                    f"cells solvers.ours reuses"
+                )
+        if comp["padding"] not in inf["paddings"]:
+            out.append(
+                f"config key 'solvers.padding': '{comp['padding']}' is not in inference.paddings"
+            )
+    for solver in unc["solvers"]:
+        if solver not in inf["solvers"] and solver not in deepinv:
+            out.append(
+                f"config key 'uncertainty.solvers': '{solver}' is in neither inference.solvers "
+                f"nor solvers.deepinv"
+            )
+    fig = unc["figure"]
+    for key, allowed in (("prior", unc["priors"]), ("solver", unc["solvers"])):
+        if fig[key] not in allowed:
+            out.append(
+                f"config key 'uncertainty.figure.{key}': '{fig[key]}' is not in uncertainty.{key}s"
+            )
+    if fig.get("dataset") not in (None, *config["data"]["datasets"]):
+        out.append(f"config key 'uncertainty.figure.dataset': no dataset '{fig['dataset']}'")
+    if fig["index"] >= min(d["n_eval"] for d in config["data"]["datasets"].values()):
+        out.append("config key 'uncertainty.figure.index': beyond the evaluation slices")
+    return out
+
+
 def _inference_checks(config: dict[str, Any]) -> list[str]:
     inf, out = config["inference"], []
     size = config["data"]["image_size"]
@@ -301,30 +392,7 @@ def _inference_checks(config: dict[str, Any]) -> list[str]:
                     f"config key 'inference.sizes': patch {p} is not a multiple of {m}, "
                     f"which the network's levels need"
                 )
-    for solver, spec in inf["solvers"].items():
-        key = f"inference.solvers.{solver}"
-        if solver not in SOLVER_KEYS:
-            out.append(f"config key '{key}': unknown solver; expected one of {sorted(SOLVER_KEYS)}")
-            continue
-        for task in inf["tasks"]:
-            if task not in spec["tasks"]:
-                out.append(f"config key '{key}.tasks': no parameters for task '{task}'")
-        groups = [(f"{key}.tasks.{t}", p) for t, p in spec["tasks"].items()]
-        for prior, by_task in spec.get("priors", {}).items():
-            if prior not in config["priors"]:
-                out.append(f"config key '{key}.priors.{prior}': no such prior")
-            groups += [(f"{key}.priors.{prior}.{t}", p) for t, p in by_task.items()]
-        for where, params in groups:
-            extra = sorted(set(params) - SOLVER_KEYS[solver])
-            if extra:
-                out.append(
-                    f"config key '{where}': {extra} do not apply to {solver} "
-                    f"(allowed: {sorted(SOLVER_KEYS[solver])})"
-                )
-        for t, params in spec["tasks"].items():
-            missing = sorted(SOLVER_REQUIRED[solver] - set(params))
-            if missing:
-                out.append(f"config key '{key}.tasks.{t}': {solver} needs {missing}")
+    out += _solver_specs(config, "inference.solvers", inf["solvers"])
     for solver in inf.get("padding_solvers") or []:
         if solver not in inf["solvers"]:
             out.append(f"config key 'inference.padding_solvers': '{solver}' is not a solver")

@@ -356,3 +356,121 @@ class MRIPlan:
             return []
         stem_t, stem_f = layout.MRI_TABLE, layout.MRI_FIGURE
         return [f"{stem_t}.csv", f"{stem_t}.md", f"{stem_f}.png", f"{stem_f}.pdf"]
+
+
+def _cell_path(pattern: str, cell: Cell) -> str:
+    return pattern.format(**cell.wildcards())
+
+
+class SolversPlan:
+    """``snakemake solvers``: claim (b) across solvers (config section ``solvers``).
+
+    Our solvers (``solvers.ours``) are the grid's own cells, reused; deepinv's
+    (``solvers.deepinv``, keyed like ``inference.solvers``) run in
+    :data:`patchpnp.layout.SOLVERS_METRICS` with the weight their tuning table chose.
+    Every dataset and task of the grid, each prior of ``solvers.priors``, each size of
+    ``solvers.sizes`` (patch sizes with ``solvers.padding``).
+    """
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self.spec = plan.config["solvers"]
+        self.deepinv = self.spec.get("deepinv") or {}
+
+    def solver_params(self, solver: str, task: str, prior: str) -> dict:
+        """Steps and parameters of a solver of the comparison (ours: the grid's)."""
+        if solver not in self.deepinv:
+            return self.plan.solver_params(solver, task, prior)
+        spec = self.deepinv[solver]
+        params = {"steps": spec["steps"], **spec["tasks"][task]}
+        params.update(spec.get("priors", {}).get(prior, {}).get(task, {}))
+        return params
+
+    def _cells(self, solvers) -> list[Cell]:
+        tasks = self.plan.config["inference"]["tasks"]
+        padding = self.spec["padding"]
+        return [
+            Cell(d, p, s, t, z, NO_PADDING if z == WHOLE else padding)
+            for d in self.plan.datasets
+            for p in self.spec["priors"]
+            for s in solvers
+            for t in tasks
+            for z in self.spec["sizes"]
+        ]
+
+    def metrics_files(self) -> list[str]:
+        """Every cell's metrics: ours in the grid's layout, deepinv's in their own."""
+        return [c.metrics for c in self._cells(self.spec["ours"])] + self.deepinv_metrics_files()
+
+    def deepinv_metrics_files(self) -> list[str]:
+        """The metrics of deepinv's solvers' cells (:data:`patchpnp.layout.SOLVERS_METRICS`)."""
+        return [_cell_path(layout.SOLVERS_METRICS, c) for c in self._cells(self.deepinv)]
+
+    def tune_files(self) -> list[str]:
+        """A tuning table per (prior, deepinv solver, task)."""
+        return [
+            layout.SOLVERS_TUNE.format(prior=p, solver=s, task=t)
+            for p in self.spec["priors"]
+            for s in self.deepinv
+            for t in self.plan.config["inference"]["tasks"]
+        ]
+
+    def targets(self) -> list[str]:
+        return [
+            f"{stem}.{ext}"
+            for stem in (layout.SOLVERS_TABLE, layout.SOLVERS_CLAIMS)
+            for ext in ("csv", "md")
+        ]
+
+
+class UncertaintyPlan:
+    """``snakemake uncertainty``: K posterior samples per image (config section
+    ``uncertainty``) for each dataset and task of the grid, each prior, solver and size
+    listed (patch sizes with ``uncertainty.padding``)."""
+
+    def __init__(self, plan: Plan, solvers: SolversPlan):
+        self.plan, self.solvers = plan, solvers
+        self.spec = plan.config["uncertainty"]
+
+    def cells(self) -> list[Cell]:
+        padding = self.spec["padding"]
+        return [
+            Cell(d, p, s, t, z, NO_PADDING if z == WHOLE else padding)
+            for d in self.plan.datasets
+            for p in self.spec["priors"]
+            for s in self.spec["solvers"]
+            for t in self.plan.config["inference"]["tasks"]
+            for z in self.spec["sizes"]
+        ]
+
+    def cell_files(self, ext: str) -> list[str]:
+        return [f"{_cell_path(layout.UNCERTAINTY_CELL, c)}.{ext}" for c in self.cells()]
+
+    def tuned_file(self, prior: str, solver: str, task: str) -> list[str]:
+        """The tuning table a deepinv solver's cell reads (none for ours)."""
+        if solver not in self.solvers.deepinv:
+            return []
+        return [layout.SOLVERS_TUNE.format(prior=prior, solver=solver, task=task)]
+
+    def figure_cells(self, task: str) -> list[Cell]:
+        """The figure's rows: the configured dataset, prior and solver at every size."""
+        fig = self.spec["figure"]
+        dataset = fig.get("dataset") or self.plan.datasets[0]
+        padding = self.spec["padding"]
+        return [
+            Cell(
+                dataset, fig["prior"], fig["solver"], task, z, NO_PADDING if z == WHOLE else padding
+            )
+            for z in self.spec["sizes"]
+        ]
+
+    def figure_files(self) -> list[str]:
+        return [
+            f"{layout.UNCERTAINTY_FIGURE.format(task=t)}.{ext}"
+            for t in self.plan.config["inference"]["tasks"]
+            for ext in ("png", "pdf")
+        ]
+
+    def targets(self) -> list[str]:
+        table = [f"{layout.UNCERTAINTY_TABLE}.{ext}" for ext in ("csv", "md")]
+        return table + self.figure_files()

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import torch
 
+from ..params import DEEPINV_SOLVERS, SOLVER_KEYS
 from ..physics.base import LinearOperator
 from .base import DiffusionSolver, SolverDenoiser, SolverDivergedError
 from .diffpir import DiffPIR
@@ -23,16 +24,28 @@ from .streams import SolveStreams, image_key
 SOLVERS: dict[str, type[DiffusionSolver]] = {"dps": DPS, "diffpir": DiffPIR}
 
 
+def solver_class(name: str) -> type[DiffusionSolver]:
+    """The class of solver ``name``: ours (:data:`SOLVERS`) or deepinv's
+    (:mod:`patchpnp.solvers.deepinv_solvers`, imported on first use: deepinv takes
+    seconds to import, and most jobs never need it)."""
+    if name in SOLVERS:
+        return SOLVERS[name]
+    if name in DEEPINV_SOLVERS:
+        from .deepinv_solvers import DEEPINV_SOLVERS as classes
+
+        return classes[name]
+    raise ValueError(f"unknown solver {name!r}; valid solvers: {sorted(SOLVER_KEYS)}")
+
+
 def make_solver(
     name: str,
     denoiser: Callable[..., torch.Tensor],
     operator: LinearOperator,
     **params,
 ) -> DiffusionSolver:
-    """Build the solver ``name`` ('dps' or 'diffpir') with its parameters (``steps``, ...)."""
-    if name not in SOLVERS:
-        raise ValueError(f"unknown solver {name!r}; valid solvers: {sorted(SOLVERS)}")
-    return SOLVERS[name](denoiser, operator, **params)
+    """Build the solver ``name`` (a key of :data:`patchpnp.params.SOLVER_KEYS`: ours, or
+    deepinv's ``dinv_*``) with its parameters (``steps``, ...)."""
+    return solver_class(name)(denoiser, operator, **params)
 
 
 __all__ = [
@@ -47,4 +60,5 @@ __all__ = [
     "edm_sigmas",
     "image_key",
     "make_solver",
+    "solver_class",
 ]

@@ -6,7 +6,9 @@ ALGORITHMS.md section 10. A draw of a solve comes from a generator built from
 - purpose ``solver``: the initial state's noise, the re-noising of every step,
   DPS's ``z``;
 - purpose ``grid``: the shifted grid's shifts and the noisy zero margin of
-  PaDIS's padding (everything the patch wrapper draws).
+  PaDIS's padding (everything the patch wrapper draws);
+- purpose ``guidance``: a data term's own draws (deepinv's ILVR re-noises the
+  measurement at every step).
 
 Two cells that differ only in the prior, the inference size or the padding
 therefore see the same solver noise for the same image, step by step, however
@@ -18,7 +20,8 @@ The image identity is a stable integer (:func:`image_key`) of the image's name
 (source file and slice), so a result does not depend on the image's position
 in the evaluation file, on the batch it shares, or on the job's scheduling.
 A ``sample`` index (posterior samples: several solves of one measurement)
-changes the solver stream only; the grid stream is shared by the samples.
+changes the solver (and guidance) streams only; the grid stream is shared by
+the samples.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ __all__ = [
 ]
 
 # Fixed codes, so renaming a purpose in the code never changes the numbers.
-PURPOSES = {"solver": 1, "grid": 2}
+PURPOSES = {"solver": 1, "grid": 2, "guidance": 3}
 INIT_STEP = -1  # the initial state's draw, before step 0
 
 
@@ -88,7 +91,7 @@ class SolveStreams:
     def generators(self, purpose: str, step: int) -> list[torch.Generator]:
         """One fresh generator per image for ``purpose`` at ``step`` (``INIT_STEP`` first)."""
         _check_key(purpose, step)
-        extra = (self.sample,) if purpose == "solver" and self.sample else ()
+        extra = (self.sample,) if purpose != "grid" and self.sample else ()
         return [
             keyed_generator(self.seed, k, PURPOSES[purpose], int(step) - INIT_STEP, *extra)
             for k in self.image_keys

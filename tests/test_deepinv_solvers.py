@@ -1,0 +1,115 @@
+"""deepinv's posterior samplers behind our solver interface: units, keyed streams, cost."""
+
+import numpy as np
+import pytest
+import torch
+from patchpnp.inference.patches import ShiftedGridDenoiser
+from patchpnp.inference.posterior import posterior_stats
+from patchpnp.params import DEEPINV_SOLVERS, SOLVER_KEYS, TUNED
+from patchpnp.physics import make_operator
+from patchpnp.solvers import SolveStreams, make_solver, solver_class
+from patchpnp.solvers.deepinv_solvers import operator_physics
+
+MU, TAU = 0.4, 0.2
+TASKS = {"denoise": ({}, 0.2), "sr": ({"factor": 2, "kernel": "bicubic"}, 0.025)}
+
+
+def gaussian_mmse(x, sigma):
+    """The exact [0, 1]-space MMSE denoiser of i.i.d. N(MU, TAU^2) pixels: pointwise."""
+    s = torch.as_tensor(sigma, dtype=x.dtype).reshape(-1, 1, 1, 1)
+    return MU + TAU**2 / (TAU**2 + s**2) * (x - MU)
+
+
+def problem(task, n=3, side=32, seed=0):
+    params, sigma_n = TASKS[task]
+    op = make_operator(task, **params)
+    g = torch.Generator().manual_seed(seed)
+    x = MU + TAU * torch.randn(n, 1, side, side, generator=g)
+    y = op.A(x)
+    return op, x, y + sigma_n * torch.randn(y.shape, generator=g), sigma_n
+
+
+def solve(name, denoiser, op, y, sigma_n, keys=(1, 2, 3), sample=0, steps=8, weight=1.0):
+    solver = make_solver(name, denoiser, op, steps=steps, weight=weight, sigma_start=0.5)
+    return solver.solve(y, sigma_n, SolveStreams(7, list(keys), sample))
+
+
+def test_registered_with_one_tuned_weight():
+    for name in DEEPINV_SOLVERS:
+        assert SOLVER_KEYS[name] == {"weight", "sigma_start"} and TUNED[name] == "weight"
+        assert solver_class(name).name == name
+    with pytest.raises(ValueError, match="unknown solver"):
+        solver_class("dinv_nope")
+    op, _, y, sigma_n = problem("denoise")
+    with pytest.raises(ValueError, match="weight must be > 0"):
+        solve("dinv_dps", gaussian_mmse, op, y, sigma_n, weight=0.0)
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+@pytest.mark.parametrize("name", DEEPINV_SOLVERS)
+def test_common_random_numbers_whole_equals_every_tiling(name, task):
+    """With a pointwise denoiser, tiling changes nothing: the whole cell and every patch
+    cell (any padding) must agree bit for bit, so the solver noise is the image's own."""
+    op, _, y, sigma_n = problem(task)
+    whole, info = solve(name, gaussian_mmse, op, y, sigma_n)
+    assert info["nfe"] == 8 and info["backward_passes"] == (0 if name == "dinv_ilvr" else 8)
+    for padding in ("reflect", "zeros"):
+        tiled = ShiftedGridDenoiser(gaussian_mmse, 16, padding=padding, patch_batch=3)
+        patch, pinfo = solve(name, tiled, op, y, sigma_n)
+        assert torch.equal(whole, patch), (name, task, padding)
+        backward = pinfo["backward_tiles"]
+        assert (backward == 0) if name == "dinv_ilvr" else (backward == pinfo["tiles_evaluated"])
+
+
+@pytest.mark.parametrize("name", DEEPINV_SOLVERS)
+def test_draws_are_keyed_per_image_and_per_sample(name):
+    op, _, y, sigma_n = problem("denoise")
+    batch, _ = solve(name, gaussian_mmse, op, y, sigma_n)
+    alone, _ = solve(name, gaussian_mmse, op, y[1:2], sigma_n, keys=(2,))
+    assert torch.allclose(batch[1:2], alone, atol=1e-6)  # independent of its companions
+    again, _ = solve(name, gaussian_mmse, op, y, sigma_n)
+    other, _ = solve(name, gaussian_mmse, op, y, sigma_n, sample=1)
+    assert torch.equal(batch, again)
+    assert not torch.allclose(batch, other)  # sample 1: other solver noise
+
+
+def test_deepinv_dps_weight_moves_by_the_level_squared():
+    """Why deepinv's DPS needs a weight in the hundreds: its step to sigma 0 from ``s_0``
+    is ``D(x) - s_0^2 weight grad ||A D(x) - y||`` in [0, 1] units, where the original DPS
+    moves ``zeta grad``. One step (s_0 = 0.5) with two weights differs by exactly
+    ``s_0^2 (w1 - w0) grad``."""
+    op, _, y, sigma_n = problem("denoise", n=2)
+    outs = [
+        solve("dinv_dps", gaussian_mmse, op, y, sigma_n, keys=(1, 2), steps=1, weight=w)[0]
+        for w in (1, 5)
+    ]
+    solver = make_solver("dinv_dps", gaussian_mmse, op, steps=1, weight=1.0, sigma_start=0.5)
+    x0 = solver.initial_state(y, torch.tensor([sigma_n] * 2), SolveStreams(7, [1, 2]))
+    x0 = x0.clone().requires_grad_(True)
+    residual = (op.A(gaussian_mmse(x0, 0.5)) - y).flatten(1).norm(dim=1).sum()
+    (grad,) = torch.autograd.grad(residual, x0)
+    assert torch.allclose(outs[1] - outs[0], -(0.5**2) * 4 * grad, atol=1e-5)
+
+
+def test_operator_physics_is_ours():
+    op, x, y, sigma_n = problem("sr")
+    physics = operator_physics(op, sigma_n)
+    assert torch.allclose(physics.A(x), op.A(x))
+    assert torch.allclose(physics.A_adjoint(y), op.A_adjoint(y))
+    z = torch.rand_like(x)
+    rho = torch.full((x.shape[0],), 2.0)
+    assert torch.allclose(physics.prox_l2(z, y, 0.5), op.prox(z, y, rho), atol=1e-6)
+    assert float(physics.noise_model.sigma) == pytest.approx(sigma_n)
+
+
+def test_posterior_stats_by_hand():
+    truth = np.zeros((1, 1, 1, 2))
+    samples = np.array([[[[[0.0, 1.0]]]], [[[[2.0, 1.0]]]]])  # pixel 0: mean 1 sd 1.41
+    cols, mean, sd = posterior_stats(samples, truth)
+    assert mean.ravel().tolist() == [1.0, 1.0]
+    assert sd.ravel() == pytest.approx([np.sqrt(2), 0.0])
+    assert cols["coverage_1sd"][0] == 0.5  # pixel 0 within sqrt(2), pixel 1 not (sd 0)
+    assert cols["zero_sd_fraction"][0] == 0.5
+    assert cols["psnr_of_mean"][0] == pytest.approx(0.0)  # mse 1
+    with pytest.raises(ValueError, match="at least 2"):
+        posterior_stats(samples[:1], truth)

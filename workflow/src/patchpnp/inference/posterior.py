@@ -1,0 +1,157 @@
+"""Posterior samples of one cell and how well their spread covers the error (ALGORITHMS.md
+section 12).
+
+A posterior cell runs the grid cell (:func:`patchpnp.inference.cell.run_cell`) ``K``
+times on the same measurements, sample ``k`` keying only the solver-noise stream
+(:class:`patchpnp.solvers.SolveStreams`): the measurement and the patch wrapper's grid
+draws stay those of the grid's cell, so whole and patch inference are still paired per
+image and per sample. Per image it then reports:
+
+- ``psnr_of_mean``: PSNR of the sample mean (an MMSE estimate as K grows);
+- ``psnr_mean_of_samples``: the mean of the K samples' PSNRs (the grid's kind of number);
+- ``sd_mean``: the per-pixel standard deviation across samples (``ddof = 1``), averaged
+  over the image;
+- ``coverage_1sd``, ``coverage_2sd``: the fraction of pixels with
+  ``|mean - truth| <= z sd``, z = 1, 2. A Gaussian posterior whose spread matched the
+  error would give 0.68 and 0.95 (with K samples the mean's own error is ``sd /
+  sqrt(K)`` smaller, and ``sd`` is itself estimated from K values, so small K reads
+  lower); ``zero_sd_fraction`` says how many pixels had no spread at all (clamped black
+  background: covered when mean and truth agree exactly).
+
+It writes ``<out>.h5`` (sample mean and standard deviation ``[n, 1, H, W]``, the
+settings as attributes) and ``<out>.csv`` (one row per image).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from patchpnp.evaluation.metrics import LPIPSMetric
+from patchpnp.formats import RECON, read_split
+from patchpnp.inference.cell import InferenceError, run_cell
+from patchpnp.pipeline.atomic import atomic_path
+
+log = logging.getLogger(__name__)
+
+__all__ = ["POSTERIOR_COLUMNS", "posterior_stats", "run_posterior_cell"]
+
+MEAN, SD = "mean", "sd"
+# The per-image columns a posterior cell writes (after image, source, slice).
+POSTERIOR_COLUMNS = [
+    "psnr_of_mean",
+    "psnr_mean_of_samples",
+    "sd_mean",
+    "coverage_1sd",
+    "coverage_2sd",
+    "zero_sd_fraction",
+]
+
+
+def _psnr(x: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """PSNR (data range 1) per image over all axes but the first."""
+    mse = ((x - ref) ** 2).reshape(x.shape[0], -1).mean(axis=1)
+    return 10 * np.log10(1.0 / np.maximum(mse, 1e-20))
+
+
+def posterior_stats(samples: np.ndarray, truth: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Per-image statistics of ``samples`` ``[K, n, ...]`` against ``truth`` ``[n, ...]``.
+
+    Returns ``(columns, mean, sd)``: the :data:`POSTERIOR_COLUMNS` as arrays of length n,
+    the sample mean and the standard deviation (``ddof = 1``; K >= 2).
+    """
+    samples = np.asarray(samples, np.float64)
+    truth = np.asarray(truth, np.float64)
+    if samples.ndim < 2 or samples.shape[1:] != truth.shape:
+        raise InferenceError(
+            f"samples {samples.shape} do not match truth {truth.shape} (expected [K, *truth])"
+        )
+    if samples.shape[0] < 2:
+        raise InferenceError(f"a spread needs at least 2 samples, got {samples.shape[0]}")
+    n = truth.shape[0]
+    mean, sd = samples.mean(axis=0), samples.std(axis=0, ddof=1)
+    error = np.abs(mean - truth)
+
+    def per_image(a: np.ndarray) -> np.ndarray:
+        return a.reshape(n, -1).mean(axis=1)
+
+    columns = {
+        "psnr_of_mean": _psnr(mean, truth),
+        "psnr_mean_of_samples": np.mean([_psnr(s, truth) for s in samples], axis=0),
+        "sd_mean": per_image(sd),
+        "coverage_1sd": per_image(error <= sd),
+        "coverage_2sd": per_image(error <= 2 * sd),
+        "zero_sd_fraction": per_image(sd == 0),
+    }
+    return columns, mean, sd
+
+
+def run_posterior_cell(
+    data: str | Path,
+    recon_path: str | Path,
+    metrics_path: str | Path,
+    *,
+    samples: int,
+    **cell,
+) -> pd.DataFrame:
+    """Run ``samples`` posterior samples of the cell ``cell`` (:func:`run_cell`'s keywords,
+    ``sample`` excepted) and write their mean, spread and coverage; return the table."""
+    if int(samples) != samples or samples < 2:
+        raise InferenceError(f"samples must be an integer >= 2, got {samples}")
+    if "sample" in cell:
+        raise InferenceError("run_posterior_cell draws the samples itself: do not pass sample")
+    split = read_split(data, cell.get("limit"))
+    recons, seconds = [], np.zeros(len(split.images))
+    lpips = LPIPSMetric(enabled=False)  # the statistics here are pixelwise; no AlexNet
+    with tempfile.TemporaryDirectory() as scratch:
+        for k in range(int(samples)):
+            h5, csv = Path(scratch) / f"{k}.h5", Path(scratch) / f"{k}.csv"
+            table = run_cell(data, h5, csv, sample=k, lpips=lpips, **cell)
+            seconds += table["seconds"].to_numpy()
+            with h5py.File(h5, "r") as f:
+                recons.append(f[RECON][()])
+            log.info("sample %d of %d: PSNR %.2f dB", k + 1, samples, table["psnr"].mean())
+    columns, mean, sd = posterior_stats(np.stack(recons), split.images)
+    out = pd.DataFrame(
+        {
+            "image": np.arange(len(split.images)),
+            "source": split.source,
+            "slice": split.slice,
+            **columns,
+            "samples": int(samples),
+            "seconds": seconds,
+        }
+    )
+    attrs = {
+        "task": cell.get("task", ""),
+        "solver": cell.get("solver", ""),
+        "size": str(cell.get("size", "whole")),
+        "padding": cell.get("padding", "reflect") if str(cell.get("size")) != "whole" else "none",
+        "samples": int(samples),
+        "seed": int(cell.get("seed", 0)),
+    }
+    with atomic_path(Path(recon_path)) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset(MEAN, data=mean.astype(np.float32))
+        f.create_dataset(SD, data=sd.astype(np.float32))
+        f.attrs.update(attrs)
+    with atomic_path(Path(metrics_path)) as tmp:
+        out.assign(**{k: v for k, v in attrs.items() if k != "samples"}).to_csv(tmp, index=False)
+    log.info(
+        "posterior (%d samples): PSNR of the mean %.2f dB, of a sample %.2f dB, coverage "
+        "%.2f / %.2f",
+        samples,
+        out["psnr_of_mean"].mean(),
+        out["psnr_mean_of_samples"].mean(),
+        out["coverage_1sd"].mean(),
+        out["coverage_2sd"].mean(),
+    )
+    return out
+
+
+# What ``**cell`` takes (the CLI's test checks the options against it).
+run_posterior_cell.forwards_to = run_cell

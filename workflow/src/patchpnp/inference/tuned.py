@@ -1,0 +1,46 @@
+"""Reading a tuning table's choice (written by :mod:`patchpnp.inference.tune`).
+
+A tuning table has one row per swept value (``solver, task, parameter, value, psnr,
+chosen, interior``). A cell that runs with the tuned value reads it from here, so the
+value comes from the recorded sweep and is never copied by hand. Torch-free.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+
+from patchpnp.errors import PatchpnpError
+from patchpnp.params import TUNED
+
+__all__ = ["TunedValueError", "read_chosen"]
+
+
+class TunedValueError(PatchpnpError, ValueError):
+    """A tuning table that does not hold one choice for the solver; the message says why."""
+
+
+def read_chosen(path: str | os.PathLike, solver: str) -> dict[str, float]:
+    """``{parameter: value}`` of the chosen row of the tuning table at ``path``.
+
+    Refuses a table of another solver, without exactly one chosen row, or whose
+    parameter is not the one ``solver`` tunes (:data:`patchpnp.params.TUNED`).
+    """
+    try:
+        table = pd.read_csv(path)
+    except (OSError, pd.errors.EmptyDataError, pd.errors.ParserError) as err:
+        raise TunedValueError(f"{path}: not a readable tuning table ({err})") from err
+    need = {"solver", "parameter", "value", "chosen"}
+    if missing := sorted(need - set(table.columns)):
+        raise TunedValueError(f"{path}: missing columns {missing}; expected {sorted(need)}")
+    chosen = table[table["chosen"].astype(str).str.lower() == "true"]
+    if len(chosen) != 1:
+        raise TunedValueError(f"{path}: expected one chosen row, found {len(chosen)}")
+    row = chosen.iloc[0]
+    if row["solver"] != solver or row["parameter"] != TUNED.get(solver):
+        raise TunedValueError(
+            f"{path}: tunes {row['parameter']!r} of {row['solver']!r}, but the cell runs "
+            f"{solver!r}, which tunes {TUNED.get(solver)!r}"
+        )
+    return {str(row["parameter"]): float(row["value"])}

@@ -1,0 +1,238 @@
+"""deepinv's posterior-sampling solvers behind our solver interface (ALGORITHMS.md section 12).
+
+deepinv 0.5 builds DPS, PiGDM and ILVR as one :class:`deepinv.sampling.PosteriorDiffusion`:
+a reverse SDE whose score is the prior's (Tweedie, from the denoiser) minus a noisy data
+term (``DPSDataFidelity``, ``PiGDMDataFidelity``, ``ILVRDataFidelity``). Here that code
+runs unmodified on three things of ours, so that a deepinv cell differs from our own
+only in the data term:
+
+- **Levels.** The SDE is EDM's variance-exploding one with ``sigma(t) = t`` in the
+  [-1, 1] units of deepinv's state (``PosteriorDiffusion(minus_one_one=True)`` carries
+  ``2 x - 1``), and the time steps are twice our EDM levels ``s_0 > ... > s_{N-1} > 0``
+  (:func:`patchpnp.solvers.edm_sigmas`, with ``sigma_start``). Its ancestral solver with
+  ``eta = 1`` is DDPM's sampler; the last step, to ``sigma = 0``, returns the guided
+  denoised estimate. So ``steps`` is the number of denoiser calls, as for ours.
+- **Initial state.** Ours (:meth:`DiffusionSolver.initial_state`): the operator's
+  initial guess at total noise ``s_0``, from the image's keyed stream.
+- **Random numbers.** Every draw is keyed (:mod:`patchpnp.solvers.streams`): the
+  ancestral noise of step ``i`` from ``streams.solver(i)``, ILVR's re-noised
+  measurement from ``streams.generators("guidance", i)``, the patch wrapper's grid
+  from ``streams.grid(i)``. Cells differing only in prior, size or padding are paired.
+
+deepinv's DPS weight. Its ``"norm"`` guidance adds ``weight * grad ||A D(x) - y||`` to
+the score, so a step moves the state by ``(s_i^2 - s_{i+1}^2) * weight * grad``: the
+original DPS (and ours) moves ``zeta * grad`` per step whatever the level. deepinv's
+default ``weight = 1`` is therefore ``(s_i^2 - s_{i+1}^2)`` times weaker than the
+original's ``zeta = 1`` (its docstring: the weight "has to absorb a factor of order
+``||y - A D|| / sigma_y^2``, typically in the hundreds"); untuned, DPS barely follows
+the measurement. That is why the README's deepinv DPS at weight 1 reached 11-13 dB,
+and why every weight here is tuned on the tuning slices.
+
+PiGDM's vector-Jacobian product goes through ``torch.autograd`` here (deepinv's uses
+``torch.func.vjp``, which cannot enter the patch wrapper's memory-bounded backward,
+an ``autograd.Function``): the same product, and the tile micro-batches bound its memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import deepinv as dinv
+import torch
+from torch import nn
+
+from ..physics.base import LinearOperator
+from .base import DiffusionSolver, SolverDenoiser, per_sample_noise
+from .streams import SolveStreams
+
+__all__ = ["DEEPINV_SOLVERS", "DeepinvPosterior", "operator_physics"]
+
+
+def _prox_weight(gamma, like: torch.Tensor) -> torch.Tensor:
+    """deepinv's prox step ``gamma`` as our prox weight ``1 / gamma``, one per sample."""
+    g = torch.as_tensor(gamma, dtype=like.dtype, device=like.device).reshape(-1)
+    return 1.0 / (g.expand(like.shape[0]) if g.numel() == 1 else g)
+
+
+def operator_physics(operator: LinearOperator, sigma_n: float) -> dinv.physics.LinearPhysics:
+    """Our operator as a ``deepinv.physics.LinearPhysics``: our ``A``, ``A^T`` and prox, and
+    Gaussian noise ``sigma_n`` (what deepinv's data terms read as ``sigma_y``)."""
+
+    class OperatorPhysics(dinv.physics.LinearPhysics):
+        def __init__(self):
+            super().__init__(noise_model=dinv.physics.GaussianNoise(sigma=float(sigma_n)))
+
+        def A(self, x, *args, **kwargs):
+            return operator.A(x)
+
+        def A_adjoint(self, y, *args, **kwargs):
+            return operator.A_adjoint(y)
+
+        def prox_l2(self, z, y, gamma, *args, **kwargs):
+            # deepinv: argmin ||A x - y||^2 / 2 + ||x - z||^2 / (2 gamma); ours weights
+            # the proximity term by rho: rho = 1 / gamma.
+            return operator.prox(z, y, _prox_weight(gamma, z))
+
+    return OperatorPhysics()
+
+
+class _KeyedDenoiser(nn.Module):
+    """The denoiser as deepinv calls it, ``model(x, sigma)``, with the grid stream of the
+    current step for a patch wrapper (``streams`` and ``step`` set by the solver)."""
+
+    def __init__(self, denoiser: SolverDenoiser):
+        super().__init__()
+        self.adapter = denoiser
+        self.streams: SolveStreams | None = None
+        self.step = 0
+
+    def forward(self, x: torch.Tensor, sigma, *args, **kwargs) -> torch.Tensor:
+        sigma = torch.as_tensor(sigma, dtype=torch.float32, device=x.device).reshape(-1)
+        sigma = sigma.expand(x.shape[0]) if sigma.numel() == 1 else sigma
+        return self.adapter(x, sigma, self.streams.grid(self.step))
+
+
+class _KeyedAncestral(dinv.sampling.AncestralSolver):
+    """deepinv's ancestral (DDPM, ``eta = 1``) step; its noise from the keyed streams,
+    and the step counter the denoiser and the data term read."""
+
+    def __init__(self, timesteps: torch.Tensor, denoiser: _KeyedDenoiser, fidelity):
+        super().__init__(timesteps=timesteps, eta=1.0)
+        self.keyed, self.fidelity = denoiser, fidelity
+
+    def step(self, sde, t0, t1, x0, *args, **kwargs):
+        x1, nfe = super().step(sde, t0, t1, x0, *args, **kwargs)
+        self.keyed.step += 1
+        return x1, nfe
+
+    def randn_like(self, input: torch.Tensor, seed: int | None = None) -> torch.Tensor:
+        return per_sample_noise(input, self.keyed.streams.solver(self.keyed.step))
+
+
+class _AutogradPiGDM(dinv.sampling.PiGDMDataFidelity):
+    """PiGDM's data term with its vector-Jacobian product taken by ``torch.autograd``."""
+
+    def grad(self, x, y, physics, sigma, *args, get_model_outputs=False, **kwargs):
+        sigma_y = physics.noise_model.sigma
+        with torch.enable_grad():
+            xg = x.detach().to(torch.float32).requires_grad_(True)
+            denoised = self.denoiser(xg, sigma)
+            difference = physics.A(denoised.detach()) - y.to(denoised.dtype)
+            r_t2 = sigma**2 / (1.0 + sigma**2)
+            inverse = self.solve_inverse(physics, difference, r_t2, sigma_y)
+            adjoint = physics.A_adjoint(inverse).to(denoised.dtype)
+            (gradient,) = torch.autograd.grad(denoised, xg, grad_outputs=adjoint)
+        gradient = (self.weight * gradient).to(x.dtype)
+        return (gradient, denoised.detach()) if get_model_outputs else gradient
+
+
+class _KeyedILVR(dinv.sampling.ILVRDataFidelity):
+    """ILVR's data term; its re-noised measurement drawn from the keyed ``guidance`` stream."""
+
+    def __init__(self, weight: float, denoiser: _KeyedDenoiser):
+        super().__init__(weight=weight)
+        self.keyed = denoiser
+
+    def _noised_measurements(self, y: torch.Tensor, sigma) -> torch.Tensor:
+        step = self.keyed.step
+        noise = per_sample_noise(y, self.keyed.streams.generators("guidance", step))
+        sigma_t = dinv.models.Denoiser._handle_sigma(sigma, reference_tensor=y)
+        return y + sigma_t * noise.to(y.dtype)
+
+
+class DeepinvPosterior(DiffusionSolver):
+    """A deepinv ``PosteriorDiffusion`` on our levels, initial state and keyed streams.
+
+    Args:
+        denoiser, operator, steps, sigma_start: see :class:`DiffusionSolver`.
+        weight: the data term's ``weight`` (deepinv's ``lambda``), > 0: tuned per task.
+    """
+
+    name = "deepinv"
+    backward_per_step = True
+
+    def __init__(
+        self,
+        denoiser,
+        operator: LinearOperator,
+        steps: int,
+        weight: float,
+        sigma_start: float | None = None,
+        **kwargs,
+    ):
+        super().__init__(denoiser, operator, steps, sigma_start, **kwargs)
+        if not float(weight) > 0:
+            raise ValueError(f"{self.name}: weight must be > 0, got {weight}")
+        self.weight = float(weight)
+
+    def _fidelity(self, keyed: _KeyedDenoiser):
+        raise NotImplementedError
+
+    def _run(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        sigma_n: torch.Tensor,
+        streams: SolveStreams,
+        names: Sequence[Any] | None,
+    ) -> tuple[torch.Tensor, int]:
+        if bool((sigma_n != sigma_n[0]).any()):
+            raise ValueError(f"{self.name}: deepinv's physics takes one sigma_n per batch")
+        keyed = _KeyedDenoiser(self.denoiser)
+        keyed.streams, keyed.step = streams, 0
+        fidelity = self._fidelity(keyed)
+        levels = 2.0 * self.sigmas.to(torch.float64)  # [-1, 1] state units, ending at 0
+        sde = dinv.sampling.EDMDiffusionSDE(
+            sigma_t=lambda t: t,
+            sigma_prime_t=torch.ones_like,
+            variance_exploding=True,
+            T=float(levels[0]),
+            device=x.device,
+        )
+        model = dinv.sampling.PosteriorDiffusion(
+            data_fidelity=fidelity,
+            denoiser=keyed,
+            sde=sde,
+            solver=_KeyedAncestral(levels, keyed, fidelity),
+            device=x.device,
+        )
+        physics = operator_physics(self.operator, float(sigma_n[0]))
+        state = (2.0 * x - 1.0).to(torch.float64)
+        out = model(y, physics, x_init=state, timesteps=levels, denoise_output=False)
+        out = out.to(x.dtype)
+        self._check(out, self.steps - 1, names)
+        return out, self.steps if self.backward_per_step else 0
+
+
+class DeepinvDPS(DeepinvPosterior):
+    """deepinv's DPS data term (``DPSDataFidelity``, the residual norm, ``"norm"`` guidance)."""
+
+    name = "dinv_dps"
+
+    def _fidelity(self, keyed):
+        return dinv.sampling.DPSDataFidelity(denoiser=keyed, weight=self.weight)
+
+
+class DeepinvPiGDM(DeepinvPosterior):
+    """deepinv's pseudoinverse-guided data term (``PiGDMDataFidelity``)."""
+
+    name = "dinv_pigdm"
+
+    def _fidelity(self, keyed):
+        return _AutogradPiGDM(denoiser=keyed, weight=self.weight)
+
+
+class DeepinvILVR(DeepinvPosterior):
+    """deepinv's ILVR data term: ``A^+ (A x_t - y_t)``, no gradient through the network."""
+
+    name = "dinv_ilvr"
+    backward_per_step = False
+
+    def _fidelity(self, keyed):
+        return _KeyedILVR(self.weight, keyed)
+
+
+DEEPINV_SOLVERS: dict[str, type[DeepinvPosterior]] = {
+    cls.name: cls for cls in (DeepinvDPS, DeepinvPiGDM, DeepinvILVR)
+}
