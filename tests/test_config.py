@@ -94,6 +94,20 @@ def _set(config, dotted, value):
         ("figures", KeyError, r"'figures' is a required property"),
         ("metrics.lpips", "maybe", r"'metrics.lpips': 'maybe' is not one of"),
         ("metrics.lpips_source", "/shared/alexnet.pth", r"'metrics.lpips_source': .* not an"),
+        ("solvers.ours", ["ddrm"], r"'solvers.ours': 'ddrm' is not in inference.solvers"),
+        ("solvers.sizes", ["whole", 8], r"'solvers.sizes': 8 is not in inference.sizes"),
+        ("solvers.sizes", [32, 16], r"'solvers.sizes': needs 'whole'"),
+        ("solvers.priors", ["padis"], r"'solvers.priors': 'padis' is not a key of priors"),
+        (
+            "solvers.deepinv.dinv_ddrm",
+            {"steps": 2, "tasks": {}},
+            r"'solvers.deepinv.dinv_ddrm': not a deepinv solver",
+        ),
+        ("solvers.deepinv.dinv_dps.tasks.sr", {"zeta": 1.0}, r"\['zeta'\] do not apply"),
+        ("solvers.deepinv.dinv_dps.tasks.sr.weight", 0, r"less than or equal to the minimum"),
+        ("uncertainty.samples", 1, r"'uncertainty.samples': 1 is less than the minimum of 2"),
+        ("uncertainty.solvers", ["ddrm"], r"'ddrm' is in neither inference.solvers"),
+        ("uncertainty.figure.solver", "dinv_dps", r"'uncertainty.figure.solver': 'dinv_dps'"),
     ],
 )
 def test_each_mistake_names_its_key(demo_config, key, value, message):
@@ -208,3 +222,28 @@ def test_torch_free_commands_import_no_torch(repo_root, tmp_path, args, status):
         [sys.executable, "-c", code], cwd=repo_root, capture_output=True, text=True
     )
     assert res.stdout.splitlines()[-1].split() == [str(status), "False"], res.stdout + res.stderr
+
+
+def test_solvers_and_uncertainty_plans(demo_config):
+    """snakemake solvers reuses our grid's cells and adds deepinv's; uncertainty's cells."""
+    from patchpnp.pipeline.plan import SolversPlan, UncertaintyPlan
+
+    plan = Plan(demo_config)
+    solvers = SolversPlan(plan)
+    grid = set(plan.cell_files("metrics"))
+    files = solvers.metrics_files()
+    ours = [f for f in files if f.startswith("results/metrics/")]
+    assert len(ours) == 2 * 2 * 2 * 2 * 3 and set(ours) <= grid  # reused, never rerun
+    assert len(solvers.deepinv_metrics_files()) == 2 * 2 * 3 * 2 * 3
+    assert all(f.startswith("results/solvers/metrics/") for f in solvers.deepinv_metrics_files())
+    assert len(solvers.tune_files()) == 2 * 3 * 2
+    params = solvers.solver_params("dinv_dps", "sr", "patch")
+    assert params == {"steps": 20, "weight": 1000.0, "sigma_start": 0.2}
+    assert solvers.solver_params("dps", "sr", "patch") == plan.solver_params("dps", "sr", "patch")
+    unc = UncertaintyPlan(plan, solvers)
+    assert len(unc.cells()) == 2 * 1 * 2 * 2 * 2
+    assert unc.tuned_file("patch", "dps", "sr") == []
+    assert unc.tuned_file("patch", "dinv_dps", "sr") == [
+        "results/solvers/tune/patch/dinv_dps/sr.csv"
+    ]
+    assert [c.size for c in unc.figure_cells("denoise")] == ["whole", 32]

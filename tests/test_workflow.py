@@ -99,6 +99,11 @@ def test_paper_config_dry_run(tmp_path, paper_fastmri):
     assert counts["mri_cell"] == 48 and counts["mri_classical"] == 12
     assert counts["mri_tune_baseline"] == 8 and counts["mri_train_prior"] == 2
     assert counts["mri_merge_split"] == 3 and counts["mri_table"] == 1
+    # solvers.in_all: 3 deepinv solvers x 2 priors x 2 tasks tuned; their cells over
+    # 2 datasets x 2 priors x 2 tasks x 3 sizes; our cells are the grid's (counted above).
+    assert counts["solvers_tune"] == 12 and counts["solvers_cell"] == 72
+    # uncertainty.in_all: 2 datasets x 2 priors x 2 solvers x 2 tasks x 2 sizes.
+    assert counts["uncertainty_cell"] == 32 and counts["figure_uncertainty"] == 2
 
 
 def job_counts(dry_run_output: str) -> dict[str, int]:
@@ -245,3 +250,29 @@ def test_tiny_mri_runs_end_to_end(tmp_path):
     assert diffusion.loc[diffusion["size"] == "8", "dpsnr_vs_whole"].notna().all()
     assert (tmp_path / "results/figures/mri.png").stat().st_size > 0
     assert "## Checks" in (tmp_path / "results/tables/mri.md").read_text()
+
+
+def test_tiny_solvers_and_uncertainty_run_end_to_end(tmp_path):
+    """`snakemake solvers uncertainty` on the tiny demo: a deepinv solver's weight tuned
+    and its cells beside our grid's, the table with claim (b) per solver, and K = 2
+    posterior samples whole and through 8 px tiles with their table and figure."""
+    import pandas as pd
+
+    config = tiny_demo_config()
+    res = snakemake(
+        tmp_path, "solvers", "uncertainty", "--cores", "2", configfile=write_config(tmp_path, config)
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    tables = tmp_path / "results/tables"
+    table = pd.read_csv(tables / "solvers.csv", dtype={"size": str})
+    assert set(table["solver"]) == {"diffpir", "dinv_ilvr"}
+    assert len(table) == 4 and table.loc[table["size"] == "p8", "dpsnr_lo"].notna().all()
+    assert table.loc[table["solver"] == "dinv_ilvr", "tuned"].str.startswith("weight=").all()
+    claims = pd.read_csv(tables / "solvers_claims.csv")
+    pooled = claims[claims["dataset"] == "all"]
+    assert list(pooled["solver"]) == ["diffpir", "dinv_ilvr", "all"]
+    unc = pd.read_csv(tables / "uncertainty.csv", dtype={"size": str})
+    assert len(unc) == 2 and (unc["samples"] == 2).all()
+    assert unc["coverage_2sd"].between(0, 1).all() and (unc["sd_mean"] > 0).all()
+    assert unc.loc[unc["size"] == "p8", "sd_ratio_vs_whole"].notna().all()
+    assert (tmp_path / "results/figures/uncertainty_denoise.png").stat().st_size > 0

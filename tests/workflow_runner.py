@@ -194,6 +194,26 @@ def tiny_demo_config() -> dict:
                 "cs_wavelet": {"iters": 5, "lam_center": 0.001, "decades": 1, "points": 3},
             },
         },
+        "solvers": {
+            "in_all": False,
+            "ours": ["diffpir"],
+            "priors": ["patch"],
+            "sizes": ["whole", 8],
+            "padding": "reflect",
+            "tune": {"per_decade": 1, "decades": 1.0},
+            "deepinv": {
+                "dinv_ilvr": {"steps": 2, "tasks": {"denoise": {"weight": 1.0, "sigma_start": 0.3}}}
+            },
+        },
+        "uncertainty": {
+            "in_all": False,
+            "samples": 2,
+            "priors": ["patch"],
+            "solvers": ["diffpir"],
+            "sizes": ["whole", 8],
+            "padding": "reflect",
+            "figure": {"dataset": None, "prior": "patch", "solver": "diffpir", "index": 1},
+        },
         "figures": {"dataset": None, "prior": "patch", "solver": "diffpir", "index": 1},
         # Hermetic: lpips_weights never downloads in the tests (LPIPS is n/a unless torch
         # hub's cache holds the weights) and fails at once, with or without a network.

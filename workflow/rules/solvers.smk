@@ -109,8 +109,8 @@ rule solvers_table:
         side=DATA["image_size"],
         seed=config["seed"],
         margin=config.get("claims", {}).get("margin_db", 0.5),
-        table=layout.SOLVERS_TABLE,
-        claims=layout.SOLVERS_CLAIMS,
+        table=lambda wc, output: output.csv[: -len(".csv")],
+        claims=lambda wc, output: output.claims[: -len(".csv")],
         code=command_code("solvers-table"),
     shell:
         "patchpnp solvers-table {input.metrics:q} --tuned {input.tuned:q}"
@@ -184,7 +184,7 @@ rule uncertainty_table:
         mem_mb=2000,
         runtime=10,
     params:
-        table=layout.UNCERTAINTY_TABLE,
+        table=lambda wc, output: output.csv[: -len(".csv")],
         code=command_code("uncertainty-table"),
     shell:
         "patchpnp uncertainty-table {input:q} --table {params.table:q} > {log} 2>&1"
