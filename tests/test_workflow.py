@@ -260,7 +260,12 @@ def test_tiny_solvers_and_uncertainty_run_end_to_end(tmp_path):
 
     config = tiny_demo_config()
     res = snakemake(
-        tmp_path, "solvers", "uncertainty", "--cores", "2", configfile=write_config(tmp_path, config)
+        tmp_path,
+        "solvers",
+        "uncertainty",
+        "--cores",
+        "2",
+        configfile=write_config(tmp_path, config),
     )
     assert res.returncode == 0, res.stderr[-3000:]
     tables = tmp_path / "results/tables"

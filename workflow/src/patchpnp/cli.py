@@ -389,9 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     a.add_argument("metrics", nargs="+", help="metrics CSVs (results/metrics/... layout)")
     a.add_argument("--out-dir", required=True)
-    a.add_argument(
-        "--claims-metrics", nargs="*", default=(), help="more cells for the claims only"
-    )
+    a.add_argument("--claims-metrics", nargs="*", default=(), help="more cells for the claims only")
     add_seed(a, help="bootstrap seed")
     a.add_argument("--image-shape", type=int, nargs=2, required=True, metavar=("H", "W"))
     a.add_argument("--profiles", nargs="*", default=[], help="profile CSVs, for claim (d)")
