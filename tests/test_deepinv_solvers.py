@@ -113,3 +113,18 @@ def test_posterior_stats_by_hand():
     assert cols["psnr_of_mean"][0] == pytest.approx(0.0)  # mse 1
     with pytest.raises(ValueError, match="at least 2"):
         posterior_stats(samples[:1], truth)
+
+
+def test_calibrated_coverage_matches_gaussian_samples():
+    """Truth and K = 4 samples drawn from one Gaussian: the measured coverage is the
+    Student-t reference of the uncertainty table (0.56 / 0.83, not 0.68 / 0.95)."""
+    from patchpnp.evaluation.uncertainty import calibrated_coverage
+
+    rng = np.random.default_rng(0)
+    draws = rng.normal(size=(5, 1, 1, 200, 200))
+    cols, _, _ = posterior_stats(draws[1:], draws[0])
+    for z in (1, 2):
+        expect = calibrated_coverage(z, 4)
+        assert cols[f"coverage_{z}sd"][0] == pytest.approx(expect, abs=0.01)
+    assert calibrated_coverage(1, 4) == pytest.approx(0.563, abs=0.002)
+    assert calibrated_coverage(2, 10_000) == pytest.approx(0.954, abs=0.002)

@@ -8,8 +8,9 @@ common random numbers), never on differences of means. One block of rows per cla
   ``d_i = PSNR(patch prior) - PSNR(whole prior)``. Comparable.
 - ``b_inference``: shifted-grid ~ whole-image inference, every prior and solver;
   ``d_i = PSNR(p<P>, reflect) - PSNR(whole)``, same prior. Comparable. With several
-  solvers, a pooled row per solver (``solver`` named, the rest ``all``) precedes the
-  block's pooled row: the paper claims (b) "regardless of ... plug-and-play method".
+  solvers, pooled rows per solver and patch size, then per solver (``solver`` named,
+  the rest ``all``), precede the block's pooled row: the paper claims (b)
+  "regardless of ... plug-and-play method".
 - ``c_patch_trained_resilient``: the patch-trained prior loses less under patch
   inference; ``d_i = (patch prior: p<P> - whole) - (whole prior: p<P> - whole)``.
   Directional, claimed side > 0.
@@ -307,7 +308,8 @@ def _db_block(
     per_solver: bool = False,
 ) -> list[dict]:
     """Per-cell rows (bootstrap over images), with ``per_solver`` a pooled row per solver
-    (when there are several), and the pooled row (cluster bootstrap)."""
+    and patch size, then per solver (when there are several), and the pooled row
+    (cluster bootstrap)."""
     if not cells:
         return [_row(claim, _pooled_keys(pooled_prior), INCONCLUSIVE, 0, f"not tested: {missing}")]
     rows = []
@@ -319,6 +321,10 @@ def _db_block(
         for solver in solvers:
             mine = [c for c in cells if c["keys"]["solver"] == solver]
             keys = _pooled_keys(pooled_prior) | {"solver": solver}
+            sizes = list(dict.fromkeys(c["keys"]["size"] for c in mine))
+            for size in sizes if len(sizes) > 1 else []:
+                at = [c for c in mine if c["keys"]["size"] == size]
+                rows.append(_pooled_row(claim, keys | {"size": size}, at, verdict, seed))
             rows.append(_pooled_row(claim, keys, mine, verdict, seed))
     rows.append(_pooled_row(claim, _pooled_keys(pooled_prior), cells, verdict, seed))
     return rows

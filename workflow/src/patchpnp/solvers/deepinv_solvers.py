@@ -49,15 +49,23 @@ from .streams import SolveStreams
 __all__ = ["DEEPINV_SOLVERS", "DeepinvPosterior", "operator_physics"]
 
 
-def _prox_weight(gamma, like: torch.Tensor) -> torch.Tensor:
-    """deepinv's prox step ``gamma`` as our prox weight ``1 / gamma``, one per sample."""
-    g = torch.as_tensor(gamma, dtype=like.dtype, device=like.device).reshape(-1)
-    return 1.0 / (g.expand(like.shape[0]) if g.numel() == 1 else g)
+def _prox_weight(gamma, like: torch.Tensor):
+    """deepinv's prox step ``gamma`` (``argmin gamma/2 ||Ax - y||^2 + ||x - z||^2 / 2``) as
+    our weight ``rho = 1 / gamma`` (``argmin ||Ax - y||^2 + rho ||x - z||^2``): a float, or
+    one value per sample."""
+    g = torch.as_tensor(gamma, dtype=torch.float64)
+    if g.numel() == 1:
+        return 1.0 / float(g)
+    if g.numel() == like.shape[0]:
+        return 1.0 / g.reshape(-1)
+    raise ValueError(f"gamma must be one value or one per sample, got shape {tuple(g.shape)}")
 
 
 def operator_physics(operator: LinearOperator, sigma_n: float) -> dinv.physics.LinearPhysics:
-    """Our operator as a ``deepinv.physics.LinearPhysics``: our ``A``, ``A^T`` and prox, and
-    Gaussian noise ``sigma_n`` (what deepinv's data terms read as ``sigma_y``)."""
+    """Our operator as a ``deepinv.physics.LinearPhysics``: our ``A``, ``A^T`` and prox
+    (``prox_l2(z, y, gamma)`` is our closed-form ``prox(z, y, rho = 1 / gamma)``), and
+    deepinv's ``GaussianNoise(sigma_n)``, where DiffPIR and the noisy data terms read the
+    measurement noise. The cross-check (:mod:`patchpnp.tools.crosscheck`) uses it too."""
 
     class OperatorPhysics(dinv.physics.LinearPhysics):
         def __init__(self):
@@ -70,8 +78,6 @@ def operator_physics(operator: LinearOperator, sigma_n: float) -> dinv.physics.L
             return operator.A_adjoint(y)
 
         def prox_l2(self, z, y, gamma, *args, **kwargs):
-            # deepinv: argmin ||A x - y||^2 / 2 + ||x - z||^2 / (2 gamma); ours weights
-            # the proximity term by rho: rho = 1 / gamma.
             return operator.prox(z, y, _prox_weight(gamma, z))
 
     return OperatorPhysics()

@@ -132,40 +132,13 @@ class DeepinvDenoiser(nn.Module):
 
 
 # -- the forward model ----------------------------------------------------------------------
-def _prox_weight(gamma, like: torch.Tensor):
-    """deepinv's prox step ``gamma`` (``argmin gamma/2 ||Ax - y||^2 + ||x - z||^2 / 2``) as
-    our weight ``rho = 1 / gamma`` (``argmin ||Ax - y||^2 + rho ||x - z||^2``)."""
-    g = torch.as_tensor(gamma, dtype=torch.float64)
-    if g.numel() == 1:
-        return 1.0 / float(g)
-    if g.numel() == like.shape[0]:
-        return 1.0 / g.reshape(-1)
-    raise ValueError(f"gamma must be one value or one per sample, got shape {tuple(g.shape)}")
-
-
 def operator_physics(operator: LinearOperator, sigma_n: float):
-    """Our operator as a ``deepinv.physics.LinearPhysics``: our ``A``, ``A^T`` and prox.
+    """Our operator as deepinv physics (one home:
+    :func:`patchpnp.solvers.deepinv_solvers.operator_physics`)."""
+    require_deepinv()
+    from patchpnp.solvers.deepinv_solvers import operator_physics as wrap
 
-    ``prox_l2(z, y, gamma)`` is our closed-form ``prox(z, y, rho = 1 / gamma)``. The noise
-    model is deepinv's ``GaussianNoise(sigma_n)``, which is where DiffPIR reads ``sigma_n``.
-    """
-    dinv = require_deepinv()
-
-    class OperatorPhysics(dinv.physics.LinearPhysics):
-        def __init__(self):
-            super().__init__(noise_model=dinv.physics.GaussianNoise(sigma=float(sigma_n)))
-            self.operator = operator
-
-        def A(self, x, *args, **kwargs):
-            return self.operator.A(x)
-
-        def A_adjoint(self, y, *args, **kwargs):
-            return self.operator.A_adjoint(y)
-
-        def prox_l2(self, z, y, gamma, *args, **kwargs):
-            return self.operator.prox(z, y, _prox_weight(gamma, z))
-
-    return OperatorPhysics()
+    return wrap(operator, sigma_n)
 
 
 def native_physics(operator: LinearOperator, sigma_n: float, image_shape, device="cpu"):
