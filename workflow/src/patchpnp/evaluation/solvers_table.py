@@ -18,6 +18,7 @@ import pandas as pd
 
 from patchpnp.evaluation.aggregate import extended_table, read_metrics, to_markdown, write_files
 from patchpnp.evaluation.claims import claims_display, inference_claims
+from patchpnp.inference.tuned import chosen_row
 from patchpnp.layout import parse_tune_path
 
 __all__ = ["SOLVERS_COLUMNS", "solvers_table", "solvers_table_command"]
@@ -45,8 +46,7 @@ def tuned_settings(tables: Sequence[str | os.PathLike]) -> dict[tuple[str, str, 
     """``{(prior, solver, task): "weight=..."}`` from tuning tables (their chosen rows)."""
     out = {}
     for path in tables:
-        t = pd.read_csv(path)
-        row = t[t["chosen"].astype(str).str.lower() == "true"].iloc[0]
+        row = chosen_row(path)
         where = parse_tune_path(path)
         interior = "" if bool(row["interior"]) else " (edge)"
         out[(where["prior"], where["solver"], where["task"])] = (

@@ -14,19 +14,15 @@ import pandas as pd
 from patchpnp.errors import PatchpnpError
 from patchpnp.params import TUNED
 
-__all__ = ["TunedValueError", "read_chosen"]
+__all__ = ["TunedValueError", "chosen_row", "read_chosen"]
 
 
 class TunedValueError(PatchpnpError, ValueError):
     """A tuning table that does not hold one choice for the solver; the message says why."""
 
 
-def read_chosen(path: str | os.PathLike, solver: str) -> dict[str, float]:
-    """``{parameter: value}`` of the chosen row of the tuning table at ``path``.
-
-    Refuses a table of another solver, without exactly one chosen row, or whose
-    parameter is not the one ``solver`` tunes (:data:`patchpnp.params.TUNED`).
-    """
+def chosen_row(path: str | os.PathLike) -> pd.Series:
+    """The chosen row of the tuning table at ``path`` (refused unless there is exactly one)."""
     try:
         table = pd.read_csv(path)
     except (OSError, pd.errors.EmptyDataError, pd.errors.ParserError) as err:
@@ -37,7 +33,16 @@ def read_chosen(path: str | os.PathLike, solver: str) -> dict[str, float]:
     chosen = table[table["chosen"].astype(str).str.lower() == "true"]
     if len(chosen) != 1:
         raise TunedValueError(f"{path}: expected one chosen row, found {len(chosen)}")
-    row = chosen.iloc[0]
+    return chosen.iloc[0]
+
+
+def read_chosen(path: str | os.PathLike, solver: str) -> dict[str, float]:
+    """``{parameter: value}`` of the chosen row of the tuning table at ``path``.
+
+    Refuses a table of another solver, without exactly one chosen row, or whose
+    parameter is not the one ``solver`` tunes (:data:`patchpnp.params.TUNED`).
+    """
+    row = chosen_row(path)
     if row["solver"] != solver or row["parameter"] != TUNED.get(solver):
         raise TunedValueError(
             f"{path}: tunes {row['parameter']!r} of {row['solver']!r}, but the cell runs "

@@ -35,7 +35,7 @@ from torch import nn
 from patchpnp.inference.patches import ShiftedGridDenoiser
 from patchpnp.prior.loading import load_prior
 
-__all__ = ["PatchpnpDenoiser", "deepinv_denoiser"]
+__all__ = ["PatchpnpDenoiser", "deepinv_denoiser", "per_sample_sigma"]
 
 
 class PatchpnpDenoiser(deepinv.models.Denoiser):
@@ -56,15 +56,21 @@ class PatchpnpDenoiser(deepinv.models.Denoiser):
         return d.patch_size if isinstance(d, ShiftedGridDenoiser) else None
 
     def forward(self, x: torch.Tensor, sigma, **kwargs) -> torch.Tensor:
-        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1)
-        if sigma.numel() == 1:
-            sigma = sigma.expand(x.shape[0])
-        if sigma.numel() != x.shape[0]:
-            raise ValueError(
-                f"sigma must be one value or one per sample (batch {x.shape[0]}), "
-                f"got {sigma.numel()} values"
-            )
-        return self.denoiser(x, sigma)
+        return self.denoiser(x, per_sample_sigma(sigma, x))
+
+
+def per_sample_sigma(sigma, x: torch.Tensor) -> torch.Tensor:
+    """What deepinv passes as ``sigma`` (float, 0-d or ``[B]`` tensor, list) as one value
+    per sample of ``x``, in its dtype and device; a count that fits neither is refused."""
+    sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1)
+    if sigma.numel() == 1:
+        sigma = sigma.expand(x.shape[0])
+    if sigma.numel() != x.shape[0]:
+        raise ValueError(
+            f"sigma must be one value or one per sample (batch {x.shape[0]}), "
+            f"got {sigma.numel()} values"
+        )
+    return sigma
 
 
 def deepinv_denoiser(

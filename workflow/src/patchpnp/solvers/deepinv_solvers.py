@@ -43,6 +43,7 @@ import torch
 from torch import nn
 
 from ..physics.base import LinearOperator
+from ..prior.deepinv_export import per_sample_sigma
 from .base import DiffusionSolver, SolverDenoiser, per_sample_noise
 from .streams import SolveStreams
 
@@ -94,18 +95,16 @@ class _KeyedDenoiser(nn.Module):
         self.step = 0
 
     def forward(self, x: torch.Tensor, sigma, *args, **kwargs) -> torch.Tensor:
-        sigma = torch.as_tensor(sigma, dtype=torch.float32, device=x.device).reshape(-1)
-        sigma = sigma.expand(x.shape[0]) if sigma.numel() == 1 else sigma
-        return self.adapter(x, sigma, self.streams.grid(self.step))
+        return self.adapter(x, per_sample_sigma(sigma, x), self.streams.grid(self.step))
 
 
 class _KeyedAncestral(dinv.sampling.AncestralSolver):
     """deepinv's ancestral (DDPM, ``eta = 1``) step; its noise from the keyed streams,
     and the step counter the denoiser and the data term read."""
 
-    def __init__(self, timesteps: torch.Tensor, denoiser: _KeyedDenoiser, fidelity):
+    def __init__(self, timesteps: torch.Tensor, denoiser: _KeyedDenoiser):
         super().__init__(timesteps=timesteps, eta=1.0)
-        self.keyed, self.fidelity = denoiser, fidelity
+        self.keyed = denoiser
 
     def step(self, sde, t0, t1, x0, *args, **kwargs):
         x1, nfe = super().step(sde, t0, t1, x0, *args, **kwargs)
@@ -200,7 +199,7 @@ class DeepinvPosterior(DiffusionSolver):
             data_fidelity=fidelity,
             denoiser=keyed,
             sde=sde,
-            solver=_KeyedAncestral(levels, keyed, fidelity),
+            solver=_KeyedAncestral(levels, keyed),
             device=x.device,
         )
         physics = operator_physics(self.operator, float(sigma_n[0]))
