@@ -81,7 +81,10 @@ onsuccess:
         print(
             f"patchpnp: multicoil MRI (snakemake mri): {layout.MRI_TABLE}.md, {layout.MRI_FIGURE}.png"
         )
-    for name, path in (("solvers", layout.SOLVERS_TABLE), ("uncertainty", layout.UNCERTAINTY_TABLE)):
+    for name, path in (
+        ("solvers", layout.SOLVERS_TABLE),
+        ("uncertainty", layout.UNCERTAINTY_TABLE),
+    ):
         if os.path.exists(f"{path}.md"):
             print(f"patchpnp: {name} (snakemake {name}): {path}.md")
     if lpips_note():

@@ -169,7 +169,9 @@ rule tables:
         code=command_code("tables"),
         out_dir=lambda wc, output: os.path.dirname(output.table1),
         claims_metrics=lambda wc, input: (
-            "--claims-metrics " + " ".join(input.claims_metrics) if input.claims_metrics else ""
+            "--claims-metrics " + " ".join(input.claims_metrics)
+            if input.claims_metrics
+            else ""
         ),
     shell:
         "patchpnp tables {input.metrics:q} --profiles {input.profiles:q}"

@@ -26,7 +26,9 @@ rule solvers_tune:
         gpu=gpus_for(1),
     params:
         task=lambda wc: json.dumps(INFER["tasks"][wc.task]),
-        solver=lambda wc: json.dumps(solvers_plan.solver_params(wc.solver, wc.task, wc.prior)),
+        solver=lambda wc: json.dumps(
+            solvers_plan.solver_params(wc.solver, wc.task, wc.prior)
+        ),
         grid=(
             f"--per-decade {SOLVERS['tune']['per_decade']}"
             f" --decades {SOLVERS['tune']['decades']}"
@@ -67,7 +69,9 @@ rule solvers_cell:
         gpu=gpus_for(1),
     params:
         task=lambda wc: json.dumps(INFER["tasks"][wc.task]),
-        solver=lambda wc: json.dumps(solvers_plan.solver_params(wc.solver, wc.task, wc.prior)),
+        solver=lambda wc: json.dumps(
+            solvers_plan.solver_params(wc.solver, wc.task, wc.prior)
+        ),
         code=command_code("infer"),
         size=lambda wc: parse_size(wc.size),
         padding=lambda wc: "reflect" if wc.padding == "none" else wc.padding,
@@ -147,7 +151,9 @@ rule uncertainty_cell:
         gpu=gpus_for(1),
     params:
         task=lambda wc: json.dumps(INFER["tasks"][wc.task]),
-        solver=lambda wc: json.dumps(solvers_plan.solver_params(wc.solver, wc.task, wc.prior)),
+        solver=lambda wc: json.dumps(
+            solvers_plan.solver_params(wc.solver, wc.task, wc.prior)
+        ),
         tuned=lambda wc, input: f"--tuned {input.tuned}" if input.tuned else "",
         code=command_code("posterior"),
         size=lambda wc: parse_size(wc.size),
