@@ -381,3 +381,76 @@ def test_gradient_recomputes_only_when_micro_batches_bound_memory():
         grads[patch_batch] = xg.grad
     assert torch.allclose(grads[None], grads[2], rtol=1e-5, atol=1e-6)
     assert torch.allclose(grads[None], grads[100], rtol=1e-5, atol=1e-6)
+
+
+# (e) the one-pass product for a pixel-local cotangent ----------------------------------------
+class CountingInner(nn.Module):
+    """Counts the network calls made with and without autograd."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+        self.coord_channels = inner.coord_channels
+        self.calls = {False: 0, True: 0}
+
+    def forward(self, x, sigma, **kw):
+        self.calls[torch.is_grad_enabled() and x.requires_grad] += 1
+        return self.inner(x, sigma, **kw)
+
+
+@pytest.mark.parametrize("padding", PADDINGS)
+@pytest.mark.parametrize(
+    "shape,patch,coords,patch_batch",
+    [((2, 1, 24, 24), 8, False, 3), ((2, 1, 22, 30), 8, False, None), ((2, 1, 22, 26), 8, True, 1),
+     ((1, 1, 20, 20), 32, False, 1)],
+)  # fmt: skip
+def test_local_vjp_matches_autograd_in_one_pass(padding, shape, patch, coords, patch_batch):
+    """``(D(x), J^T g(D(x)))`` for a pixel-local ``g`` equals plain autograd through the
+    reference, evaluates every tile once (with autograd, no recomputation) and counts as
+    the forward does; the last case passes through (one tile covers the image)."""
+    inner = CountingInner(SmallConvNet(channels=1, coord_channels=2 if coords else 0))
+    gen = torch.Generator().manual_seed(4)
+    x = torch.rand(shape, generator=gen)
+    y = torch.rand(shape, generator=gen)
+    sigma = torch.tensor([0.1, 0.5])[: shape[0]]
+    den = ShiftedGridDenoiser(inner, patch, padding=padding, patch_batch=patch_batch)
+
+    def cotangent(values, b, rows, cols):  # nonlinear in the output, pixel by pixel
+        return values.square() - y[b, :, rows, cols]
+
+    out, grad = den.local_vjp(x, sigma, cotangent, generator=torch.Generator().manual_seed(11))
+    tiles = den.tiles_evaluated
+    chunks = 1 if patch_batch is None else -(-tiles // patch_batch)
+    assert inner.calls == {False: 0, True: chunks}
+    assert den.backward_tiles == tiles and den.calls == 1
+
+    xr = x.clone().requires_grad_(True)
+    if den.passes_through(*shape[-2:]):
+        ref = inner.inner(xr, sigma)
+    else:
+        plan = den.plan(x, sigma, torch.Generator().manual_seed(11))  # the same draws
+        ref = reference_shifted_grid(
+            inner.inner, xr, sigma, patch, padding, plan.shifts, coords, plan.margin_noise
+        )
+    (ref.detach().square() - y).mul(ref).sum().backward()  # cotangent of g, held fixed
+    assert torch.allclose(out, ref.detach(), atol=1e-6)
+    rel = (grad - xr.grad).norm() / xr.grad.norm()
+    assert rel < 1e-5, rel
+
+
+@pytest.mark.parametrize("n,p", [(320, 128), (24, 8), (17, 5)])
+def test_every_image_pixel_has_one_tile_region(n, p):
+    """The tiles' image regions partition the image, for every shift, in both axes."""
+    den = ShiftedGridDenoiser(Pointwise(channels=1), p, padding="reflect")
+    rows, _ = den.grid(n, n)
+    for shift in range(rows.shifts):
+        plan = den.plan(torch.zeros(1, 1, n, n), 0.1)
+        plan.shifts = [(shift, (shift * 7) % rows.shifts)]
+        hits = torch.zeros(n, n, dtype=torch.long)
+        for tile in range(plan.num_tiles):
+            b, img_r, img_c, tile_r, tile_c = plan.image_region(tile)
+            assert b == 0
+            assert img_r.stop - img_r.start == tile_r.stop - tile_r.start
+            assert img_c.stop - img_c.start == tile_c.stop - tile_c.start
+            hits[img_r, img_c] += 1
+        assert bool((hits == 1).all()), shift

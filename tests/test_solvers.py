@@ -27,6 +27,8 @@ from patchpnp.solvers import (
     edm_sigmas,
     make_solver,
 )
+from patchpnp.solvers.dps import data_gradient
+from test_patches import CountingInner, SmallConvNet
 
 torch.set_num_threads(1)
 
@@ -335,3 +337,33 @@ def test_a_first_level_below_the_measurement_noise_is_refused():
     y = op.measure(sample_images(1), 0.3, gens(1))
     with pytest.raises(ValueError, match="raise sigma_start to at least sigma_n"):
         DPS(ORACLE, op, steps=3, zeta=0.3, sigma_start=0.2).solve(y, 0.3, streams(1))
+
+
+class _NotLocal(type(make_operator("denoise"))):
+    """Denoising declared non-local: DPS then differentiates the norm by autograd."""
+
+    pixel_local = False
+
+
+@pytest.mark.parametrize("patch", [None, 8])
+def test_dps_one_pass_data_gradient_equals_autograd_of_the_norm(patch):
+    """For denoising, DPS's data gradient through the one-pass product (scaled by
+    1 / ||y - x0|| afterwards) equals autograd of the per-sample norms, tiled (through
+    the recomputing backward, with micro-batches) or not; the tiled one evaluates each
+    tile once instead of twice."""
+    net = SmallConvNet(channels=1, seed=3)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(2, 1, 24, 24, generator=g), torch.rand(2, 1, 24, 24, generator=g)
+    results = {}
+    for operator in (make_operator("denoise"), _NotLocal()):
+        inner = CountingInner(net)
+        den = inner if patch is None else ShiftedGridDenoiser(inner, patch, patch_batch=2)
+        grids = [torch.Generator().manual_seed(5 + b) for b in range(2)]
+        x0, grad = data_gradient(SolverDenoiser(den), operator, x, y, 0.3, grids)
+        results[operator.pixel_local] = (x0, grad, inner.calls)
+    (x0_l, grad_l, calls_l), (x0_a, grad_a, calls_a) = results[True], results[False]
+    assert torch.equal(x0_l, x0_a)
+    assert torch.allclose(grad_l, grad_a, rtol=1e-5, atol=1e-7)
+    chunks = 1 if patch is None else 2 * 4 * 4 // 2
+    assert calls_l == {False: 0, True: chunks}
+    assert calls_a == {False: 0 if patch is None else chunks, True: chunks}

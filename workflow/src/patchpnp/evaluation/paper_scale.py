@@ -4,7 +4,8 @@ Time and memory of a denoiser call do not depend on the weights, so the U-Net of
 config's ``network`` section (by default ``config/paper.yaml``'s) is built with random
 weights and profiled on random images: whole against shifted-grid tiles of each patch
 size, at each image size, for each solver's call mode (DiffPIR: a forward call
-without autograd; DPS: the vector-Jacobian product through the denoiser). Each patch
+without autograd; DPS: its data gradient on a denoising step, the vector-Jacobian
+product through the denoiser, in one pass through the tiles). Each patch
 size runs with three micro-batches (``patch_batch_mode``):
 
 - ``auto``: the largest micro-batch within ``memory_budget`` (ALGORITHMS.md section 4),
@@ -21,8 +22,8 @@ Sampled micro-batches. With small tiles one at a time, a call is hundreds of ide
 network calls (289 for 32-px tiles at N = 512): on a CPU the full grid would take
 hours. The micro-batches of a call all have the same shape (but the last), so their
 memory peaks are equal and their times add up. :class:`SampledNetwork` therefore runs
-the network for the first ``sampled_chunks`` micro-batches of each pass (forward, and
-DPS's recomputing backward) and answers the rest with a zero tensor of the network's
+the network for the first ``sampled_chunks`` micro-batches of each pass (forward, or
+the recorded pass of a gradient) and answers the rest with a zero tensor of the network's
 output shape, which holds the same memory as the real output. The memory peak is the
 full call's; the time is extrapolated from two timed calls, one with the sampled
 micro-batches real (``W_r``) and one with none (``W_0``: the tiling, padding, stand-in
@@ -175,8 +176,9 @@ def _sampled_network_class():
         """The network for the first ``real`` calls of each pass, a zero stand-in after.
 
         A pass is the calls made without autograd (a forward call, or the first pass of
-        DPS's recomputing backward) or with it (the recomputation); :meth:`new_call`
-        starts counting again. ``real=None`` runs the network on every call.
+        a recomputing backward) or with it (the recomputation, or DPS's one-pass
+        gradient on denoising); :meth:`new_call` starts counting again. ``real=None``
+        runs the network on every call.
         """
 
         def __init__(self, inner, real: int | None):
@@ -189,15 +191,19 @@ def _sampled_network_class():
         def new_call(self, real: int | None = None) -> None:
             self.real = real
             self.counts = {False: 0, True: 0}
-            self.real_tiles = 0
+            self.real_per_pass = {False: 0, True: 0}
+
+        @property
+        def real_tiles(self) -> int:
+            """Tiles run for real in a pass: the passes of a call run the same tiles."""
+            return max(self.real_per_pass.values())
 
         def forward(self, x, sigma, **kw):
             recording = torch.is_grad_enabled() and x.requires_grad
             k = self.counts[recording]
             self.counts[recording] += 1
             if self.real is None or k < self.real:
-                if not recording:
-                    self.real_tiles += x.shape[0]
+                self.real_per_pass[recording] += x.shape[0]
                 return self.inner(x, sigma, **kw)
             # Same shape, dtype and memory as the network's output; in a recorded pass
             # it keeps the graph (a cheap multiply) so the backward runs as usual.

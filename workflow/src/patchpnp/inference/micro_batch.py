@@ -229,18 +229,22 @@ def measure_call(denoiser, side: int, batch: int, mode: str, device) -> float:
 
 def denoiser_call(denoiser, x, v, mode: str, sigma: float = 0.5) -> None:
     """One denoiser call at level ``sigma`` in a solver's mode (:func:`call_mode`):
-    ``forward`` without autograd (DiffPIR), or ``gradient``, the vector-Jacobian product
-    with ``v`` through the denoiser (DPS). Memory and time do not depend on ``sigma``."""
+    ``forward`` without autograd (DiffPIR), or ``gradient``, DPS's data gradient on a
+    denoising step with measurement ``v`` (:func:`patchpnp.solvers.dps.data_gradient`:
+    one pass through the tiles). Memory and time do not depend on ``sigma``."""
     import torch
+
+    from patchpnp.physics import make_operator
+    from patchpnp.solvers import SolverDenoiser
+    from patchpnp.solvers.dps import data_gradient
 
     level = torch.full((x.shape[0],), sigma, device=x.device)
     if mode == "forward":
         with torch.no_grad():
             denoiser(x, level)
         return
-    with torch.enable_grad():
-        t = x.detach().requires_grad_(True)
-        torch.autograd.grad(denoiser(t, level), t, v)
+    grids = [torch.Generator().manual_seed(b) for b in range(x.shape[0])]
+    data_gradient(SolverDenoiser(denoiser), make_operator("denoise"), x, v, level, grids)
 
 
 def calibrate_denoiser(

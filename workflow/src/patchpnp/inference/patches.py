@@ -51,6 +51,13 @@ and is a third faster (one forward and one backward instead of two and one). Onl
 gradient with respect to ``x`` is produced: if ``inner`` has parameters that require
 grad, the wrapper falls back to plain autograd (exact for the parameters too, but not
 memory-bounded) and warns.
+
+One pass for a pixel-local cotangent. The recomputation is needed because a general
+cotangent ``g`` (DPS's ``A^T (A x0 - y)`` for super-resolution) is known only once the
+whole ``x0`` is. When ``g`` at a pixel depends on ``x0`` there only (denoising),
+:meth:`ShiftedGridDenoiser.local_vjp` takes each tile's cotangent from its own output and
+differentiates the micro-batch at once: one forward and one backward per tile, the
+memory of one micro-batch, and no recomputation.
 """
 
 from __future__ import annotations
@@ -67,6 +74,25 @@ from patchpnp.inference.tiling import AxisGrid
 from patchpnp.prior.precond import coordinate_channels
 
 PADDING_MODES = ("zeros", "reflect", "replicate")
+
+# ``cotangent(values, sample, rows, cols)``: the cotangent on the image pixels
+# ``[sample, :, rows, cols]``, computed from the denoised ``values`` there ([C, h, w])
+# alone: a pixel-local one, such as DPS's ``A^T (A x0 - y)`` for ``A = I``.
+LocalCotangent = Callable[[torch.Tensor, int, slice, slice], torch.Tensor]
+
+
+def whole_image_vjp(
+    out: torch.Tensor, x: torch.Tensor, cotangent: LocalCotangent
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(out, J^T g)`` for an output ``out`` recorded from ``x``, ``g = cotangent(out)``
+    taken sample by sample on the whole image (the untiled form of the local product)."""
+    values = out.detach()
+    rows, cols = slice(0, values.shape[-2]), slice(0, values.shape[-1])
+    g = torch.stack([cotangent(values[b], b, rows, cols) for b in range(values.shape[0])])
+    if not out.requires_grad:
+        return values, torch.zeros_like(x)
+    (gx,) = torch.autograd.grad(out, x, g.to(out.dtype))
+    return values, gx
 
 
 def source_positions(axis: AxisGrid, padding: str) -> torch.Tensor:
@@ -258,6 +284,10 @@ class _TilePlan:
                     if gt is not None:
                         grad_tiles[idx] = gt
             counter(idx.stop - idx.start)
+        return self.tiles_adjoint(x, grad_tiles)
+
+    def tiles_adjoint(self, x: torch.Tensor, grad_tiles: torch.Tensor) -> torch.Tensor:
+        """Gradients of the tiles (inputs) to the gradient of the image ``x``."""
         grad_canvas = self.windows_adjoint(self.from_tiles(grad_tiles))
         # Adjoint of the padding: autograd of the padding itself folds the gradient of
         # padded pixels back onto their sources (reflect / replicate) or drops it (zeros).
@@ -265,6 +295,58 @@ class _TilePlan:
             xx = x.detach().requires_grad_(True)
             (gx,) = torch.autograd.grad(self.pad(xx), xx, grad_canvas)
         return gx
+
+    def image_region(self, tile: int) -> tuple[int, slice, slice, slice, slice]:
+        """Where tile number ``tile`` lands: ``(sample, image rows, image cols, tile rows,
+        tile cols)``; the slices are empty for a tile that lies in the margin only."""
+        b, k = divmod(tile, self.tiles_per_sample)
+        r, c = divmod(k, self.cols.count)
+        a, s = self.shifts[b]
+
+        def span(index: int, axis: AxisGrid, shift: int) -> tuple[slice, slice]:
+            # Window pixel j shows image pixel j - (pad - shift) (see :meth:`crop`).
+            offset = axis.pad - shift
+            lo, hi = index * axis.tile - offset, (index + 1) * axis.tile - offset
+            lo, hi = max(lo, 0), min(hi, axis.size)
+            hi = max(hi, lo)
+            start = offset - index * axis.tile  # image position -> tile position
+            return slice(lo, hi), slice(lo + start, hi + start)
+
+        img_r, tile_r = span(r, self.rows, a)
+        img_c, tile_c = span(c, self.cols, s)
+        return b, img_r, img_c, tile_r, tile_c
+
+    def local_vjp(
+        self, x: torch.Tensor, cotangent: LocalCotangent, counter: Callable[[int], None]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The denoised image and ``J(x)^T g`` for a pixel-local ``g = cotangent(output)``,
+        in one pass: each micro-batch is evaluated with autograd, its cotangent taken from
+        its own output and differentiated at once. One forward and one backward per tile
+        (the recomputing :meth:`vjp` needs two forwards), memory of one micro-batch."""
+        with torch.no_grad():
+            tiles = self.tiles_in(x)
+            coords = self.coords() if self.uses_coords else None
+        out_tiles, grad_tiles = None, torch.zeros_like(tiles)
+        for idx in self.chunks():
+            with torch.enable_grad():
+                t = tiles[idx].detach().requires_grad_(True)
+                out = self.run_inner(t, idx, coords)
+                if out_tiles is None:
+                    out_tiles = out.new_empty((self.num_tiles, *out.shape[1:]))
+                out_tiles[idx] = out.detach()
+                g = torch.zeros_like(out_tiles[idx])
+                for j, tile in enumerate(range(idx.start, idx.stop)):
+                    b, img_r, img_c, tile_r, tile_c = self.image_region(tile)
+                    if img_r.stop > img_r.start and img_c.stop > img_c.start:
+                        g[j, :, tile_r, tile_c] = cotangent(
+                            out_tiles[tile, :, tile_r, tile_c], b, img_r, img_c
+                        )
+                if out.requires_grad:
+                    (gt,) = torch.autograd.grad(out, t, g, allow_unused=True)
+                    if gt is not None:
+                        grad_tiles[idx] = gt
+            counter(idx.stop - idx.start)
+        return self.crop(self.from_tiles(out_tiles)), self.tiles_adjoint(x, grad_tiles)
 
 
 class _MemoryBoundedTiles(torch.autograd.Function):
@@ -453,12 +535,7 @@ class ShiftedGridDenoiser(nn.Module):
         if self.passes_through(height, width):
             self.tiles_evaluated += batch
             self.backward_tiles += batch if recording else 0
-            if self.inner_coord_channels == 2:
-                coords = image_coordinates(
-                    torch.arange(height), torch.arange(width), height, width
-                ).to(device=x.device, dtype=x.dtype)
-                return self.inner(x, sigma, coords=coords.expand(batch, -1, -1, -1))
-            return self.inner(x, sigma)
+            return self.forward_pass_through(x, sigma)
 
         plan = self.plan(x, sigma, generator)
         self.tiles_evaluated += plan.num_tiles
@@ -479,6 +556,51 @@ class ShiftedGridDenoiser(nn.Module):
             self.backward_tiles += plan.num_tiles
             return plan.apply(x)
         return _MemoryBoundedTiles.apply(x, plan, self)
+
+    def local_vjp(
+        self,
+        x: torch.Tensor,
+        sigma: float | torch.Tensor,
+        cotangent: LocalCotangent,
+        generator: GeneratorArg = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The denoised image ``D(x)`` and ``J(x)^T g`` for a pixel-local cotangent
+        ``g = cotangent(D(x))`` (its value at a pixel depends on ``D(x)`` there only).
+
+        Then a tile's cotangent is known as soon as the tile is denoised, so every
+        micro-batch is evaluated once with autograd and differentiated at once: one
+        forward and one backward per tile and the memory of one micro-batch, where the
+        general vector-Jacobian product (``g`` needs the whole output first) recomputes
+        every tile. Same shifts, margin noise and counters as :meth:`forward`.
+        """
+        if x.ndim != 4:
+            raise ValueError(f"expected images [B, C, H, W], got shape {tuple(x.shape)}")
+        batch, _, height, width = x.shape
+        self.calls += 1
+        x = x.detach()
+        if self.passes_through(height, width):
+            self.tiles_evaluated += batch
+            self.backward_tiles += batch
+            with torch.enable_grad():
+                xi = x.requires_grad_(True)
+                return whole_image_vjp(self.forward_pass_through(xi, sigma), xi, cotangent)
+        plan = self.plan(x, sigma, generator)
+        self.tiles_evaluated += plan.num_tiles
+
+        def count(n: int) -> None:
+            self.backward_tiles += n
+
+        return plan.local_vjp(x, cotangent, count)
+
+    def forward_pass_through(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
+        """``inner`` on whole images (one tile covers them), with their coordinates."""
+        if self.inner_coord_channels == 2:
+            height, width = x.shape[-2:]
+            rows, cols = torch.arange(height), torch.arange(width)
+            coords = image_coordinates(rows, cols, height, width)
+            coords = coords.to(device=x.device, dtype=x.dtype)
+            return self.inner(x, sigma, coords=coords.expand(x.shape[0], -1, -1, -1))
+        return self.inner(x, sigma)
 
     def _recompute_for_grad(self, num_tiles: int) -> bool:
         if self.memory_bounded_grad is not None:

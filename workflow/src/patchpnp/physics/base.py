@@ -69,6 +69,10 @@ class LinearOperator:
     # The range images live in: solvers clamp their initial guess and estimate to it.
     # None for images without one (complex images as real and imaginary channels).
     value_range: tuple[float, float] | None = (0.0, 1.0)
+    # True when ``A^T (A x - y)`` at a pixel depends on ``x`` and ``y`` at that pixel
+    # only, so :meth:`normal_residual` of a crop is the crop of it; DPS then takes its
+    # data gradient through the patch wrapper in one pass (no recomputed tiles).
+    pixel_local: bool = False
 
     def A(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the forward model to a batch of images ``[B, C, H, W]``."""
@@ -84,6 +88,10 @@ class LinearOperator:
         ``rho`` is a positive float or a per-sample tensor of shape ``[B]``.
         """
         raise NotImplementedError
+
+    def normal_residual(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``A^T (A x - y)``: the gradient of ``||A x - y||^2 / 2`` with respect to ``x``."""
+        return self.A_adjoint(self.A(x) - y)
 
     def num_measurements(self, x_shape: Sequence[int]) -> int:
         """Number of real-valued measurements of one sample of an image of shape ``x_shape``.

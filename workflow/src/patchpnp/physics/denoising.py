@@ -12,6 +12,8 @@ from .base import LinearOperator, as_batch_weight, per_sample_shape
 class Denoising(LinearOperator):
     """The identity forward model; the inverse problem is pure Gaussian denoising."""
 
+    pixel_local = True
+
     def A(self, x: torch.Tensor) -> torch.Tensor:
         return x
 

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..inference.patches import LocalCotangent, whole_image_vjp
 from ..physics.base import LinearOperator
 from .schedule import edm_sigmas
 from .streams import INIT_STEP, SolveStreams
@@ -76,6 +77,22 @@ class SolverDenoiser:
         if self.accepts_generator:
             return self.denoiser(x, sigma, generator=list(generators))
         return self.denoiser(x, sigma)
+
+    def local_vjp(
+        self,
+        x: torch.Tensor,
+        sigma: float,
+        generators: Sequence[torch.Generator],
+        cotangent: LocalCotangent,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(D(x), J(x)^T g)`` for a pixel-local ``g = cotangent(D(x))``: in one pass
+        through the patch wrapper's tiles, by plain autograd for any other denoiser."""
+        local = getattr(self.denoiser, "local_vjp", None)
+        if local is not None and self.accepts_generator:
+            return local(x, sigma, cotangent, generator=list(generators))
+        with torch.enable_grad():
+            xi = x.detach().requires_grad_(True)
+            return whole_image_vjp(self(xi, sigma, generators), xi, cotangent)
 
     def tile_counters(self) -> tuple[int, int] | None:
         """``(tiles_evaluated, backward_tiles)`` of a patch wrapper, else None."""

@@ -22,7 +22,9 @@ The measurement noise level plays no part in the update.
 
 The last step has ``s_N = 0``: the ancestral step is noise-free (``x' = x0``) and the
 guidance step is still taken, as the official code does at ``t = 0``. Each step costs
-one forward and one backward pass through the denoiser.
+one forward and one backward pass through the denoiser (:func:`data_gradient`: with
+shifted-grid tiles and a pixel-local operator in one pass, else the wrapper recomputes
+each tile for the backward).
 """
 
 from __future__ import annotations
@@ -34,10 +36,10 @@ from typing import Any
 import torch
 
 from ..physics.base import LinearOperator
-from .base import DiffusionSolver
+from .base import DiffusionSolver, SolverDenoiser
 from .streams import SolveStreams
 
-__all__ = ["DPS", "dps_step_size"]
+__all__ = ["DPS", "data_gradient", "dps_step_size"]
 
 
 def dps_step_size(zeta: float, sigma: float, sigma_next: float) -> float:
@@ -49,6 +51,43 @@ def residual_norms(operator: LinearOperator, x0: torch.Tensor, y: torch.Tensor) 
     """``||y_b - A x0_b||`` for every sample ``b`` (complex measurements included): ``[B]``."""
     residual = y - operator.A(x0)
     return torch.linalg.vector_norm(residual.reshape(residual.shape[0], -1), dim=1)
+
+
+def data_gradient(
+    denoiser: SolverDenoiser,
+    operator: LinearOperator,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    sigma: float,
+    generators: Sequence[torch.Generator],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """DPS's data term at one step: ``x0 = D(x)`` and ``grad_x sum_b ||y_b - A x0_b||``.
+
+    The gradient is ``J^T A^T (A x0 - y) / ||y - A x0||`` per sample. For a pixel-local
+    operator (``operator.pixel_local``: denoising) the unnormalised cotangent
+    ``A^T (A x0 - y)`` of a tile needs only that tile's output, so the patch wrapper
+    takes the product in one pass (:meth:`SolverDenoiser.local_vjp`); the vector-Jacobian
+    product is linear, so the per-sample ``1 / ||y - A x0||`` is applied after it, once
+    the whole ``x0`` is known. Any other operator differentiates the norm by autograd,
+    through the wrapper's recomputing backward when it tiles.
+    """
+    if operator.pixel_local:
+
+        def cotangent(values: torch.Tensor, b: int, rows: slice, cols: slice) -> torch.Tensor:
+            return operator.normal_residual(values[None], y[b : b + 1, :, rows, cols])[0]
+
+        x0, product = denoiser.local_vjp(x, sigma, generators, cotangent)
+        norms = residual_norms(operator, x0, y)
+        # A zero residual has zero gradient, as autograd of the norm gives there.
+        scale = torch.where(norms > 0, 1.0 / norms.clamp_min(torch.finfo(norms.dtype).tiny), 0.0)
+        return x0, product * scale.reshape(-1, *([1] * (product.ndim - 1)))
+    with torch.enable_grad():
+        xi = x.detach().requires_grad_(True)
+        x0 = denoiser(xi, sigma, generators)
+        # Sum of per-sample norms: its gradient w.r.t. x_i is per sample, because the
+        # denoiser and the operator act on each sample alone.
+        (grad,) = torch.autograd.grad(residual_norms(operator, x0, y).sum(), xi)
+    return x0.detach(), grad
 
 
 class DPS(DiffusionSolver):
@@ -95,15 +134,9 @@ class DPS(DiffusionSolver):
         backward = 0
         for i in range(self.steps):
             s, s_next = sigmas[i], sigmas[i + 1]
-            with torch.enable_grad():
-                xi = x.detach().requires_grad_(True)
-                x0 = self._denoise(xi, s, streams, i)
-                # Sum of per-sample norms: its gradient w.r.t. x_i is per sample, because
-                # the denoiser and the operator act on each sample alone.
-                (grad,) = torch.autograd.grad(residual_norms(self.operator, x0, y).sum(), xi)
+            x0, grad = data_gradient(self.denoiser, self.operator, x, y, s, streams.grid(i))
             backward += 1
             with torch.no_grad():
-                x0 = x0.detach()
                 self._check(x0, i, names)
                 ratio = (s_next / s) ** 2
                 x_next = x0 + ratio * (x - x0)

@@ -5,10 +5,13 @@ memory of one DPS-style step, ``x0 = D(x)`` then ``J_D(x)^T g``, for
 
 - ``whole``:   the inner network on the whole image, plain autograd;
 - ``plain``:   the shifted-grid wrapper with plain autograd through every tile;
-- ``bounded``: the shifted-grid wrapper with its memory-bounded recomputing backward.
+- ``bounded``: the shifted-grid wrapper with its memory-bounded recomputing backward;
+- ``one_pass``: the wrapper's one-pass product for a pixel-local cotangent, as DPS takes
+  its data gradient on denoising (:func:`patchpnp.solvers.dps.data_gradient`).
 
 Patch size and ``patch_batch`` are fixed, so the memory-bounded peak should stay flat
-while the other two grow with the image (plain autograd keeps every tile's activations).
+while the other two grow with the image (plain autograd keeps every tile's activations);
+``one_pass`` should keep ``bounded``'s memory at one forward pass less per tile.
 
 Each configuration runs in a fresh subprocess; after set-up and warm-up the step is run
 once measured by :class:`patchpnp.evaluation.memory.PeakMemory` and once timed (the CPU
@@ -30,7 +33,7 @@ from torch import nn
 from patchpnp.evaluation.memory import PeakMemory
 from patchpnp.tools.fresh_process import run_fresh
 
-MODES = ("whole", "plain", "bounded")
+MODES = ("whole", "plain", "bounded", "one_pass")
 
 
 class ConvDenoiser(nn.Module):
@@ -55,6 +58,9 @@ class ConvDenoiser(nn.Module):
 def _worker(mode: str, size: int, patch: int, patch_batch: int, device: str) -> dict:
     """One configuration, meant to run in a fresh process; returns the measurements."""
     from patchpnp.inference.patches import ShiftedGridDenoiser
+    from patchpnp.physics.denoising import Denoising
+    from patchpnp.solvers import SolverDenoiser
+    from patchpnp.solvers.dps import data_gradient
 
     torch.manual_seed(0)
     dev = torch.device(device)
@@ -73,6 +79,9 @@ def _worker(mode: str, size: int, patch: int, patch_batch: int, device: str) -> 
     g = torch.randn(1, 1, size, size, device=dev)
 
     def step() -> torch.Tensor:
+        if mode == "one_pass":
+            grids = [torch.Generator().manual_seed(0)]
+            return data_gradient(SolverDenoiser(den), Denoising(), x, g, 0.2, grids)[1]
         xg = x.clone().requires_grad_(True)
         out = den(xg, 0.2)
         # DPS-like: the residual's norm, differentiated with respect to the input.
