@@ -220,7 +220,8 @@ def test_auto_micro_batches_fit_the_budget_and_change_no_result(
     budget; micro-batching changes memory, not reconstructions."""
     import logging
 
-    from patchpnp.inference.micro_batch import calibrate_command, read_calibration
+    from patchpnp.inference.calibration import calibrate_command
+    from patchpnp.inference.micro_batch import read_calibration
 
     cal = tmp_path / "calibration.json"
     calibrate_command(str(tiny_prior), str(cal), device="cpu", threads=1)

@@ -2,15 +2,14 @@
 
 import pytest
 import torch
+from patchpnp.inference.calibration import calibrate_denoiser, measure_call
 from patchpnp.inference.micro_batch import (
     Calibration,
     MemoryModel,
     MicroBatchError,
     budget_mib,
-    calibrate_denoiser,
     choose_patch_batch,
     fit,
-    measure_call,
     parse_budget,
     read_calibration,
 )

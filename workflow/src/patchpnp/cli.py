@@ -520,7 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
     k = command(
         sub,
         "calibrate",
-        "patchpnp.inference.micro_batch:calibrate_command",
+        "patchpnp.inference.calibration:calibrate_command",
         "memory model of a prior's network on this device (patch_batch: auto)",
     )
     k.add_argument("--prior", required=True, help="ema.pt of a trained prior")

@@ -50,13 +50,13 @@ from pathlib import Path
 import pandas as pd
 
 from patchpnp.evaluation.profile_table import PAPER_SCALE_COLUMNS, PATCH_BATCH_MODES
+from patchpnp.inference.calibration import denoiser_call
 from patchpnp.inference.micro_batch import (
     Calibration,
     MicroBatchError,
     as_budget,
     auto_patch_batch,
     call_mode,
-    denoiser_call,
     parse_budget,
     read_calibration,
 )
@@ -300,7 +300,7 @@ def calibrate_network(
     network: dict, device: str = "auto", seed: int = 0, precision: str = "float32"
 ) -> Calibration:
     """The memory calibration of the random-weight network (in this process)."""
-    from patchpnp.inference.micro_batch import calibrate_denoiser
+    from patchpnp.inference.calibration import calibrate_denoiser
     from patchpnp.prior.loading import size_multiple
     from patchpnp.prior.precond import ImageSpaceDenoiser
     from patchpnp.runtime import select_device

@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from patchpnp.evaluation.paper_scale import _network, read_network
-    from patchpnp.inference.micro_batch import auto_patch_batch, calibrate_denoiser
+    from patchpnp.inference.calibration import calibrate_denoiser
+    from patchpnp.inference.micro_batch import auto_patch_batch
     from patchpnp.inference.patches import ShiftedGridDenoiser
     from patchpnp.inference.tiling import AxisGrid
     from patchpnp.physics.denoising import Denoising
