@@ -363,12 +363,7 @@ class _MemoryBoundedTiles(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, g: torch.Tensor):
         (x,) = ctx.saved_tensors
-        module = ctx.module
-
-        def count(n: int) -> None:
-            module.backward_tiles += n
-
-        return ctx.plan.vjp(x, g, count), None, None
+        return ctx.plan.vjp(x, g, ctx.module.count_backward), None, None
 
 
 def _sigma_per_tile(sigma, batch: int, tiles_per_sample: int):
@@ -586,11 +581,11 @@ class ShiftedGridDenoiser(nn.Module):
                 return whole_image_vjp(self.forward_pass_through(xi, sigma), xi, cotangent)
         plan = self.plan(x, sigma, generator)
         self.tiles_evaluated += plan.num_tiles
+        return plan.local_vjp(x, cotangent, self.count_backward)
 
-        def count(n: int) -> None:
-            self.backward_tiles += n
-
-        return plan.local_vjp(x, cotangent, count)
+    def count_backward(self, tiles: int) -> None:
+        """Count ``tiles`` inputs differentiated (the tile plans report as they go)."""
+        self.backward_tiles += tiles
 
     def forward_pass_through(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
         """``inner`` on whole images (one tile covers them), with their coordinates."""
