@@ -21,6 +21,7 @@ include: "workflow/rules/infer.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/mri.smk"
 include: "workflow/rules/solvers.smk"
+include: "workflow/rules/resolution.smk"
 
 
 report: "workflow/report/workflow.rst"
@@ -52,6 +53,8 @@ localrules:
     uncertainty,
     uncertainty_table,
     figure_uncertainty,
+    resolution,
+    resolution_tables,
 
 
 rule all:
@@ -69,6 +72,9 @@ rule all:
         # own target, `snakemake solvers` / `snakemake uncertainty`, 30 minutes each).
         rules.solvers.input if config["solvers"]["in_all"] else [],
         rules.uncertainty.input if config["uncertainty"]["in_all"] else [],
+        # The grid on more slices, whose intervals meet the half-width bars
+        # (snakemake resolution; in all where resolution.in_all).
+        rules.resolution.input if config["resolution"]["in_all"] else [],
 
 
 onsuccess:
@@ -84,6 +90,7 @@ onsuccess:
     for name, path in (
         ("solvers", layout.SOLVERS_TABLE),
         ("uncertainty", layout.UNCERTAINTY_TABLE),
+        ("resolution", f"{layout.RESOLUTION_TABLES}/resolution"),
     ):
         if os.path.exists(f"{path}.md"):
             print(f"patchpnp: {name} (snakemake {name}): {path}.md")

@@ -376,6 +376,9 @@ def test_tables_command_writes_the_claims(tmp_path):
         "0.25",
         "--profile-prior",
         "patch",
+        "--bars",
+        "0.15",
+        "0.05",
     ]
     assert main(argv) == 0
     t = pd.read_csv(out / "claims.csv")
@@ -390,6 +393,11 @@ def test_tables_command_writes_the_claims(tmp_path):
     assert ["a_training", "knee", "patch-whole"] in [r[:3] for r in md_rows(md)]
     assert "+0.100" in md
     assert (out / "table1.csv").is_file()
+    check = pd.read_csv(out / "resolution.csv")
+    assert list(check["check"]) == ["cell", "cell", "pooled", "pooled", "pooled", "pooled"]
+    # constant differences: zero-width intervals; padding was not run
+    assert list(check["holds"]) == [True, True, True, True, True, False]
+    assert "Not every bar holds." in (out / "resolution.md").read_text()
 
     # written atomically and computed first: a failing claim leaves no claims behind
     for f in out.iterdir():

@@ -13,7 +13,26 @@ def test_demo_config_dry_run(tmp_path):
     assert res.returncode == 0, res.stderr
     for rule in ("demo_volumes_mni_t1_singlecoil_train", "extract_shard", "merge_split", "all"):
         assert rule in res.stdout
+    # the extra evaluation volumes are snakemake resolution's alone
+    assert "_val_more" not in res.stdout and "resolution_cell" not in res.stdout
     assert not (tmp_path / "results").exists()
+
+
+def test_resolution_dry_run_reruns_the_grid_on_more_slices(tmp_path):
+    """snakemake resolution: the extra volumes (after the tuning ones, a job of their own),
+    the resolution split, the grid's 56 cells and 4 baselines again, and its tables with
+    the bars; the grid's own volumes, cells and tables are not part of it."""
+    res = snakemake(tmp_path, "-n", "-p", "resolution", configfile=ROOT / "config" / "config.yaml")
+    assert res.returncode == 0, res.stderr
+    counts = job_counts(res.stdout)
+    assert counts["resolution_cell"] == 56 and counts["resolution_baseline"] == 4
+    assert counts["demo_volumes_mni_t1_singlecoil_val_more"] == 1
+    assert counts["resolution_tables"] == 1
+    assert "infer_cell" not in counts and "tables" not in counts
+    assert "--more-eval 148 --first-file 16" in res.stdout
+    assert "results/data/mni_t1_multicoil/resolution.h5" in res.stdout
+    assert "--batch-images 40" in res.stdout and "--bars 0.15 0.05" in res.stdout
+    assert "results/resolution/tables/resolution.md" in res.stdout
 
 
 def test_paper_profile_needs_no_data_and_no_training(tmp_path):
@@ -104,6 +123,8 @@ def test_paper_config_dry_run(tmp_path, paper_fastmri):
     assert counts["solvers_tune"] == 12 and counts["solvers_cell"] == 72
     # uncertainty.in_all: 2 datasets x 2 priors x 2 solvers x 2 tasks x 2 sizes.
     assert counts["uncertainty_cell"] == 32 and counts["figure_uncertainty"] == 2
+    # resolution.in_all is false: the grid's 62 and 200 slices are the paper's own
+    assert "resolution_cell" not in counts
 
 
 def job_counts(dry_run_output: str) -> dict[str, int]:
@@ -263,6 +284,7 @@ def test_tiny_solvers_and_uncertainty_run_end_to_end(tmp_path):
         tmp_path,
         "solvers",
         "uncertainty",
+        "resolution",
         "--cores",
         "2",
         configfile=write_config(tmp_path, config),
@@ -281,3 +303,16 @@ def test_tiny_solvers_and_uncertainty_run_end_to_end(tmp_path):
     assert unc["coverage_2sd"].between(0, 1).all() and (unc["sd_mean"] > 0).all()
     assert unc.loc[unc["size"] == "p8", "sd_ratio_vs_whole"].notna().all()
     assert (tmp_path / "results/figures/uncertainty_denoise.png").stat().st_size > 0
+    # snakemake resolution: the grid again on the 2 evaluation slices and 2 more
+    res_tables = tmp_path / "results/resolution/tables"
+    ext = pd.read_csv(res_tables / "extended.csv", dtype={"size": str})
+    assert len(ext) == 11 and (ext["n_images"] == 4).all()
+    check = pd.read_csv(res_tables / "resolution.csv")
+    assert list(check["check"]) == ["cell"] * 4 + ["pooled"] * 4
+    assert check["holds"].dtype == bool
+    cell = "mni_t1_singlecoil/patch/diffpir/denoise/p8-reflect.csv"
+    grid = pd.read_csv(tmp_path / "results/metrics" / cell)
+    more = pd.read_csv(tmp_path / "results/resolution/metrics" / cell)
+    # an image's result depends on its own keyed streams alone: the grid's 2 slices agree
+    assert list(more["image"][:2]) == list(grid["image"])
+    assert more["psnr"][:2].to_numpy() == pytest.approx(grid["psnr"].to_numpy(), abs=1e-4)

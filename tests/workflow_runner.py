@@ -214,6 +214,13 @@ def tiny_demo_config() -> dict:
             "padding": "reflect",
             "figure": {"dataset": None, "prior": "patch", "solver": "diffpir", "index": 1},
         },
+        # snakemake resolution: the grid on 2 more slices.
+        "resolution": {
+            "in_all": False,
+            "n_eval": 4,
+            "batch_images": 4,
+            "bars": {"cell_db": 0.15, "pooled_db": 0.05},
+        },
         "figures": {"dataset": None, "prior": "patch", "solver": "diffpir", "index": 1},
         # Hermetic: lpips_weights never downloads in the tests (LPIPS is n/a unless torch
         # hub's cache holds the weights) and fails at once, with or without a network.

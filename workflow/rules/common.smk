@@ -18,7 +18,13 @@ from patchpnp.pipeline.config import ConfigError, validate_config
 from patchpnp.data.fastmri import DataError
 from patchpnp import layout
 from patchpnp.layout import parse_size
-from patchpnp.pipeline.plan import MRIPlan, Plan, SolversPlan, UncertaintyPlan
+from patchpnp.pipeline.plan import (
+    MRIPlan,
+    Plan,
+    ResolutionPlan,
+    SolversPlan,
+    UncertaintyPlan,
+)
 from patchpnp.pipeline.provenance import command_code
 from patchpnp.training.spec import resolve_mri_prior, resolve_prior
 
@@ -39,12 +45,14 @@ plan = Plan(config)
 mri_plan = MRIPlan(plan)
 solvers_plan = SolversPlan(plan)
 uncertainty_plan = UncertaintyPlan(plan, solvers_plan)
+resolution_plan = ResolutionPlan(plan)
 DATA = config["data"]
 LOGS = layout.LOGS
 INFER = config["inference"]
 MRI = config["mri"]
 SOLVERS = config["solvers"]
 UNCERTAINTY = config["uncertainty"]
+RESOLUTION = config["resolution"]
 
 
 wildcard_constraints:
@@ -121,11 +129,12 @@ def gpus_for(processes):
     return 0 if config["device"] == "cpu" else processes
 
 
-def inference_options(with_lpips=True):
-    """Command-line options shared by every inference job (posterior cells take no LPIPS)."""
+def inference_options(with_lpips=True, batch_images=None):
+    """Command-line options shared by every inference job (posterior cells take no LPIPS;
+    snakemake resolution's cells their own batch size)."""
     inf = config["inference"]
     opts = (
-        f"--batch-images {inf['batch_images']} --seed {config['seed']}"
+        f"--batch-images {batch_images or inf['batch_images']} --seed {config['seed']}"
         f" --device {config['device']} --precision {inf['precision']}"
     )
     if inf.get("patch_batch"):

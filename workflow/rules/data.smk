@@ -4,38 +4,41 @@
 
 # One rule per demo folder: each folder's volume list is fixed by the config,
 # so Snakemake tracks every volume file, and changing one dataset's settings
-# rebuilds only that dataset's folders.
+# rebuilds only that dataset's folders. The extra evaluation volumes of snakemake
+# resolution (after the tuning ones) are a rule of their own, so that changing
+# resolution.n_eval leaves the grid's volumes untouched.
 for _folder in plan.demo_folders().values():
+    for _part, _files, _counts in _folder.parts():
 
-    rule:
-        name:
-            f"demo_volumes_{_folder.name}"
-        output:
-            [str(p) for p in _folder.files()],
-        log:
-            f"{LOGS}/demo_volumes/{_folder.name}.log",
-        conda:
-            "../envs/patchpnp.yaml"
-        threads: 1
-        resources:
-            mem_mb=4000,
-            runtime=20,
-        params:
-            out_dir=lambda wc, output: os.path.dirname(output[0]),
-            layout=_folder.layout,
-            counts=f"--train {_folder.train} --eval {_folder.eval} --tune {_folder.tune}",
-            demo=DATA.get("demo"),
-            edge_slices=DATA["edge_slices"],
-            seed=config["seed"],
-            code=command_code("demo"),
-        shell:
-            "patchpnp demo {params.out_dir} --layout {params.layout} {params.counts}"
-            " --seed {params.seed} --recon-size {params.demo[recon_size]}"
-            " --train-slices {params.demo[train_slices]}"
-            " --eval-slices {params.demo[eval_slices]} --edge-slices {params.edge_slices}"
-            " --coils {params.demo[coils]}"
-            " --readout-oversampling {params.demo[readout_oversampling]}"
-            " --noise {params.demo[noise]} > {log} 2>&1"
+        rule:
+            name:
+                f"demo_volumes_{_folder.name}{_part}"
+            output:
+                [str(p) for p in _files],
+            log:
+                f"{LOGS}/demo_volumes/{_folder.name}{_part}.log",
+            conda:
+                "../envs/patchpnp.yaml"
+            threads: 1
+            resources:
+                mem_mb=4000,
+                runtime=20,
+            params:
+                out_dir=lambda wc, output: os.path.dirname(output[0]),
+                layout=_folder.layout,
+                counts=_counts,
+                demo=DATA.get("demo"),
+                edge_slices=DATA["edge_slices"],
+                seed=config["seed"],
+                code=command_code("demo"),
+            shell:
+                "patchpnp demo {params.out_dir} --layout {params.layout} {params.counts}"
+                " --seed {params.seed} --recon-size {params.demo[recon_size]}"
+                " --train-slices {params.demo[train_slices]}"
+                " --eval-slices {params.demo[eval_slices]} --edge-slices {params.edge_slices}"
+                " --coils {params.demo[coils]}"
+                " --readout-oversampling {params.demo[readout_oversampling]}"
+                " --noise {params.demo[noise]} > {log} 2>&1"
 
 
 rule extract_shard:

@@ -151,6 +151,12 @@ rule tables:
             category="Tables",
         ),
         claims_md=f"{layout.TABLES}/claims.md",
+        resolution=report(
+            f"{layout.TABLES}/resolution.csv",
+            caption="../report/resolution.rst",
+            category="Tables",
+        ),
+        resolution_md=f"{layout.TABLES}/resolution.md",
     log:
         f"{LOGS}/tables.log",
     conda:
@@ -166,6 +172,7 @@ rule tables:
         whole=CLAIM_PRIORS.get("whole", "whole"),
         patch=CLAIM_PRIORS.get("patch", "patch"),
         profiled=PROFILE["prior"],
+        bars=f"{RESOLUTION['bars']['cell_db']} {RESOLUTION['bars']['pooled_db']}",
         code=command_code("tables"),
         out_dir=lambda wc, output: os.path.dirname(output.table1),
         claims_metrics=lambda wc, input: (
@@ -178,7 +185,8 @@ rule tables:
         " --out-dir {params.out_dir:q} --seed {params.seed}"
         " --image-shape {params.side} {params.side} --margin-db {params.margin}"
         " --whole-prior {params.whole} --patch-prior {params.patch}"
-        " --profile-prior {params.profiled} {params.claims_metrics} > {log} 2>&1"
+        " --profile-prior {params.profiled} {params.claims_metrics}"
+        " --bars {params.bars} > {log} 2>&1"
 
 
 rule figure_memory:

@@ -20,6 +20,7 @@ import logging
 import sys
 from collections.abc import Callable
 
+from patchpnp.layout import SPLITS
 from patchpnp.params import PRECISIONS, TUNED
 
 log = logging.getLogger("patchpnp")
@@ -162,7 +163,21 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--layout", choices=["singlecoil", "multicoil"], required=True)
     d.add_argument("--train", dest="n_train", type=int, default=0, help="training volumes")
     d.add_argument("--eval", dest="n_eval", type=int, default=0, help="evaluation volumes")
-    d.add_argument("--tune", dest="n_tune", type=int, default=0, help="tuning volumes (last)")
+    d.add_argument("--tune", dest="n_tune", type=int, default=0, help="tuning volumes")
+    d.add_argument(
+        "--more-eval",
+        dest="n_more",
+        type=int,
+        default=0,
+        help="evaluation volumes after the tuning ones (snakemake resolution's extra slices)",
+    )
+    d.add_argument(
+        "--first-file",
+        dest="first",
+        type=int,
+        default=0,
+        help="write only the volumes from this file number on (the others are another job's)",
+    )
     add_seed(d)
     d.add_argument("--recon-size", type=int, default=96)
     d.add_argument("--train-slices", type=int, default=16)
@@ -179,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
         "extract [0, 1] slices from fastMRI volumes into one split file",
     )
     e.add_argument("volumes", nargs="+", help="fastMRI .h5 volumes")
-    e.add_argument("--split", choices=["train", "eval", "tune"], required=True)
+    e.add_argument("--split", choices=SPLITS, required=True)
     e.add_argument("--output", required=True)
     e.add_argument("--image-size", type=int, required=True)
     e.add_argument("--crop-size", type=int, required=True)
@@ -385,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         "tables",
         "patchpnp.evaluation.tables:tables_command",
-        "Table 1, the extended table and the claim verdicts from per-cell metrics",
+        "Table 1, the extended table, the claim verdicts and the resolution check",
     )
     a.add_argument("metrics", nargs="+", help="metrics CSVs (results/metrics/... layout)")
     a.add_argument("--out-dir", required=True)
@@ -397,6 +412,13 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--whole-prior", default="whole", help="the whole-image-trained prior")
     a.add_argument("--patch-prior", default="patch", help="the patch-trained prior")
     a.add_argument("--profile-prior", default="n/a", help="the profiled prior (a label)")
+    a.add_argument(
+        "--bars",
+        type=float,
+        nargs=2,
+        metavar=("CELL_DB", "POOLED_DB"),
+        help="half-width bars of resolution.{csv,md}: per reflect cell, per pooled claim row",
+    )
 
     r = command(
         sub,

@@ -23,6 +23,11 @@ WHOLE = "whole"
 NO_PADDING = "none"  # the padding of a whole-image cell
 PADDINGS = ("zeros", "reflect", "replicate")
 BASELINE = "baseline"  # the measurement's own reconstruction, in place of a prior
+# The extracted splits. ``resolution``: snakemake resolution's evaluation slices, the
+# grid's ``eval`` ones and then more (config resolution.n_eval).
+RESOLUTION_SPLIT = "resolution"
+SPLITS = ("train", "eval", "tune", RESOLUTION_SPLIT)
+CENTRAL_SLICE_SPLITS = ("eval", "tune", RESOLUTION_SPLIT)  # one slice per volume
 
 # -- path patterns (Snakemake wildcards) ---------------------------------------------------------
 DEMO_ROOT = f"{RESULTS}/data/fastmri_demo"
@@ -79,6 +84,16 @@ UNCERTAINTY_CELL = f"{UNCERTAINTY_DIR}/{_CELL}"  # .h5 (mean, sd) / .csv (per im
 UNCERTAINTY_TABLE = f"{TABLES}/uncertainty"  # .csv / .md
 UNCERTAINTY_FIGURE = f"{FIGURES}/uncertainty_{{task}}"  # .png / .pdf
 
+# -- the grid on more evaluation slices (snakemake resolution) --------------------------------
+# The grid's cells and baselines in the grid's layout under their own folder, on the
+# resolution split; its tables (Table 1, extended, claims, resolution) beside them.
+RESOLUTION_DIR = f"{RESULTS}/resolution"
+RESOLUTION_RECON = f"{RESOLUTION_DIR}/infer/{_CELL}.h5"
+RESOLUTION_METRICS = f"{RESOLUTION_DIR}/metrics/{_CELL}.csv"
+RESOLUTION_BASELINE_RECON = f"{RESOLUTION_DIR}/infer/{{dataset}}/{BASELINE}/{{task}}.h5"
+RESOLUTION_BASELINE_METRICS = f"{RESOLUTION_DIR}/metrics/{{dataset}}/{BASELINE}/{{task}}.csv"
+RESOLUTION_TABLES = f"{RESOLUTION_DIR}/tables"
+
 # -- inputs fetched once, outside results/ (git-ignored) -----------------------------------------
 RESOURCES = "resources"
 # torchvision's ImageNet AlexNet weights for LPIPS under torchvision's own file name,
@@ -90,7 +105,7 @@ LPIPS_STATUS = f"{RESOURCES}/lpips/status.json"
 # What each wildcard may hold: the rules' constraints, and what the parsers accept.
 WILDCARDS = {
     "dataset": r"[a-z][a-z0-9_]*",
-    "split": "train|eval|tune",
+    "split": "|".join(SPLITS),
     "shard": r"\d+",
     "prior": r"[a-z][a-z0-9_]*",
     "solver": r"[a-z][a-z0-9_]*",

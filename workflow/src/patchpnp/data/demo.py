@@ -329,6 +329,8 @@ def build_demo_folder(
     n_train: int = 0,
     n_eval: int = 0,
     n_tune: int = 0,
+    n_more: int = 0,
+    first: int = 0,
     seed: int = 0,
     recon_size: int = 96,
     train_slices: int = 16,
@@ -340,20 +342,29 @@ def build_demo_folder(
     progress: bool = True,
 ) -> list[Path]:
     """Write one demo folder: ``n_train`` training volumes, then the evaluation and tuning
-    volumes, as ``file_mni_NNNN.h5`` (the names :class:`patchpnp.pipeline.plan.DemoFolder`
-    expects). The folder's name seeds its own stream, so folders never share volumes."""
+    volumes, then ``n_more`` evaluation volumes more (snakemake resolution's), as
+    ``file_mni_NNNN.h5`` (the names :class:`patchpnp.pipeline.plan.DemoFolder` expects).
+    The folder's name seeds its own stream, so folders never share volumes; a volume
+    depends on its role and its index within the role alone, so the extra evaluation
+    volumes continue the first ones. ``first``: write only files numbered from it on."""
     from tqdm import tqdm
 
     out = Path(out_dir)
-    roles = ["train"] * n_train + ["eval"] * n_eval + ["tune"] * n_tune
-    if not roles:
-        raise ValueError("nothing to build: give --train, --eval or --tune counts")
+    roles = ["train"] * n_train + ["eval"] * n_eval + ["tune"] * n_tune + ["eval"] * n_more
+    if first < 0 or first >= len(roles):
+        raise ValueError(
+            f"nothing to build: {len(roles)} volumes (--train, --eval, --tune, --more-eval), "
+            f"from file {first} on"
+        )
     stream = folder_stream(out.name)
     counters = {"train": 0, "eval": 0, "tune": 0}
     written = []
     for i, role in enumerate(
         tqdm(roles, desc=f"demo {out.name}", unit="vol", disable=not progress)
     ):
+        if i < first:
+            counters[role] += 1
+            continue
         spec = DemoVolumeSpec(
             role=role,
             layout=layout,

@@ -41,11 +41,11 @@ from patchpnp.formats import (
     split_geometry,
     split_settings,
 )
+from patchpnp.layout import CENTRAL_SLICE_SPLITS, SPLITS
 from patchpnp.pipeline.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "eval", "tune")
 MERGE_CHUNK_BYTES = 256 * 2**20  # one k-space image of 20 coils at 320 x 320 is 16 MiB
 
 
@@ -58,7 +58,7 @@ def slice_indices(volume: Volume, split: str, edge_slices: int) -> list[int]:
                 f"{edge_slices} edge slices at each end are dropped (data.edge_slices)"
             )
         return list(range(edge_slices, volume.n_slices - edge_slices))
-    if split in ("eval", "tune"):
+    if split in CENTRAL_SLICE_SPLITS:
         return [volume.n_slices // 2]
     raise ValueError(f"unknown split '{split}'; expected one of {SPLITS}")
 

@@ -68,6 +68,22 @@ def split_eval_volumes(
     return {"eval": files[:n_eval], "tune": files[n_eval:need]}
 
 
+def resolution_volumes(
+    files: list[Path], n_eval: int, n_tune: int, n_more: int, where: str
+) -> list[Path]:
+    """snakemake resolution's evaluation volumes: the ``n_eval`` of the grid, then the
+    ``n_more`` after the tuning volumes, so they extend the grid's evaluation set and
+    stay disjoint from the tuning set."""
+    need = n_eval + n_tune
+    if len(files) < need + n_more:
+        raise DataError(
+            f"'{where}' holds {len(files)} volumes, fewer than the {n_eval} evaluation "
+            f"and {n_tune} tuning volumes plus the {n_more} more that config key "
+            f"'resolution.n_eval' ({n_eval + n_more}) asks for"
+        )
+    return files[:n_eval] + files[need : need + n_more]
+
+
 @dataclass(frozen=True)
 class Volume:
     """What the header of one fastMRI volume says; no pixel data is read."""

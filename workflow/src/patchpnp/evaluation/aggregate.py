@@ -383,9 +383,11 @@ def write_tables(
     outdir: str | os.PathLike,
     seed: int,
     image_shape: tuple[int, int],
+    extended: pd.DataFrame | None = None,
 ) -> dict[str, Path]:
     """Write Table 1 (csv, md, tex) and the extended table (csv, md) of the metrics ``df``
-    (:func:`read_metrics`'s table, which the claims read too).
+    (:func:`read_metrics`'s table, which the claims read too); ``extended``, when
+    given, is :func:`extended_table` of ``df`` computed already.
 
     Everything is computed before the first file is written, and each file is written
     atomically, so a failure leaves no partial or mismatched set of tables behind.
@@ -393,7 +395,7 @@ def write_tables(
     """
     t1 = table1(df)
     shown = table1_display(t1)
-    ext = extended_table(df, seed, image_shape=image_shape)
+    ext = extended if extended is not None else extended_table(df, seed, image_shape=image_shape)
     caption = (
         "PSNR (dB) and LPIPS, mean ± std over the evaluation images, per training scheme; "
         "patch inference with reflect padding."

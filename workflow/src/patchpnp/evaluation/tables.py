@@ -1,6 +1,7 @@
-"""``patchpnp tables``: Table 1, the extended table and the claim verdicts, in one step.
+"""``patchpnp tables``: Table 1, the extended table, the claim verdicts and the
+resolution check, in one step.
 
-The claims are computed before anything is written, so an error in either the metrics
+Everything is computed before anything is written, so an error in either the metrics
 or the profiles stops the command with no table half-updated. Torch-free.
 """
 
@@ -9,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from patchpnp.evaluation.aggregate import read_metrics, write_tables
+from patchpnp.evaluation.aggregate import extended_table, read_metrics, write_tables
 from patchpnp.evaluation.claims import claims_table, read_profiles, write_claims
+from patchpnp.evaluation.resolution import resolution_table, write_resolution
 
 
 def tables_command(
@@ -25,12 +27,15 @@ def tables_command(
     patch_prior: str = "patch",
     profile_prior: str = "n/a",
     claims_metrics: Sequence[str] = (),
+    bars: Sequence[float] | None = None,
 ) -> str:
     """Write every table under ``out_dir``; return Table 1 and the claims as markdown.
 
     ``claims_metrics``: more cells for the claims only (deepinv's solvers' cells of
     ``snakemake solvers`` when it is part of ``all``: claim (b) per solver), not for
-    Table 1 and the extended table, which stay the paper's grid.
+    Table 1 and the extended table, which stay the paper's grid. ``bars``: the
+    half-width bars ``(cell_db, pooled_db)`` of ``resolution.{csv,md}``
+    (:mod:`patchpnp.evaluation.resolution`); None writes no resolution check.
     """
     frame = read_metrics(metrics)
     claims = claims_table(
@@ -42,6 +47,14 @@ def tables_command(
         patch_prior=patch_prior,
         profile_prior=profile_prior,
     )
-    written = write_tables(frame, out_dir, seed, tuple(image_shape))
+    extended = extended_table(frame, seed, image_shape=tuple(image_shape))
+    resolution = None
+    if bars is not None:
+        cell_db, pooled_db = bars
+        resolution = resolution_table(extended, claims, cell_db=cell_db, pooled_db=pooled_db)
+    written = write_tables(frame, out_dir, seed, tuple(image_shape), extended=extended)
     written |= write_claims(claims, out_dir, margin_db)
-    return Path(written["table1.md"]).read_text() + "\n" + Path(written["claims.md"]).read_text()
+    shown = [written["table1.md"], written["claims.md"]]
+    if resolution is not None:
+        shown.append(write_resolution(resolution, out_dir)["resolution.md"])
+    return "\n".join(Path(p).read_text() for p in shown)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from patchpnp import layout
-from patchpnp.data.fastmri import list_volumes, split_eval_volumes
+from patchpnp.data.fastmri import list_volumes, resolution_volumes, split_eval_volumes
 from patchpnp.layout import NO_PADDING, WHOLE, Cell
 
 DEMO_ROOT = Path(layout.DEMO_ROOT)
@@ -29,11 +29,32 @@ class DemoFolder:
     train: int = 0
     eval: int = 0
     tune: int = 0
+    more: int = 0  # evaluation volumes after the tuning ones: snakemake resolution's
 
     def files(self, root: Path = DEMO_ROOT) -> list[Path]:
-        # Numbered in role order so that sorted names give eval first, then tune.
-        n = self.train + self.eval + self.tune
-        return [root / self.name / f"file_mni_{i:04d}.h5" for i in range(n)]
+        """The folder's own volumes, numbered in role order so that sorted names give
+        eval first, then tune."""
+        return self._numbered(root, 0, self.train + self.eval + self.tune)
+
+    def more_files(self, root: Path = DEMO_ROOT) -> list[Path]:
+        """The extra evaluation volumes, numbered after the tuning ones. A rule of their
+        own builds them, so that changing resolution.n_eval never touches the grid's."""
+        first = self.train + self.eval + self.tune
+        return self._numbered(root, first, first + self.more)
+
+    def parts(self, root: Path = DEMO_ROOT) -> list[tuple[str, list[Path], str]]:
+        """One job per part of the folder: ``(name suffix, volumes, patchpnp demo's count
+        options)``; the extra evaluation volumes, when any, are a part of their own."""
+        counts = f"--train {self.train} --eval {self.eval} --tune {self.tune}"
+        out = [("", self.files(root), counts)]
+        if self.more:
+            first = self.train + self.eval + self.tune
+            more = f"{counts} --more-eval {self.more} --first-file {first}"
+            out.append(("_more", self.more_files(root), more))
+        return out
+
+    def _numbered(self, root: Path, start: int, stop: int) -> list[Path]:
+        return [root / self.name / f"file_mni_{i:04d}.h5" for i in range(start, stop)]
 
 
 class Plan:
@@ -63,14 +84,23 @@ class Plan:
                     ds["train_dir"], ds["layout"], train=self.data["demo"]["train_volumes"]
                 )
             out[ds["eval_dir"]] = DemoFolder(
-                ds["eval_dir"], ds["layout"], eval=ds["n_eval"], tune=ds["n_tune"]
+                ds["eval_dir"],
+                ds["layout"],
+                eval=ds["n_eval"],
+                tune=ds["n_tune"],
+                more=self.resolution_more(ds),
             )
         return out
+
+    def resolution_more(self, ds: dict) -> int:
+        """Evaluation volumes snakemake resolution adds to dataset ``ds``'s own."""
+        return max(self.config["resolution"]["n_eval"] - ds["n_eval"], 0)
 
     def _folder(self, name: str) -> list[Path]:
         if name not in self._listing:
             if self.demo:
-                self._listing[name] = self.demo_folders()[name].files(self.root)
+                folder = self.demo_folders()[name]
+                self._listing[name] = folder.files(self.root) + folder.more_files(self.root)
             else:
                 self._listing[name] = list_volumes(self.root, name)
         return self._listing[name]
@@ -85,9 +115,12 @@ class Plan:
             limit = ds.get("max_train_volumes")
             return files[:limit] if limit else files
         where = self.root / ds["eval_dir"]
-        return split_eval_volumes(
-            self._folder(ds["eval_dir"]), ds["n_eval"], ds["n_tune"], str(where)
-        )[split]
+        files = self._folder(ds["eval_dir"])
+        if split == layout.RESOLUTION_SPLIT:
+            return resolution_volumes(
+                files, ds["n_eval"], ds["n_tune"], self.resolution_more(ds), str(where)
+            )
+        return split_eval_volumes(files, ds["n_eval"], ds["n_tune"], str(where))[split]
 
     def n_shards(self, dataset: str, split: str) -> int:
         return math.ceil(len(self.volumes(dataset, split)) / self.data["volumes_per_shard"])
@@ -474,3 +507,29 @@ class UncertaintyPlan:
     def targets(self) -> list[str]:
         table = [f"{layout.UNCERTAINTY_TABLE}.{ext}" for ext in ("csv", "md")]
         return table + self.figure_files()
+
+
+class ResolutionPlan:
+    """``snakemake resolution`` (config section ``resolution``): the grid's cells and
+    measurement baselines again, with the same priors and settings, on the resolution
+    split (each dataset's evaluation slices, then more: ``resolution.n_eval`` in all),
+    in the grid's layout under :data:`patchpnp.layout.RESOLUTION_DIR`."""
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self.spec = plan.config["resolution"]
+
+    def split_files(self) -> list[str]:
+        return [
+            layout.SPLIT.format(dataset=d, split=layout.RESOLUTION_SPLIT)
+            for d in self.plan.datasets
+        ]
+
+    def metrics_files(self) -> list[str]:
+        """Every cell's and baseline's metrics, in the grid's order."""
+        cells = [_cell_path(layout.RESOLUTION_METRICS, c) for c in self.plan.cells()]
+        return cells + [
+            layout.RESOLUTION_BASELINE_METRICS.format(dataset=d, task=t)
+            for d in self.plan.datasets
+            for t in self.plan.config["inference"]["tasks"]
+        ]

@@ -1,0 +1,151 @@
+"""Does a run resolve the paper's effects? The half-width bars, checked cell by cell.
+
+The paper's effects are 0.0-0.4 dB, so a run that reports them must measure more
+sharply than that. Two bars (config ``resolution.bars``; issue 14 item 3):
+
+- every reflect-padded patch cell's paired interval against its whole-image cell
+  (``dpsnr_lo``/``dpsnr_hi`` of the extended table) has a half-width of at most
+  ``cell_db``;
+- every claim's pooled row (``dataset``, ``solver``, ``task`` and ``size`` all ``all``;
+  claims.csv) has a half-width of at most ``pooled_db``. Memory (d) has no interval
+  and is not checked.
+
+The check reads the tables that ``patchpnp tables`` computed, so it sees exactly the
+intervals the tables report. Torch-free.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from patchpnp.evaluation.aggregate import AggregateError, to_markdown, write_files
+from patchpnp.evaluation.claims import ALL
+from patchpnp.layout import WHOLE
+
+REFLECT = "reflect"
+MEMORY_CLAIM = "d_memory"
+RESOLUTION_COLUMNS = [
+    "check",  # cell (a reflect patch cell against its whole cell) or pooled (a claim)
+    "claim",
+    "dataset",
+    "prior",
+    "solver",
+    "task",
+    "size",
+    "n_images",
+    "estimate_db",
+    "half_width_db",
+    "bar_db",
+    "holds",
+]
+
+
+def half_width(lo: float, hi: float) -> float:
+    """``(hi - lo) / 2``: the half-width of a 95% interval."""
+    return (hi - lo) / 2
+
+
+def resolution_table(
+    extended: pd.DataFrame, claims: pd.DataFrame, *, cell_db: float, pooled_db: float
+) -> pd.DataFrame:
+    """One row per checked interval, in :data:`RESOLUTION_COLUMNS`.
+
+    ``extended`` and ``claims`` are the tables of
+    :func:`patchpnp.evaluation.aggregate.extended_table` and
+    :func:`patchpnp.evaluation.claims.claims_table`. A cell or pooled row without an
+    interval (no whole cell, a claim not tested) is listed with ``holds`` False: a bar
+    that was not measured does not hold.
+    """
+    if cell_db <= 0 or pooled_db <= 0:
+        raise AggregateError(f"resolution bars must be positive, got {cell_db}, {pooled_db}")
+    for name, frame, cols in (
+        ("extended table", extended, ("padding", "size", "dpsnr_lo", "dpsnr_hi")),
+        ("claims table", claims, ("claim", "ci_lo_db", "ci_hi_db")),
+    ):
+        missing = [c for c in cols if c not in frame.columns]
+        if missing:
+            raise AggregateError(f"resolution check: the {name} lacks columns {missing}")
+    rows = []
+    patch = extended[(extended["padding"] == REFLECT) & (extended["size"] != WHOLE)]
+    for _, r in patch.iterrows():
+        hw = half_width(r["dpsnr_lo"], r["dpsnr_hi"])
+        rows.append(
+            dict(
+                check="cell",
+                claim="b_inference",
+                **{k: r[k] for k in ("dataset", "prior", "solver", "task", "size")},
+                n_images=int(r["n_images"]),
+                estimate_db=r["dpsnr_vs_whole"],
+                half_width_db=hw,
+                bar_db=cell_db,
+                holds=bool(hw <= cell_db),
+            )
+        )
+    pooled = claims[
+        (claims["claim"] != MEMORY_CLAIM)
+        & (claims["dataset"] == ALL)
+        & (claims["solver"] == ALL)
+        & (claims["task"] == ALL)
+        & (claims["size"] == ALL)
+    ]
+    for _, r in pooled.iterrows():
+        hw = half_width(r["ci_lo_db"], r["ci_hi_db"])
+        rows.append(
+            dict(
+                check="pooled",
+                **{k: r[k] for k in ("claim", "dataset", "prior", "solver", "task", "size")},
+                n_images=int(r["n_images"]),
+                estimate_db=r["estimate_db"],
+                half_width_db=hw,
+                bar_db=pooled_db,
+                holds=bool(not math.isnan(hw) and hw <= pooled_db),
+            )
+        )
+    return pd.DataFrame(rows, columns=RESOLUTION_COLUMNS)
+
+
+def resolution_summary(table: pd.DataFrame) -> str:
+    """Two lines: how many cells and pooled rows meet their bars, the widest of each."""
+    lines = []
+    for check, label in (("cell", "reflect patch cells"), ("pooled", "pooled claim rows")):
+        rows = table[table["check"] == check]
+        if rows.empty:
+            lines.append(f"- {label}: none in this run.")
+            continue
+        bar = rows["bar_db"].iloc[0]
+        widest = rows.loc[rows["half_width_db"].fillna(math.inf).idxmax()]
+        where = (
+            widest["claim"]
+            if check == "pooled"
+            else "/".join(str(widest[k]) for k in ("dataset", "prior", "solver", "task", "size"))
+        )
+        lines.append(
+            f"- {label}: {int(rows['holds'].sum())} of {len(rows)} within {bar:g} dB; "
+            f"widest {widest['half_width_db']:.3f} dB ({where}, {int(widest['n_images'])} images)."
+        )
+    verdict = "All bars hold." if bool(table["holds"].all()) else "Not every bar holds."
+    return verdict + "\n\n" + "\n".join(lines)
+
+
+def write_resolution(table: pd.DataFrame, outdir: str | os.PathLike) -> dict[str, Path]:
+    """Write ``resolution.csv`` and ``resolution.md`` atomically; paths by file name."""
+    shown = table.copy()
+    for col in ("estimate_db", "half_width_db"):
+        shown[col] = shown[col].map(lambda v: "" if pd.isna(v) else f"{v:+.3f}".lstrip("+"))
+    shown["holds"] = shown["holds"].map({True: "yes", False: "NO"})
+    preface = (
+        "# Resolution: half-widths of the paired 95% intervals against their bars\n\n"
+        "A run resolves the paper's 0.0-0.4 dB effects when every reflect-padded patch "
+        "cell's interval against its whole-image cell, and every claim's pooled row, is "
+        "narrower than its bar (config `resolution.bars`; config/README.md, "
+        '"Resolution").\n\n' + resolution_summary(table) + "\n\n"
+    )
+    writers = {
+        "resolution.csv": lambda p: table.to_csv(p, index=False),
+        "resolution.md": lambda p: p.write_text(preface + to_markdown(shown), encoding="utf-8"),
+    }
+    return write_files(outdir, writers)
