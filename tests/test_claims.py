@@ -104,6 +104,11 @@ def test_memory_verdict_plateau_steady_fall_rise_and_none():
     assert memory_verdict([800, 700]) == "inconclusive"  # one patch size: no plateau to see
     assert memory_verdict([800, 820, 800]) == "contradicted"  # smallest patch >= whole
     assert memory_verdict([800, 900]) == "contradicted"
+    # When tiles cannot save more than the noise of the total, the total cannot tell
+    # (DiffPIR at 64 px: 1.6 MiB working whole, 0.9 with 16 px tiles).
+    assert memory_verdict([593.7, 593.0, 594.1], max_saving=0.7) == "inconclusive"
+    assert memory_verdict([593.7, 593.0, 594.1], max_saving=7.6) == "contradicted"
+    assert memory_verdict([800, 640, 610], max_saving=190.0) == "reproduced"
 
 
 # -- the dB claims -------------------------------------------------------------------------
@@ -267,9 +272,10 @@ def test_missing_comparisons_give_one_not_tested_row_each():
 
 
 # -- memory --------------------------------------------------------------------------------
-def profile_rows(solver, totals: dict, side=64) -> pd.DataFrame:
+def profile_rows(solver, totals: dict, side=64, resident=500.0) -> pd.DataFrame:
     """Profile rows: whole, each patch size one tile per call and all tiles per call
-    (the latter must be ignored), plus an image-size sweep row (ignored too)."""
+    (the latter must be ignored), plus an image-size sweep row (ignored too); working
+    memory is the total above ``resident``."""
     rows = [("whole", "none", side, side, "inference_size", totals["whole"])]
     for p, t in totals.items():
         if p != "whole":
@@ -278,7 +284,8 @@ def profile_rows(solver, totals: dict, side=64) -> pd.DataFrame:
     rows += [("whole", "none", 4 * side, 4 * side, "image_size", 1.0)]
     columns = "mode patch_batch inference_size image_size sweep peak_total_mib".split()
     df = pd.DataFrame(rows, columns=columns)
-    return df.assign(solver=solver, peak_working_mib=0.0, seconds_per_call=0.1)
+    working = df["peak_total_mib"] - resident
+    return df.assign(solver=solver, peak_working_mib=working, seconds_per_call=0.1)
 
 
 def test_memory_rows_plateau_versus_steady_fall(tmp_path):
@@ -307,6 +314,18 @@ def test_memory_rows_plateau_versus_steady_fall(tmp_path):
     ]
     t = claims_table(m, pd.concat([plateau, plateau.assign(solver="dps")]), seed=SEED)
     assert pooled(t, "d_memory")["verdict"] == "reproduced"
+
+    # DiffPIR at 64 px on the demo: 16 px tiles save 0.69 MiB of the whole image's 1.63
+    # MiB working memory, less than the noise of the total, which reads +0.4 MiB; tiles
+    # that save nothing (working memory too) with the same totals contradict.
+    totals = {"whole": 593.7, 32: 593.0, 16: 594.1}
+    small = profile_rows("diffpir", totals)
+    small["peak_working_mib"] = small["inference_size"].map({64: 1.63, 32: 1.06, 16: 0.94})
+    none = profile_rows("dps", totals)
+    none["peak_working_mib"] = 1.63
+    mem = rows_of(claims_table(m, pd.concat([small, none]), seed=SEED), "d_memory")
+    assert mem["verdict"].tolist() == ["inconclusive", "contradicted", "contradicted"]
+    assert "the smallest tile saves 0.69 MiB of working memory" in mem.loc[0, "detail"]
 
 
 def test_read_profiles_wants_the_total_memory_column(tmp_path):

@@ -175,20 +175,32 @@ def test_paper_config_without_fastmri_location_stops_early(tmp_path):
     assert "'fastmri_root': required when data.source is 'fastmri'" in res.stdout + res.stderr
 
 
-def test_missing_fastmri_folder_stops_before_any_job(tmp_path, paper_fastmri):
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        # a folder the grid reads is gone
+        ("all", "brain_multicoil_val' does not exist"),
+        # knee_singlecoil_val holds 72 volumes: the grid's 62 and the 10 tuning ones
+        # fit, the 200 of resolution.n_eval do not
+        ("resolution", "config key 'resolution.n_eval' (200)"),
+    ],
+)
+def test_missing_fastmri_volumes_stop_before_any_job(tmp_path, paper_fastmri, target, message):
     import shutil
 
-    shutil.rmtree(paper_fastmri / "brain_multicoil_val")
+    if target == "all":
+        shutil.rmtree(paper_fastmri / "brain_multicoil_val")
     res = snakemake(
         tmp_path,
         "--cores",
         "1",
+        target,
         "--config",
         f"fastmri_root={paper_fastmri}",
         configfile=ROOT / "config" / "paper.yaml",
     )
     assert res.returncode != 0
-    assert "brain_multicoil_val' does not exist" in res.stdout + res.stderr
+    assert message in res.stdout + res.stderr
     assert not (tmp_path / "results").exists()
 
 

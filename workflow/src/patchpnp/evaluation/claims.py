@@ -120,16 +120,23 @@ def directional_verdict(lo: float, hi: float) -> str:
 MEMORY_TOLERANCE_MIB = 1.0
 
 
-def memory_verdict(totals: list[float], tolerance: float = MEMORY_TOLERANCE_MIB) -> str:
+def memory_verdict(
+    totals: list[float],
+    tolerance: float = MEMORY_TOLERANCE_MIB,
+    max_saving: float | None = None,
+) -> str:
     """Claim (d) on total memory ``[whole, largest patch, ..., smallest patch]`` (MiB).
 
     Reproduced when memory never rises along the sequence (by more than ``tolerance``),
     ends below whole, and the last step saves less than the first (the plateau; it takes
     two patch sizes to see); contradicted when the smallest patch needs at least as much
     as the whole image (no benefit at all); inconclusive otherwise (it rises somewhere,
-    or keeps falling as fast).
+    or keeps falling as fast). ``max_saving``: what the smallest tile saves in working
+    memory (the whole image's minus the tile's, measured without the resident noise);
+    a saving within ``tolerance`` is real but too small for the total to show, so the
+    verdict is inconclusive.
     """
-    if len(totals) < 2:
+    if len(totals) < 2 or (max_saving is not None and 0 < max_saving <= tolerance):
         return INCONCLUSIVE
     if totals[-1] >= totals[0]:
         return CONTRADICTED
@@ -365,15 +372,26 @@ def _memory_rows(profiles: pd.DataFrame, prior: str) -> list[dict]:
         if whole.empty or patches.empty:
             verdict, detail = INCONCLUSIVE, "not measured: needs whole and one-tile patch rows"
         else:
+            working = g.loc[g["mode"] == WHOLE, "peak_working_mib"].astype(float).mean()
+            smallest = one_tile["inference_size"].astype(int).min()
+            smallest_working = one_tile.loc[
+                one_tile["inference_size"].astype(int) == smallest, "peak_working_mib"
+            ].astype(float)
+            max_saving = working - smallest_working.mean()
             totals = [float(whole.mean()), *patches.astype(float)]
             labels = [WHOLE, *(size_tag(p) for p in patches.index)]
             steps = [f"{labels[0]} {totals[0]:.0f}"] + [
                 f"{lab} {t:.0f}" + (f" ({(t - prev) / prev:+.0%})" if prev > 0 else "")
                 for lab, t, prev in zip(labels[1:], totals[1:], totals[:-1], strict=True)
             ]
-            verdict = memory_verdict(totals)
+            verdict = memory_verdict(totals, max_saving=max_saving)
             detail = "total MiB, one tile per call: " + ", ".join(steps)
-            if len(totals) == 2 and verdict == INCONCLUSIVE:
+            if 0 < max_saving <= MEMORY_TOLERANCE_MIB:
+                detail += (
+                    f"; the smallest tile saves {max_saving:.2f} MiB of working memory, "
+                    f"within the {MEMORY_TOLERANCE_MIB:g} MiB noise of the total"
+                )
+            elif len(totals) == 2 and verdict == INCONCLUSIVE:
                 detail += "; one patch size shows no plateau"
         verdicts.append(verdict)
         keys = dict(dataset=f"profile N={int(side)}", prior=prior, solver=solver, task="denoise")
