@@ -105,7 +105,7 @@ def _set(config, dotted, value):
         ),
         ("solvers.deepinv.dinv_dps.tasks.sr", {"zeta": 1.0}, r"\['zeta'\] do not apply"),
         ("solvers.deepinv.dinv_dps.tasks.sr.weight", 0, r"less than or equal to the minimum"),
-        ("resolution.n_eval", 8, r"'resolution.n_eval': 8 is fewer than data.datasets"),
+        ("resolution.n_eval", 0, r"'resolution.n_eval': 0 is less than the minimum of 1"),
         ("resolution.bars.cell_db", 0, r"'resolution.bars.cell_db': 0 is less than or equal"),
         ("uncertainty.samples", 1, r"'uncertainty.samples': 1 is less than the minimum of 2"),
         ("uncertainty.solvers", ["ddrm"], r"'ddrm' is in neither inference.solvers"),

@@ -153,6 +153,13 @@ def test_the_demo_plan_builds_the_extra_volumes_in_a_part_of_their_own(demo_conf
     assert len(files) == len(plan.cells()) + 2 * 2
     assert all(f.startswith("results/resolution/metrics/") for f in files)
     assert DemoFolder("x", "singlecoil", eval=2, tune=1).parts()[1:] == []
+    # n_eval is a floor: a dataset whose grid evaluates more keeps its own set
+    demo_config["data"]["datasets"]["mni_t1_multicoil"]["n_eval"] = 200
+    plan = Plan(demo_config)
+    assert plan.demo_folders()["mni_t1_multicoil_val"].more == 0
+    assert plan.volumes("mni_t1_multicoil", "resolution") == plan.volumes(
+        "mni_t1_multicoil", "eval"
+    )
 
 
 def test_the_extra_demo_volumes_continue_the_evaluation_volumes(tmp_path):

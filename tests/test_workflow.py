@@ -181,8 +181,8 @@ def test_paper_config_without_fastmri_location_stops_early(tmp_path):
         # a folder the grid reads is gone
         ("all", "brain_multicoil_val' does not exist"),
         # knee_singlecoil_val holds 72 volumes: the grid's 62 and the 10 tuning ones
-        # fit, the 200 of resolution.n_eval do not
-        ("resolution", "config key 'resolution.n_eval' (200)"),
+        # fit, the 189 of resolution.n_eval do not
+        ("resolution", "config key 'resolution.n_eval' (189)"),
     ],
 )
 def test_missing_fastmri_volumes_stop_before_any_job(tmp_path, paper_fastmri, target, message):

@@ -103,7 +103,6 @@ def _cross_checks(config: dict[str, Any]) -> list[str]:
     out += _inference_checks(config)
     out += _mri_checks(config)
     out += _comparison_checks(config)
-    out += _resolution_checks(config)
     source = (config.get("metrics") or {}).get("lpips_source")
     if source is not None and not source.startswith(("https://", "http://", "file://")):
         out.append(
@@ -343,17 +342,6 @@ def _comparison_checks(config: dict[str, Any]) -> list[str]:
     if fig["index"] >= min(d["n_eval"] for d in config["data"]["datasets"].values()):
         out.append("config key 'uncertainty.figure.index': beyond the evaluation slices")
     return out
-
-
-def _resolution_checks(config: dict[str, Any]) -> list[str]:
-    """``resolution.n_eval`` extends every dataset's evaluation slices, never cuts them."""
-    n_eval = config["resolution"]["n_eval"]
-    return [
-        f"config key 'resolution.n_eval': {n_eval} is fewer than data.datasets.{name}.n_eval "
-        f"({ds['n_eval']}); snakemake resolution evaluates the grid's slices and more"
-        for name, ds in config["data"]["datasets"].items()
-        if ds["n_eval"] > n_eval
-    ]
 
 
 def _inference_checks(config: dict[str, Any]) -> list[str]:
