@@ -36,10 +36,21 @@ SHARD = f"{RESULTS}/data/{{dataset}}/shards/{{split}}_{{shard}}.h5"
 PRIOR_DIR = f"{RESULTS}/priors/{{prior}}"
 PRIOR = f"{PRIOR_DIR}/ema.pt"
 _CELL = "{dataset}/{prior}/{solver}/{task}/{size}-{padding}"
-CELL_RECON = f"{RESULTS}/infer/{_CELL}.h5"
-CELL_METRICS = f"{RESULTS}/metrics/{_CELL}.csv"
-BASELINE_RECON = f"{RESULTS}/infer/{{dataset}}/{BASELINE}/{{task}}.h5"
-BASELINE_METRICS = f"{RESULTS}/metrics/{{dataset}}/{BASELINE}/{{task}}.csv"
+
+
+def grid_patterns(root: str) -> tuple[str, str, str, str]:
+    """The grid's layout under ``root``: a cell's reconstruction and metrics, then a
+    measurement baseline's. The grid lives under results/; the targets that rerun its
+    cells elsewhere (snakemake solvers, snakemake resolution) under their own folders."""
+    return (
+        f"{root}/infer/{_CELL}.h5",
+        f"{root}/metrics/{_CELL}.csv",
+        f"{root}/infer/{{dataset}}/{BASELINE}/{{task}}.h5",
+        f"{root}/metrics/{{dataset}}/{BASELINE}/{{task}}.csv",
+    )
+
+
+CELL_RECON, CELL_METRICS, BASELINE_RECON, BASELINE_METRICS = grid_patterns(RESULTS)
 TUNE = f"{RESULTS}/tune/{{prior}}/{{solver}}/{{task}}.csv"
 TUNE_CHOSEN = f"{RESULTS}/tune/chosen.yaml"
 PROFILE = f"{RESULTS}/profile/{{solver}}.csv"
@@ -72,8 +83,7 @@ MRI_FIGURE = f"{FIGURES}/mri"  # .png / .pdf
 # deepinv's solvers' cells, in the grid's cell layout under their own folder (our solvers'
 # cells are the grid's own); their weights tuned on the tuning slices.
 SOLVERS_DIR = f"{RESULTS}/solvers"
-SOLVERS_RECON = f"{SOLVERS_DIR}/infer/{_CELL}.h5"
-SOLVERS_METRICS = f"{SOLVERS_DIR}/metrics/{_CELL}.csv"
+SOLVERS_RECON, SOLVERS_METRICS = grid_patterns(SOLVERS_DIR)[:2]
 SOLVERS_TUNE = f"{SOLVERS_DIR}/tune/{{prior}}/{{solver}}/{{task}}.csv"
 SOLVERS_TABLE = f"{TABLES}/solvers"  # .csv / .md
 SOLVERS_CLAIMS = f"{TABLES}/solvers_claims"  # .csv / .md: claim (b) per solver
@@ -88,10 +98,12 @@ UNCERTAINTY_FIGURE = f"{FIGURES}/uncertainty_{{task}}"  # .png / .pdf
 # The grid's cells and baselines in the grid's layout under their own folder, on the
 # resolution split; its tables (Table 1, extended, claims, resolution) beside them.
 RESOLUTION_DIR = f"{RESULTS}/resolution"
-RESOLUTION_RECON = f"{RESOLUTION_DIR}/infer/{_CELL}.h5"
-RESOLUTION_METRICS = f"{RESOLUTION_DIR}/metrics/{_CELL}.csv"
-RESOLUTION_BASELINE_RECON = f"{RESOLUTION_DIR}/infer/{{dataset}}/{BASELINE}/{{task}}.h5"
-RESOLUTION_BASELINE_METRICS = f"{RESOLUTION_DIR}/metrics/{{dataset}}/{BASELINE}/{{task}}.csv"
+(
+    RESOLUTION_RECON,
+    RESOLUTION_METRICS,
+    RESOLUTION_BASELINE_RECON,
+    RESOLUTION_BASELINE_METRICS,
+) = grid_patterns(RESOLUTION_DIR)
 RESOLUTION_TABLES = f"{RESOLUTION_DIR}/tables"
 
 # -- inputs fetched once, outside results/ (git-ignored) -----------------------------------------

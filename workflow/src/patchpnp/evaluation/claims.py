@@ -84,6 +84,7 @@ CLAIMS_COLUMNS = [
 REPRODUCED, CONTRADICTED, INCONCLUSIVE = "reproduced", "contradicted", "inconclusive"
 ALL = "all"
 REFLECT, ZEROS = "reflect", "zeros"
+MEMORY_CLAIM = "d_memory"  # the claim without an interval (no PSNR difference)
 N_BOOT = 10000
 
 
@@ -136,7 +137,7 @@ def memory_verdict(
     a saving within ``tolerance`` is real but too small for the total to show, so the
     verdict is inconclusive.
     """
-    if len(totals) < 2 or (max_saving is not None and 0 < max_saving <= tolerance):
+    if len(totals) < 2 or (max_saving is not None and saving_below_noise(max_saving, tolerance)):
         return INCONCLUSIVE
     if totals[-1] >= totals[0]:
         return CONTRADICTED
@@ -144,6 +145,11 @@ def memory_verdict(
     if len(saved) >= 2 and (saved >= -tolerance).all() and saved[-1] < saved[0]:
         return REPRODUCED
     return INCONCLUSIVE
+
+
+def saving_below_noise(saving: float, tolerance: float = MEMORY_TOLERANCE_MIB) -> bool:
+    """A working-memory saving that is real (> 0) but within the noise of the total."""
+    return 0 < saving <= tolerance
 
 
 # -- statistics ----------------------------------------------------------------------------
@@ -361,7 +367,7 @@ def _memory_rows(profiles: pd.DataFrame, prior: str) -> list[dict]:
     """One row per (solver, image size) of the inference-size sweep, then the pooled row:
     reproduced when every solver's profile is, contradicted when any one's is (a solver
     without any saving is a counter-example to the general claim), else inconclusive."""
-    claim, rows, verdicts = "d_memory", [], []
+    claim, rows, verdicts = MEMORY_CLAIM, [], []
     sweep = profiles[profiles["sweep"] == "inference_size"]
     for (solver, side), g in sweep.groupby(["solver", "image_size"], sort=False):
         whole = g.loc[g["mode"] == WHOLE, "peak_total_mib"].astype(float)
@@ -373,11 +379,9 @@ def _memory_rows(profiles: pd.DataFrame, prior: str) -> list[dict]:
             verdict, detail = INCONCLUSIVE, "not measured: needs whole and one-tile patch rows"
         else:
             working = g.loc[g["mode"] == WHOLE, "peak_working_mib"].astype(float).mean()
-            smallest = one_tile["inference_size"].astype(int).min()
-            smallest_working = one_tile.loc[
-                one_tile["inference_size"].astype(int) == smallest, "peak_working_mib"
-            ].astype(float)
-            max_saving = working - smallest_working.mean()
+            sizes = one_tile["inference_size"].astype(int)
+            tile_working = one_tile.loc[sizes == sizes.min(), "peak_working_mib"].astype(float)
+            max_saving = working - tile_working.mean()
             totals = [float(whole.mean()), *patches.astype(float)]
             labels = [WHOLE, *(size_tag(p) for p in patches.index)]
             steps = [f"{labels[0]} {totals[0]:.0f}"] + [
@@ -386,7 +390,7 @@ def _memory_rows(profiles: pd.DataFrame, prior: str) -> list[dict]:
             ]
             verdict = memory_verdict(totals, max_saving=max_saving)
             detail = "total MiB, one tile per call: " + ", ".join(steps)
-            if 0 < max_saving <= MEMORY_TOLERANCE_MIB:
+            if saving_below_noise(max_saving):
                 detail += (
                     f"; the smallest tile saves {max_saving:.2f} MiB of working memory, "
                     f"within the {MEMORY_TOLERANCE_MIB:g} MiB noise of the total"

@@ -23,11 +23,14 @@ from pathlib import Path
 import pandas as pd
 
 from patchpnp.evaluation.aggregate import AggregateError, to_markdown, write_files
-from patchpnp.evaluation.claims import ALL
+from patchpnp.evaluation.claims import ALL, MEMORY_CLAIM, REFLECT
 from patchpnp.layout import WHOLE
 
-REFLECT = "reflect"
-MEMORY_CLAIM = "d_memory"
+CELL_KEYS = ("dataset", "prior", "solver", "task", "size")
+# (estimate, lower, upper) columns of a cell's interval (extended table) and of a
+# claim's (claims table)
+CELL_INTERVAL = ("dpsnr_vs_whole", "dpsnr_lo", "dpsnr_hi")
+CLAIM_INTERVAL = ("estimate_db", "ci_lo_db", "ci_hi_db")
 RESOLUTION_COLUMNS = [
     "check",  # cell (a reflect patch cell against its whole cell) or pooled (a claim)
     "claim",
@@ -63,28 +66,13 @@ def resolution_table(
     if cell_db <= 0 or pooled_db <= 0:
         raise AggregateError(f"resolution bars must be positive, got {cell_db}, {pooled_db}")
     for name, frame, cols in (
-        ("extended table", extended, ("padding", "size", "dpsnr_lo", "dpsnr_hi")),
-        ("claims table", claims, ("claim", "ci_lo_db", "ci_hi_db")),
+        ("extended table", extended, ("padding", "size", *CELL_INTERVAL)),
+        ("claims table", claims, ("claim", *CLAIM_INTERVAL)),
     ):
         missing = [c for c in cols if c not in frame.columns]
         if missing:
             raise AggregateError(f"resolution check: the {name} lacks columns {missing}")
-    rows = []
     patch = extended[(extended["padding"] == REFLECT) & (extended["size"] != WHOLE)]
-    for _, r in patch.iterrows():
-        hw = half_width(r["dpsnr_lo"], r["dpsnr_hi"])
-        rows.append(
-            dict(
-                check="cell",
-                claim="b_inference",
-                **{k: r[k] for k in ("dataset", "prior", "solver", "task", "size")},
-                n_images=int(r["n_images"]),
-                estimate_db=r["dpsnr_vs_whole"],
-                half_width_db=hw,
-                bar_db=cell_db,
-                holds=bool(hw <= cell_db),
-            )
-        )
     pooled = claims[
         (claims["claim"] != MEMORY_CLAIM)
         & (claims["dataset"] == ALL)
@@ -92,20 +80,28 @@ def resolution_table(
         & (claims["task"] == ALL)
         & (claims["size"] == ALL)
     ]
-    for _, r in pooled.iterrows():
-        hw = half_width(r["ci_lo_db"], r["ci_hi_db"])
-        rows.append(
-            dict(
-                check="pooled",
-                **{k: r[k] for k in ("claim", "dataset", "prior", "solver", "task", "size")},
-                n_images=int(r["n_images"]),
-                estimate_db=r["estimate_db"],
-                half_width_db=hw,
-                bar_db=pooled_db,
-                holds=bool(not math.isnan(hw) and hw <= pooled_db),
-            )
-        )
+    rows = [_check(r, "cell", "b_inference", CELL_INTERVAL, cell_db) for _, r in patch.iterrows()]
+    rows += [
+        _check(r, "pooled", r["claim"], CLAIM_INTERVAL, pooled_db) for _, r in pooled.iterrows()
+    ]
     return pd.DataFrame(rows, columns=RESOLUTION_COLUMNS)
+
+
+def _check(row: pd.Series, check: str, claim: str, interval: tuple, bar: float) -> dict:
+    """One row of the check: ``row``'s interval (its ``interval`` columns: estimate,
+    lower, upper) against ``bar``. A missing interval (NaN) does not hold."""
+    est, lo, hi = (row[c] for c in interval)
+    hw = half_width(lo, hi)
+    return dict(
+        check=check,
+        claim=claim,
+        **{k: row[k] for k in CELL_KEYS},
+        n_images=int(row["n_images"]),
+        estimate_db=est,
+        half_width_db=hw,
+        bar_db=bar,
+        holds=bool(hw <= bar),  # False for NaN
+    )
 
 
 def resolution_summary(table: pd.DataFrame) -> str:
@@ -119,9 +115,7 @@ def resolution_summary(table: pd.DataFrame) -> str:
         bar = rows["bar_db"].iloc[0]
         widest = rows.loc[rows["half_width_db"].fillna(math.inf).idxmax()]
         where = (
-            widest["claim"]
-            if check == "pooled"
-            else "/".join(str(widest[k]) for k in ("dataset", "prior", "solver", "task", "size"))
+            widest["claim"] if check == "pooled" else "/".join(str(widest[k]) for k in CELL_KEYS)
         )
         lines.append(
             f"- {label}: {int(rows['holds'].sum())} of {len(rows)} within {bar:g} dB; "

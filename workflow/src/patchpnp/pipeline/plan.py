@@ -31,16 +31,20 @@ class DemoFolder:
     tune: int = 0
     more: int = 0  # evaluation volumes after the tuning ones: snakemake resolution's
 
+    @property
+    def own(self) -> int:
+        """The folder's own volumes: training, evaluation and tuning."""
+        return self.train + self.eval + self.tune
+
     def files(self, root: Path = DEMO_ROOT) -> list[Path]:
         """The folder's own volumes, numbered in role order so that sorted names give
         eval first, then tune."""
-        return self._numbered(root, 0, self.train + self.eval + self.tune)
+        return self._numbered(root, 0, self.own)
 
     def more_files(self, root: Path = DEMO_ROOT) -> list[Path]:
         """The extra evaluation volumes, numbered after the tuning ones. A rule of their
         own builds them, so that changing resolution.n_eval never touches the grid's."""
-        first = self.train + self.eval + self.tune
-        return self._numbered(root, first, first + self.more)
+        return self._numbered(root, self.own, self.own + self.more)
 
     def parts(self, root: Path = DEMO_ROOT) -> list[tuple[str, list[Path], str]]:
         """One job per part of the folder: ``(name suffix, volumes, patchpnp demo's count
@@ -48,8 +52,7 @@ class DemoFolder:
         counts = f"--train {self.train} --eval {self.eval} --tune {self.tune}"
         out = [("", self.files(root), counts)]
         if self.more:
-            first = self.train + self.eval + self.tune
-            more = f"{counts} --more-eval {self.more} --first-file {first}"
+            more = f"{counts} --more-eval {self.more} --first-file {self.own}"
             out.append(("_more", self.more_files(root), more))
         return out
 
@@ -181,10 +184,16 @@ class Plan:
 
     def cell_files(self, kind: str) -> list[str]:
         """``kind`` = infer (reconstructions) or metrics, for every grid cell and baseline."""
-        pick = 0 if kind == "infer" else 1
-        files = [(c.recon, c.metrics)[pick] for c in self.cells()]
+        if kind == "infer":
+            return self.grid_files(layout.CELL_RECON, layout.BASELINE_RECON)
+        return self.grid_files(layout.CELL_METRICS, layout.BASELINE_METRICS)
+
+    def grid_files(self, cell_pattern: str, baseline_pattern: str) -> list[str]:
+        """``cell_pattern`` for every grid cell, then ``baseline_pattern`` for every
+        dataset and task (patterns of :func:`patchpnp.layout.grid_patterns`)."""
+        files = [_cell_path(cell_pattern, c) for c in self.cells()]
         files += [
-            layout.baseline_files(d, t)[pick]
+            baseline_pattern.format(dataset=d, task=t)
             for d in self.datasets
             for t in self.config["inference"]["tasks"]
         ]
@@ -527,9 +536,4 @@ class ResolutionPlan:
 
     def metrics_files(self) -> list[str]:
         """Every cell's and baseline's metrics, in the grid's order."""
-        cells = [_cell_path(layout.RESOLUTION_METRICS, c) for c in self.plan.cells()]
-        return cells + [
-            layout.RESOLUTION_BASELINE_METRICS.format(dataset=d, task=t)
-            for d in self.plan.datasets
-            for t in self.plan.config["inference"]["tasks"]
-        ]
+        return self.plan.grid_files(layout.RESOLUTION_METRICS, layout.RESOLUTION_BASELINE_METRICS)
