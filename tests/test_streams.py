@@ -44,8 +44,13 @@ def test_streams_are_keyed_by_seed_image_purpose_step_and_sample():
         "sample": first_draw(SolveStreams(7, [1], sample=1).solver(3))[0],
     }
     assert len(set(draws.values())) == len(draws)
-    # A posterior sample changes the solver stream only; the grid stays common.
-    assert first_draw(SolveStreams(7, [1], sample=1).grid(3)) == first_draw(a.grid(3))[:1]
+    # A posterior sample keys the grid stream too (its own shifts and noisy margin);
+    # sample 0 is the grid cell's solve.
+    assert first_draw(SolveStreams(7, [1], sample=1).grid(3)) != first_draw(a.grid(3))[:1]
+    assert first_draw(SolveStreams(7, [1], sample=2).grid(3)) != first_draw(
+        SolveStreams(7, [1], sample=1).grid(3)
+    )
+    assert first_draw(SolveStreams(7, [1, 2], sample=0).grid(3)) == first_draw(a.grid(3))
     assert a.subset([1]).image_keys == [2]
     with pytest.raises(ValueError, match="purpose"):
         a.generators("shifts", 0)

@@ -20,8 +20,12 @@ The image identity is a stable integer (:func:`image_key`) of the image's name
 (source file and slice), so a result does not depend on the image's position
 in the evaluation file, on the batch it shares, or on the job's scheduling.
 A ``sample`` index (posterior samples: several solves of one measurement)
-changes the solver (and guidance) streams only; the grid stream is shared by
-the samples.
+keys every stream, the grid's included: two samples are two independent solves
+of the same measurement, tiles and noisy margin as well as solver noise (a
+shared grid would make the samples agree where the tiling errs and bias their
+spread low). Sample 0 is keyed as before, so a grid cell (one sample) and its
+first posterior sample are the same solve, and whole and patch cells stay paired
+through the solver stream, which a whole-image cell is the only one to draw.
 """
 
 from __future__ import annotations
@@ -66,7 +70,7 @@ class SolveStreams:
         seed: the config's seed.
         image_keys: one non-negative integer per image of the batch (see
             :func:`image_key`; tests may use indices).
-        sample: the posterior-sample index; changes the ``solver`` stream only.
+        sample: the posterior-sample index; keys every purpose (0 keys none).
     """
 
     def __init__(self, seed: int, image_keys: Sequence[int], sample: int = 0):
@@ -91,7 +95,7 @@ class SolveStreams:
     def generators(self, purpose: str, step: int) -> list[torch.Generator]:
         """One fresh generator per image for ``purpose`` at ``step`` (``INIT_STEP`` first)."""
         _check_key(purpose, step)
-        extra = (self.sample,) if purpose != "grid" and self.sample else ()
+        extra = (self.sample,) if self.sample else ()
         return [
             keyed_generator(self.seed, k, PURPOSES[purpose], int(step) - INIT_STEP, *extra)
             for k in self.image_keys
