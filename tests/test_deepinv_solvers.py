@@ -103,14 +103,20 @@ def test_operator_physics_is_ours():
 
 
 def test_posterior_stats_by_hand():
-    truth = np.zeros((1, 1, 1, 2))
-    samples = np.array([[[[[0.0, 1.0]]]], [[[[2.0, 1.0]]]]])  # pixel 0: mean 1 sd 1.41
+    truth = np.array([0.0, 0.0, 1.0]).reshape(1, 1, 1, 3)
+    # pixel 0: mean 1, sd 1.41, error 1 (covered); pixel 1: the clamp, every sample and
+    # the truth 0 (sd 0: says nothing, left out); pixel 2: mean 0.1, sd 0.14, error 0.9.
+    samples = np.array([[0.0, 0.0, 0.0], [2.0, 0.0, 0.2]]).reshape(2, 1, 1, 1, 3)
     cols, mean, sd = posterior_stats(samples, truth)
-    assert mean.ravel().tolist() == [1.0, 1.0]
-    assert sd.ravel() == pytest.approx([np.sqrt(2), 0.0])
-    assert cols["coverage_1sd"][0] == 0.5  # pixel 0 within sqrt(2), pixel 1 not (sd 0)
-    assert cols["zero_sd_fraction"][0] == 0.5
-    assert cols["psnr_of_mean"][0] == pytest.approx(0.0)  # mse 1
+    assert mean.ravel().tolist() == pytest.approx([1.0, 0.0, 0.1])
+    assert sd.ravel() == pytest.approx([np.sqrt(2), 0.0, np.sqrt(0.02)])
+    # Over the pixels with spread: 1 of 2 (counting the clamped pixel gave 2 of 3).
+    assert cols["coverage_1sd"][0] == 0.5
+    assert cols["coverage_2sd"][0] == 0.5
+    assert cols["zero_sd_fraction"][0] == pytest.approx(1 / 3)
+    # No spread anywhere: no coverage to report.
+    flat, _, _ = posterior_stats(np.zeros((2, 1, 1, 1, 3)), truth)
+    assert np.isnan(flat["coverage_1sd"][0]) and flat["zero_sd_fraction"][0] == 1.0
     with pytest.raises(ValueError, match="at least 2"):
         posterior_stats(samples[:1], truth)
 
@@ -128,3 +134,22 @@ def test_calibrated_coverage_matches_gaussian_samples():
         assert cols[f"coverage_{z}sd"][0] == pytest.approx(expect, abs=0.01)
     assert calibrated_coverage(1, 4) == pytest.approx(0.563, abs=0.002)
     assert calibrated_coverage(2, 10_000) == pytest.approx(0.954, abs=0.002)
+
+
+def test_pigdm_covariance_in_pigdm_units():
+    """deepinv's data term receives the level in [0, 1] units (``s / 2``); PiGDM's
+    ``r_t^2 = s^2 / (1 + s^2)`` is for [-1, 1] data, so in [0, 1] units it is a quarter of
+    that at ``s = 2 sigma``. deepinv's own formula on the [0, 1] level is up to 4x larger."""
+    from patchpnp.solvers.deepinv_solvers import pigdm_r_t2
+
+    for sigma in (0.01, 0.1, 0.5, 2.0):
+        s = 2 * sigma
+        assert pigdm_r_t2(sigma) == pytest.approx(s**2 / (1 + s**2) / 4)
+    # deepinv's formula on the [0, 1] level: ~1x ours at low noise, 4x at high noise.
+    def deepinv_r_t2(sigma):
+        return sigma**2 / (1 + sigma**2)
+
+    assert deepinv_r_t2(0.01) / pigdm_r_t2(0.01) == pytest.approx(1.0, abs=1e-3)
+    assert deepinv_r_t2(0.5) / pigdm_r_t2(0.5) == pytest.approx(1.6)
+    assert deepinv_r_t2(100.0) / pigdm_r_t2(100.0) == pytest.approx(4.0, rel=1e-3)
+    assert pigdm_r_t2(100.0) == pytest.approx(0.25, rel=1e-4)  # the [0, 1] prior variance

@@ -2,21 +2,25 @@
 section 12).
 
 A posterior cell runs the grid cell (:func:`patchpnp.inference.cell.run_cell`) ``K``
-times on the same measurements, sample ``k`` keying only the solver-noise stream
-(:class:`patchpnp.solvers.SolveStreams`): the measurement and the patch wrapper's grid
-draws stay those of the grid's cell, so whole and patch inference are still paired per
-image and per sample. Per image it then reports:
+times on the same measurements, sample ``k`` keying every random stream of the solve
+(:class:`patchpnp.solvers.SolveStreams`): the solver's noise and the patch wrapper's
+grid draws (shifts, noisy margin), which are part of a patch sampler's randomness, so
+the K samples are independent solves. The measurement is the grid cell's, and whole and
+patch inference stay paired per image and per sample through the solver stream. Per
+image it then reports:
 
 - ``psnr_of_mean``: PSNR of the sample mean (an MMSE estimate as K grows);
 - ``psnr_mean_of_samples``: the mean of the K samples' PSNRs (the grid's kind of number);
 - ``sd_mean``: the per-pixel standard deviation across samples (``ddof = 1``), averaged
   over the image;
-- ``coverage_1sd``, ``coverage_2sd``: the fraction of pixels with
-  ``|mean - truth| <= z sd``, z = 1, 2. A Gaussian posterior whose spread matched the
-  error would give 0.68 and 0.95 (with K samples the mean's own error is ``sd /
-  sqrt(K)`` smaller, and ``sd`` is itself estimated from K values, so small K reads
-  lower); ``zero_sd_fraction`` says how many pixels had no spread at all (clamped black
-  background: covered when mean and truth agree exactly).
+- ``coverage_1sd``, ``coverage_2sd``: among the pixels whose standard deviation is
+  above zero, the fraction with ``|mean - truth| <= z sd``, z = 1, 2. A Gaussian
+  posterior whose spread matched the error would give 0.68 and 0.95 (with K samples the
+  mean's own error is ``sd / sqrt(K)`` smaller, and ``sd`` is itself estimated from K
+  values, so small K reads lower). Pixels with no spread at all (clamped black
+  background, where every sample and the truth sit on the clamp) say nothing about
+  calibration and would count as covered, so they are left out; ``zero_sd_fraction``
+  says how many there were (NaN coverage when every pixel has zero spread).
 
 It writes ``<out>.h5`` (sample mean and standard deviation ``[n, 1, H, W]``, the
 settings as attributes) and ``<out>.csv`` (one row per image).
@@ -80,12 +84,20 @@ def posterior_stats(samples: np.ndarray, truth: np.ndarray) -> tuple[dict, np.nd
     def per_image(a: np.ndarray) -> np.ndarray:
         return a.reshape(n, -1).mean(axis=1)
 
+    spread = (sd > 0).reshape(n, -1)
+    n_spread = spread.sum(axis=1)
+
+    def coverage(z: float) -> np.ndarray:
+        covered = ((error <= z * sd).reshape(n, -1) & spread).sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(n_spread > 0, covered / np.maximum(n_spread, 1), np.nan)
+
     columns = {
         "psnr_of_mean": _psnr(mean, truth),
         "psnr_mean_of_samples": np.mean([_psnr(s, truth) for s in samples], axis=0),
         "sd_mean": per_image(sd),
-        "coverage_1sd": per_image(error <= sd),
-        "coverage_2sd": per_image(error <= 2 * sd),
+        "coverage_1sd": coverage(1),
+        "coverage_2sd": coverage(2),
         "zero_sd_fraction": per_image(sd == 0),
     }
     return columns, mean, sd

@@ -47,7 +47,7 @@ from ..prior.deepinv_export import per_sample_sigma
 from .base import DiffusionSolver, SolverDenoiser, per_sample_noise
 from .streams import SolveStreams
 
-__all__ = ["DEEPINV_SOLVERS", "DeepinvPosterior", "operator_physics"]
+__all__ = ["DEEPINV_SOLVERS", "DeepinvPosterior", "operator_physics", "pigdm_r_t2"]
 
 
 def _prox_weight(gamma, like: torch.Tensor):
@@ -116,7 +116,18 @@ class _KeyedAncestral(dinv.sampling.AncestralSolver):
 
 
 class _AutogradPiGDM(dinv.sampling.PiGDMDataFidelity):
-    """PiGDM's data term with its vector-Jacobian product taken by ``torch.autograd``."""
+    """PiGDM's data term with its vector-Jacobian product taken by ``torch.autograd``, and
+    its covariance ``r_t^2`` in PiGDM's own units.
+
+    PiGDM sets ``r_t^2 = s^2 / (1 + s^2)`` for data in [-1, 1] (unit prior variance), ``s``
+    the level in those units. ``PosteriorDiffusion`` hands its data term the state and the
+    level in [0, 1] units (``sigma = s / 2``), and deepinv 0.5 applies the formula to that
+    ``sigma`` as it comes, which makes ``r_t^2`` up to 4 times too large relative to the
+    measurement noise (by ``(1 + 4 sigma^2) / (1 + sigma^2)``: 1.6 at ``sigma = 0.5``, the
+    demo's start, and nearly 1 at its last levels). Here
+    the [-1, 1] formula is expressed in [0, 1] units: ``r_t^2 / 4 = sigma^2 / (1 + 4
+    sigma^2)``, the [0, 1] image's variance of the same Gaussian.
+    """
 
     def grad(self, x, y, physics, sigma, *args, get_model_outputs=False, **kwargs):
         sigma_y = physics.noise_model.sigma
@@ -124,12 +135,18 @@ class _AutogradPiGDM(dinv.sampling.PiGDMDataFidelity):
             xg = x.detach().to(torch.float32).requires_grad_(True)
             denoised = self.denoiser(xg, sigma)
             difference = physics.A(denoised.detach()) - y.to(denoised.dtype)
-            r_t2 = sigma**2 / (1.0 + sigma**2)
+            r_t2 = pigdm_r_t2(sigma)
             inverse = self.solve_inverse(physics, difference, r_t2, sigma_y)
             adjoint = physics.A_adjoint(inverse).to(denoised.dtype)
             (gradient,) = torch.autograd.grad(denoised, xg, grad_outputs=adjoint)
         gradient = (self.weight * gradient).to(x.dtype)
         return (gradient, denoised.detach()) if get_model_outputs else gradient
+
+
+def pigdm_r_t2(sigma):
+    """PiGDM's ``r_t^2`` for a level ``sigma`` in [0, 1] units, in [0, 1] units: the
+    [-1, 1] convention's ``s^2 / (1 + s^2)`` at ``s = 2 sigma``, divided by 4."""
+    return sigma**2 / (1.0 + 4.0 * sigma**2)
 
 
 class _KeyedILVR(dinv.sampling.ILVRDataFidelity):
