@@ -22,6 +22,7 @@ include: "workflow/rules/report.smk"
 include: "workflow/rules/mri.smk"
 include: "workflow/rules/solvers.smk"
 include: "workflow/rules/resolution.smk"
+include: "workflow/rules/seeds.smk"
 
 
 report: "workflow/report/workflow.rst"
@@ -55,6 +56,9 @@ localrules:
     figure_uncertainty,
     resolution,
     resolution_tables,
+    seeds,
+    seeds_tables,
+    seeds_table,
 
 
 rule all:
@@ -75,6 +79,9 @@ rule all:
         # The grid on more slices, whose intervals meet the half-width bars
         # (snakemake resolution; in all where resolution.in_all).
         rules.resolution.input if config["resolution"]["in_all"] else [],
+        # Every claim under more training runs of the priors (snakemake seeds; in all
+        # where seeds.in_all).
+        rules.seeds.input if config["seeds"]["in_all"] else [],
 
 
 onsuccess:
@@ -91,6 +98,7 @@ onsuccess:
         ("solvers", layout.SOLVERS_TABLE),
         ("uncertainty", layout.UNCERTAINTY_TABLE),
         ("resolution", f"{layout.RESOLUTION_TABLES}/resolution"),
+        ("seeds", layout.SEEDS_CLAIMS),
     ):
         if os.path.exists(f"{path}.md"):
             print(f"patchpnp: {name} (snakemake {name}): {path}.md")

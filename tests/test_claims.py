@@ -18,7 +18,9 @@ from patchpnp.evaluation.claims import (
     cluster_bootstrap_mean,
     comparable_verdict,
     directional_verdict,
-    memory_verdict,
+    family_verdict,
+    memory_falls_verdict,
+    memory_plateau_verdict,
     read_profiles,
     write_claims,
 )
@@ -91,24 +93,134 @@ def test_directional_verdict_against_zero():
     assert directional_verdict(0.0, 0.2) == "inconclusive"  # 0 not excluded
 
 
-def test_memory_verdict_plateau_steady_fall_rise_and_none():
-    assert memory_verdict([800, 640, 610, 600]) == "reproduced"  # -160, -30, -10
-    assert memory_verdict([800, 640, 640]) == "reproduced"  # a flat last step is a plateau
-    assert memory_verdict([800, 700, 600, 500]) == "inconclusive"  # no plateau: steady fall
-    assert memory_verdict([800, 760, 600]) == "inconclusive"  # falls faster at the end
-    assert memory_verdict([800, 600, 620, 590]) == "inconclusive"  # rises on the way
-    # A rise within the measurement noise (resident baselines of fresh processes) is flat.
-    assert memory_verdict([587.0, 585.0, 585.2]) == "reproduced"
-    assert memory_verdict([587.0, 585.0, 586.5]) == "inconclusive"
-    assert memory_verdict([587.0, 585.0, 586.5], tolerance=2.0) == "reproduced"
-    assert memory_verdict([800, 700]) == "inconclusive"  # one patch size: no plateau to see
-    assert memory_verdict([800, 820, 800]) == "contradicted"  # smallest patch >= whole
-    assert memory_verdict([800, 900]) == "contradicted"
+def test_memory_falls_beyond_the_noise():
+    assert memory_falls_verdict([800, 640, 610]) == "reproduced"
+    assert memory_falls_verdict([644.0, 638.5, 636.0]) == "reproduced"  # DPS, 64 px demo
+    assert memory_falls_verdict([800, 820, 800]) == "contradicted"  # smallest patch >= whole
+    assert memory_falls_verdict([800, 900]) == "contradicted"
+    assert memory_falls_verdict([587.0, 586.5]) == "inconclusive"  # within the 1 MiB noise
     # When tiles cannot save more than the noise of the total, the total cannot tell
     # (DiffPIR at 64 px: 1.6 MiB working whole, 0.9 with 16 px tiles).
-    assert memory_verdict([593.7, 593.0, 594.1], max_saving=0.7) == "inconclusive"
-    assert memory_verdict([593.7, 593.0, 594.1], max_saving=7.6) == "contradicted"
-    assert memory_verdict([800, 640, 610], max_saving=190.0) == "reproduced"
+    assert memory_falls_verdict([593.7, 593.0, 594.1], max_saving=0.7) == "inconclusive"
+    assert memory_falls_verdict([593.7, 593.0, 594.1], max_saving=7.6) == "contradicted"
+    assert memory_falls_verdict([800]) == "inconclusive"
+
+
+def test_memory_plateau_is_a_shrinking_relative_saving():
+    # Pure P^2 scaling with no floor: every halving saves 75%. No plateau, though each
+    # step saves fewer MiB than the one before (the old absolute test passed it).
+    assert memory_plateau_verdict([65.5, 16.4, 4.1, 1.0]) == "contradicted"
+    # A fixed floor (the interpreter, the weights) plus the same P^2 term is one.
+    assert memory_plateau_verdict([600 + 65.5, 600 + 16.4, 600 + 4.1, 600 + 1.0]) == "reproduced"
+    assert memory_plateau_verdict([800, 640, 610, 600]) == "reproduced"  # 20%, 4.7%, 1.6%
+    assert memory_plateau_verdict([800, 700, 600, 500]) == "contradicted"  # 12.5 .. 16.7%
+    assert memory_plateau_verdict([800, 790, 770]) == "inconclusive"  # 1.3%, then 2.5%
+    assert memory_plateau_verdict([800, 790, 770], fraction=0.02) == "contradicted"
+    # A last step within the noise has shrunk to nothing: a plateau.
+    assert memory_plateau_verdict([644.0, 643.8, 643.5]) == "reproduced"
+    assert memory_plateau_verdict([800, 700]) == "inconclusive"  # one step: nothing to see
+    with pytest.raises(AggregateError, match="plateau_fraction"):
+        memory_plateau_verdict([800, 700, 650], fraction=1.5)
+
+
+def test_family_verdict_is_an_intersection_union_test():
+    assert family_verdict(["reproduced"] * 3) == "reproduced"
+    assert family_verdict(["reproduced", "inconclusive"]) == "inconclusive"
+    assert family_verdict(["reproduced", "contradicted", "inconclusive"]) == "contradicted"
+    with pytest.raises(AggregateError, match="no cells"):
+        family_verdict([])
+
+
+def test_opposite_sign_cells_do_not_cancel_in_the_pooled_row():
+    """Two cells at +0.69 and -0.71 dB, each contradicted at margin 0.5, average to about
+    0: a pooled mean test called that reproduced. The family is contradicted."""
+    b, e = base(), noise(scale=0.05, seed=11)
+    m = pd.concat(
+        [
+            cell(b, solver="dps"),
+            cell(b + 0.69 + e, solver="dps", size="p32"),
+            cell(b, solver="diffpir"),
+            cell(b - 0.71 + e, solver="diffpir", size="p32"),
+        ]
+    )
+    t = claims_table(m, None, seed=SEED)
+    b_rows = rows_of(t, "b_inference")
+    assert b_rows.loc[:1, "verdict"].tolist() == ["contradicted", "contradicted"]
+    row = pooled(t, "b_inference")
+    assert abs(row["estimate_db"]) < 0.05 and row["ci_lo_db"] > -0.5 and row["ci_hi_db"] < 0.5
+    assert row["verdict"] == "contradicted"
+    assert "cells reproduced / inconclusive / contradicted: 0 / 0 / 2" in row["detail"]
+
+
+def test_pooled_rows_per_inference_size():
+    """N/2 within the margin, N/4 beyond it: the all-sizes mean (-0.47) lands inside the
+    margin, but neither the family nor its N/4 row is reproduced; the N/2 row is."""
+    b = base()
+    cells = [cell(b, solver=s) for s in ("dps", "diffpir")]
+    for solver, seed in (("dps", 12), ("diffpir", 13)):
+        e = noise(scale=0.05, seed=seed)
+        cells += [cell(b - 0.27 + e, solver=solver, size="p32")]
+        cells += [cell(b - 0.67 + e, solver=solver, size="p16")]
+    t = claims_table(pd.concat(cells), None, seed=SEED)
+    rows = rows_of(t, "b_inference")
+    keyed = {
+        (r.solver, r.size): r for r in rows.itertuples() if r.dataset == "all"
+    }
+    assert keyed[("all", "p32")].verdict == "reproduced"
+    assert keyed[("all", "p16")].verdict == "contradicted"
+    assert keyed[("dps", "p32")].verdict == "reproduced"
+    assert keyed[("dps", "p16")].verdict == "contradicted"
+    whole_family = pooled(t, "b_inference")
+    assert whole_family["estimate_db"] == pytest.approx(-0.47, abs=0.02)
+    assert whole_family["ci_lo_db"] > -0.5  # the mean alone would have passed
+    assert whole_family["verdict"] == "contradicted"
+    # pooled rows: per solver and size, per solver, per size, then every size (last)
+    order = [(r.solver, r.size) for r in rows.itertuples() if r.dataset == "all"]
+    assert order == [
+        ("dps", "p32"), ("dps", "p16"), ("dps", "all"),
+        ("diffpir", "p32"), ("diffpir", "p16"), ("diffpir", "all"),
+        ("all", "p32"), ("all", "p16"), ("all", "all"),
+    ]  # fmt: skip
+
+
+def test_a_family_with_an_inconclusive_cell_is_not_reproduced():
+    b = base()
+    wide = noise(scale=1.2, seed=14)
+    m = pd.concat(
+        [
+            cell(b, solver="dps"),
+            cell(b - 0.1, solver="dps", size="p32"),
+            cell(b, solver="diffpir"),
+            cell(b - 0.1 + wide - wide.mean(), solver="diffpir", size="p32"),
+        ]
+    )
+    t = claims_table(m, None, seed=SEED)
+    assert rows_of(t, "b_inference").loc[:1, "verdict"].tolist() == ["reproduced", "inconclusive"]
+    assert pooled(t, "b_inference")["verdict"] == "inconclusive"
+
+
+def test_directional_pooled_rows_test_the_mean_with_counts():
+    """Padding: one cell clearly positive, one slightly negative and inconclusive; the
+    directional pooled row tests the mean (reproduced) and counts the cells."""
+    b = base()
+    e1, e2 = noise(scale=0.1, seed=15), noise(scale=0.3, seed=16)
+    m = pd.concat(
+        [
+            cell(b, solver="dps"),
+            cell(b - 0.2 + e1, solver="dps", size="p32"),
+            cell(b - 0.5 + e1, solver="dps", size="p32", padding="zeros"),
+            cell(b, solver="diffpir"),
+            cell(b - 0.2 + e2, solver="diffpir", size="p32"),
+            cell(b - 0.18 + e2 + noise(scale=0.3, seed=17), solver="diffpir", size="p32",
+                 padding="zeros"),
+        ]
+    )  # fmt: skip
+    t = claims_table(m, None, seed=SEED)
+    pad = rows_of(t, "padding")
+    assert pad.loc[0, "verdict"] == "reproduced" and pad.loc[1, "verdict"] == "inconclusive"
+    row = pooled(t, "padding")
+    assert row["verdict"] == "reproduced" and "verdict on the mean" in row["detail"]
+    assert "1 / 1 / 0" in row["detail"]
 
 
 # -- the dB claims -------------------------------------------------------------------------
@@ -262,9 +374,10 @@ def test_missing_comparisons_give_one_not_tested_row_each():
         "b_inference",
         "c_patch_trained_resilient",
         "padding",
-        "d_memory",
+        "d_memory_falls",
+        "d_memory_plateaus",
     ]
-    for claim in ("a_training", "c_patch_trained_resilient", "padding", "d_memory"):
+    for claim in ("a_training", "c_patch_trained_resilient", "padding", "d_memory_falls"):
         (row,) = rows_of(t, claim).itertuples()
         assert row.verdict == "inconclusive" and row.detail.startswith("not tested")
         assert math.isnan(row.estimate_db) and row.n_images == 0
@@ -288,7 +401,7 @@ def profile_rows(solver, totals: dict, side=64, resident=500.0) -> pd.DataFrame:
     return df.assign(solver=solver, peak_working_mib=working, seconds_per_call=0.1)
 
 
-def test_memory_rows_plateau_versus_steady_fall(tmp_path):
+def test_memory_rows_fall_and_plateau(tmp_path):
     plateau = profile_rows("diffpir", {"whole": 812, 32: 640, 16: 610})
     steady = profile_rows("dps", {"whole": 812, 32: 640, 16: 468})
     paths = []
@@ -297,23 +410,25 @@ def test_memory_rows_plateau_versus_steady_fall(tmp_path):
         df.to_csv(paths[-1], index=False)
     m = pd.concat([cell(base()), cell(base(), size="p32")])
     t = claims_table(m, read_profiles(paths), seed=SEED, profile_prior="patch")
-    mem = rows_of(t, "d_memory")
-    assert mem["solver"].tolist() == ["diffpir", "dps", "all"]
-    assert mem["verdict"].tolist() == ["reproduced", "inconclusive", "inconclusive"]
-    assert mem.loc[0, "dataset"] == "profile N=64" and mem.loc[0, "task"] == "denoise"
-    assert mem.loc[0, "prior"] == "patch" and mem.loc[0, "size"] == "all"
-    assert mem.loc[0, "detail"].endswith("whole 812, p32 640 (-21%), p16 610 (-5%)")
-    assert mem[["estimate_db", "ci_lo_db", "ci_hi_db"]].isna().all().all()  # not dB
+    falls, plateaus = rows_of(t, "d_memory_falls"), rows_of(t, "d_memory_plateaus")
+    assert falls["solver"].tolist() == ["diffpir", "dps", "all"]
+    assert falls["verdict"].tolist() == ["reproduced"] * 3
+    # steady: -21%, then -27%: the last step still saves more than 10%
+    assert plateaus["verdict"].tolist() == ["reproduced", "contradicted", "contradicted"]
+    assert falls.loc[0, "dataset"] == "profile N=64" and falls.loc[0, "task"] == "denoise"
+    assert falls.loc[0, "prior"] == "patch" and falls.loc[0, "size"] == "all"
+    assert falls.loc[0, "detail"].startswith("total MiB, one tile per call: whole 812, p32 640, p16 610")
+    assert "whole->p32 +21.2%, p32->p16 +4.7%" in plateaus.loc[0, "detail"]
+    assert "source: the grid's profiles" in plateaus.loc[0, "detail"]
+    assert t[t["claim"].str.startswith("d_")][["estimate_db", "ci_lo_db"]].isna().all().all()
 
     flat = profile_rows("dps", {"whole": 812, 32: 830, 16: 815})
     t = claims_table(m, pd.concat([plateau, flat]), seed=SEED)
-    assert rows_of(t, "d_memory")["verdict"].tolist() == [
+    assert rows_of(t, "d_memory_falls")["verdict"].tolist() == [
         "reproduced",
         "contradicted",
         "contradicted",  # a solver without any saving contradicts the general claim
     ]
-    t = claims_table(m, pd.concat([plateau, plateau.assign(solver="dps")]), seed=SEED)
-    assert pooled(t, "d_memory")["verdict"] == "reproduced"
 
     # DiffPIR at 64 px on the demo: 16 px tiles save 0.69 MiB of the whole image's 1.63
     # MiB working memory, less than the noise of the total, which reads +0.4 MiB; tiles
@@ -323,9 +438,54 @@ def test_memory_rows_plateau_versus_steady_fall(tmp_path):
     small["peak_working_mib"] = small["inference_size"].map({64: 1.63, 32: 1.06, 16: 0.94})
     none = profile_rows("dps", totals)
     none["peak_working_mib"] = 1.63
-    mem = rows_of(claims_table(m, pd.concat([small, none]), seed=SEED), "d_memory")
+    mem = rows_of(claims_table(m, pd.concat([small, none]), seed=SEED), "d_memory_falls")
     assert mem["verdict"].tolist() == ["inconclusive", "contradicted", "contradicted"]
     assert "the smallest tile saves 0.69 MiB of working memory" in mem.loc[0, "detail"]
+
+
+def paper_scale_rows(solver, totals: dict, side=320) -> pd.DataFrame:
+    """Paper-scale profile rows: whole, then per patch size the three micro-batch modes
+    (only ``one`` counts), and a row not measured (over the memory limit)."""
+    from patchpnp.evaluation.profile_table import PAPER_SCALE_COLUMNS
+
+    rows = [dict(patch_batch_mode="whole", inference_size=side, peak_total_mib=totals["whole"])]
+    for p, t in totals.items():
+        if p != "whole":
+            rows += [dict(patch_batch_mode="one", inference_size=p, peak_total_mib=t)]
+            rows += [dict(patch_batch_mode="all", inference_size=p, peak_total_mib=5 * t)]
+            rows += [dict(patch_batch_mode="auto", inference_size=p, peak_total_mib=2 * t)]
+    df = pd.DataFrame(rows).assign(solver=solver, image_size=side, status="measured")
+    df["peak_working_mib"] = df["peak_total_mib"] - 500
+    df = pd.concat([df, df.iloc[:1].assign(image_size=4096, status="over the memory limit")])
+    return df.reindex(columns=PAPER_SCALE_COLUMNS)
+
+
+def test_memory_claim_prefers_the_paper_scale_profile(tmp_path):
+    """With a paper-scale profile, claim (d) is judged on it (whole, 128, 64, 32 at the
+    paper's size) and says so; the grid's own profile is then not used."""
+    grid = profile_rows("dps", {"whole": 812, 32: 830, 16: 815})  # would contradict
+    paper = pd.concat(
+        [
+            paper_scale_rows("diffpir", {"whole": 1618, 128: 1200, 64: 1150, 32: 1140}),
+            paper_scale_rows("dps", {"whole": 3704, 128: 2100, 64: 2000, 32: 1990}),
+        ]
+    )
+    path = tmp_path / "paper_scale.csv"
+    paper.to_csv(path, index=False)
+    m = pd.concat([cell(base()), cell(base(), size="p32")])
+    from patchpnp.evaluation.claims import read_paper_scale
+
+    t = claims_table(m, grid, seed=SEED, paper_scale=read_paper_scale(path))
+    for claim in ("d_memory_falls", "d_memory_plateaus"):
+        rows = rows_of(t, claim)
+        assert rows["dataset"].tolist() == ["paper-scale N=320"] * 2 + ["all"]
+        assert rows["verdict"].tolist() == ["reproduced"] * 3
+        assert all("source: the paper-scale profile" in d for d in rows["detail"][:2])
+    detail = rows_of(t, "d_memory_falls").loc[0, "detail"]
+    assert "whole 1618, p128 1200, p64 1150, p32 1140" in detail  # one tile per call
+    # no paper-scale file: the grid's profiles decide
+    t = claims_table(m, grid, seed=SEED, paper_scale=None)
+    assert pooled(t, "d_memory_falls")["verdict"] == "contradicted"
 
 
 def test_read_profiles_wants_the_total_memory_column(tmp_path):
@@ -406,7 +566,8 @@ def test_tables_command_writes_the_claims(tmp_path):
     assert a["estimate_db"] == pytest.approx(0.1) and a["verdict"] == "reproduced"
     c = pooled(t, "c_patch_trained_resilient")
     assert c["estimate_db"] == pytest.approx(0.1) and c["verdict"] == "reproduced"
-    assert pooled(t, "d_memory")["verdict"] == "reproduced"
+    assert pooled(t, "d_memory_falls")["verdict"] == "reproduced"
+    assert pooled(t, "d_memory_plateaus")["verdict"] == "reproduced"
     md = (out / "claims.md").read_text()
     assert "[-0.25, 0.25] dB" in md
     assert ["a_training", "knee", "patch-whole"] in [r[:3] for r in md_rows(md)]
@@ -432,6 +593,6 @@ def test_write_claims_formats_missing_numbers_as_blank(tmp_path):
     t = claims_table(m, None, seed=SEED)
     written = write_claims(t, tmp_path, 0.5)
     md = written["claims.md"].read_text()
-    row = ["d_memory", "all", "n/a", "all", "all", "all", "0", "", "", "inconclusive"]
+    row = ["d_memory_falls", "all", "n/a", "all", "all", "all", "0", "", "", "inconclusive"]
     assert row in [r[:10] for r in md_rows(md)]
     assert "-0.100" in md

@@ -22,6 +22,7 @@ from patchpnp.pipeline.plan import (
     MRIPlan,
     Plan,
     ResolutionPlan,
+    SeedsPlan,
     SolversPlan,
     UncertaintyPlan,
 )
@@ -46,6 +47,7 @@ mri_plan = MRIPlan(plan)
 solvers_plan = SolversPlan(plan)
 uncertainty_plan = UncertaintyPlan(plan, solvers_plan)
 resolution_plan = ResolutionPlan(plan)
+seeds_plan = SeedsPlan(plan)
 DATA = config["data"]
 LOGS = layout.LOGS
 INFER = config["inference"]

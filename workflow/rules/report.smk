@@ -123,12 +123,16 @@ rule paper_profile:
 
 # The priors the claims compare: the first of each training scheme.
 CLAIM_PRIORS = {p["scheme"]: n for n, p in reversed(config["priors"].items())}
+# Claim (d) is judged on the paper-scale profile once snakemake paper_profile has written
+# it (its own target: the tables never wait for it).
+PAPER_SCALE_INPUT = [layout.PAPER_SCALE] if os.path.exists(layout.PAPER_SCALE) else []
 
 
 rule tables:
     input:
         metrics=plan.cell_files("metrics"),
         profiles=expand(layout.PROFILE, solver=PROFILE["solvers"]),
+        paper_scale=PAPER_SCALE_INPUT,
         # claim (b) per solver: deepinv's cells, when snakemake solvers is part of all
         claims_metrics=solvers_plan.deepinv_metrics_files() if SOLVERS["in_all"] else [],
     output:
@@ -169,6 +173,7 @@ rule tables:
         side=DATA["image_size"],
         seed=config["seed"],
         margin=config.get("claims", {}).get("margin_db", 0.5),
+        plateau=config.get("claims", {}).get("plateau_fraction", 0.1),
         whole=CLAIM_PRIORS.get("whole", "whole"),
         patch=CLAIM_PRIORS.get("patch", "patch"),
         profiled=PROFILE["prior"],
@@ -180,10 +185,14 @@ rule tables:
             if input.claims_metrics
             else ""
         ),
+        paper_scale=lambda wc, input: (
+            f"--paper-scale {input.paper_scale}" if input.paper_scale else ""
+        ),
     shell:
         "patchpnp tables {input.metrics:q} --profiles {input.profiles:q}"
         " --out-dir {params.out_dir:q} --seed {params.seed}"
         " --image-shape {params.side} {params.side} --margin-db {params.margin}"
+        " --plateau-fraction {params.plateau} {params.paper_scale}"
         " --whole-prior {params.whole} --patch-prior {params.patch}"
         " --profile-prior {params.profiled} {params.claims_metrics}"
         " --bars {params.bars} > {log} 2>&1"

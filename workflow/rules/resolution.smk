@@ -42,6 +42,7 @@ use rule tables as resolution_tables with:
     input:
         metrics=resolution_plan.metrics_files(),
         profiles=expand(layout.PROFILE, solver=PROFILE["solvers"]),
+        paper_scale=PAPER_SCALE_INPUT,
         claims_metrics=[],
     output:
         table1=f"{layout.RESOLUTION_TABLES}/table1.csv",

@@ -375,6 +375,28 @@ def build_parser() -> argparse.ArgumentParser:
     ut.add_argument("cells", nargs="+", help="per-image tables of posterior cells (.csv)")
     ut.add_argument("--table", required=True, help="output stem (.csv and .md)")
 
+    sd = command(
+        sub,
+        "seeds-table",
+        "patchpnp.evaluation.seeds:seeds_command",
+        "the claims and cells across training runs (snakemake seeds)",
+    )
+    sd.add_argument(
+        "--metrics",
+        action="append",
+        nargs="+",
+        required=True,
+        help="one run's cell metrics CSVs; once per run, run 0 (the grid) first",
+    )
+    sd.add_argument("--claims", nargs="+", required=True, help="each run's claims.csv, in order")
+    sd.add_argument(
+        "--training-seeds", type=int, nargs="+", required=True, help="each run's training seed"
+    )
+    sd.add_argument("--out-claims", required=True, help="output stem (.csv and .md)")
+    sd.add_argument("--out-cells", required=True, help="output stem (.csv and .md)")
+    sd.add_argument("--whole-prior", default="whole", help="the whole-image-trained prior")
+    add_seed(sd, help="bootstrap seed")
+
     uf = command(
         sub,
         "uncertainty-figure",
@@ -408,6 +430,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_seed(a, help="bootstrap seed")
     a.add_argument("--image-shape", type=int, nargs=2, required=True, metavar=("H", "W"))
     a.add_argument("--profiles", nargs="*", default=[], help="profile CSVs, for claim (d)")
+    a.add_argument(
+        "--paper-scale", help="the paper-scale profile CSV: claim (d) is judged on it if given"
+    )
+    a.add_argument(
+        "--plateau-fraction", type=float, default=0.1, help="claim (d): the last step's bar"
+    )
     a.add_argument("--margin-db", type=float, default=0.5, help="equivalence margin of claims")
     a.add_argument("--whole-prior", default="whole", help="the whole-image-trained prior")
     a.add_argument("--patch-prior", default="patch", help="the patch-trained prior")

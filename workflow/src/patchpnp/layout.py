@@ -106,6 +106,28 @@ RESOLUTION_DIR = f"{RESULTS}/resolution"
 ) = grid_patterns(RESOLUTION_DIR)
 RESOLUTION_TABLES = f"{RESOLUTION_DIR}/tables"
 
+# -- the grid under more training seeds (snakemake seeds) --------------------------------------
+# Run k (k = 1 .. seeds.extra) retrains every prior with training seed ``seed + k`` (same
+# data, schedule and steps) and reruns the grid's cells on them, in the grid's layout
+# under its own folder; the measurement baselines are the grid's (no prior). Run 0 is
+# the grid itself. The cross-run tables go beside the grid's.
+SEEDS_DIR = f"{RESULTS}/seeds"
+SEED_RUN = f"{SEEDS_DIR}/run{{run}}"
+SEED_PRIOR_DIR = f"{SEED_RUN}/priors/{{prior}}"
+SEED_PRIOR = f"{SEED_PRIOR_DIR}/ema.pt"
+SEED_RECON, SEED_METRICS, _, _ = grid_patterns(SEED_RUN)
+SEED_TABLES = f"{SEED_RUN}/tables"
+SEEDS_CLAIMS = f"{TABLES}/seeds_claims"  # .csv / .md
+SEEDS_CELLS = f"{TABLES}/seeds_cells"  # .csv / .md
+
+
+def seed_run(run: int) -> str:
+    """The folder of training run ``run`` (>= 1; run 0 is the grid under results/)."""
+    if int(run) < 1:
+        raise LayoutError(f"training run {run}: run 0 is the grid itself; extra runs start at 1")
+    return SEED_RUN.format(run=int(run))
+
+
 # -- inputs fetched once, outside results/ (git-ignored) -----------------------------------------
 RESOURCES = "resources"
 # torchvision's ImageNet AlexNet weights for LPIPS under torchvision's own file name,
@@ -127,6 +149,7 @@ WILDCARDS = {
     "mask": "equispaced|random",
     "acceleration": r"[1-9]\d*",
     "method": "|".join(MRI_CLASSICAL_METHODS),
+    "run": r"[1-9]\d*",
 }
 
 

@@ -16,17 +16,33 @@ common random numbers), never on differences of means. One block of rows per cla
   Directional, claimed side > 0.
 - ``padding``: reflection beats zero padding; ``d_i = PSNR(reflect) - PSNR(zeros)``.
   Directional, claimed side > 0.
-- ``d_memory``: total memory falls from whole to the smallest patch, then plateaus
-  (one tile per network call, the profile's ``inference_size`` sweep).
+- ``d_memory_falls`` and ``d_memory_plateaus``: claim (d) in its two parts, on total
+  memory ``T`` over decreasing patch sizes (one tile per network call): it *falls* from
+  the whole image to the smallest patch beyond the measurement noise, and it
+  *plateaus*: the relative saving of each step down, ``(T(2P) - T(P)) / T(2P)``,
+  shrinks from the first step to the last and the last is below ``plateau_fraction``.
+  Judged on the paper-scale profile (whole, 128, 64, 32 at the paper's image sizes)
+  when there is one, else on the grid's profiles; each row names its source.
 
-Each block ends with a pooled row (``dataset``, ``solver``, ``task``, ``size`` read
-``all``): the mean over the block's cells of their mean ``d_i``, each cell weighted
-equally. Its interval resamples images, not cells: the same image appears in every cell
-of a dataset and its errors are shared between them, so a bootstrap that treated cells
-as independent would shrink the interval by up to ``sqrt(cells)``. The cluster bootstrap
-below draws the images of each dataset once per resample and moves all of an image's
-``d`` values together. A block with nothing to compare (a grid with one prior, no zero
-padding, no profile) is one pooled row that says what is missing.
+Each block ends with pooled rows (``dataset``, ``solver``, ``task`` read ``all``): one
+per inference size when the block has several (N/2 and N/4 answer different questions),
+and one over every size (``size`` ``all``, the block's last row). A pooled row of an
+equivalence claim (a, b) is a family verdict, an intersection-union test: the paper's
+claims are universal ("regardless of training scheme or plug-and-play method"), so the
+row is reproduced only when every cell in it is, contradicted when any cell is, and
+inconclusive otherwise. Averaging cannot stand in for that: a -0.7 dB cell and a -0.2 dB
+cell average to a passing -0.45, and cells of opposite sign cancel. The pooled mean and
+its interval stay beside the verdict as a description. A directional claim's pooled row
+(c, padding) tests the mean effect. Every pooled row's ``detail`` counts its cells by
+verdict.
+
+The pooled mean weights the block's cells equally. Its interval resamples images, not
+cells: the same image appears in every cell of a dataset and its errors are shared
+between them, so a bootstrap that treated cells as independent would shrink the
+interval by up to ``sqrt(cells)``. The cluster bootstrap below draws the images of each
+dataset once per resample and moves all of an image's ``d`` values together. A block
+with nothing to compare (a grid with one prior, no zero padding, no profile) is one
+pooled row that says what is missing.
 
 Torch-free: it runs in the ``tables`` job next to :mod:`patchpnp.evaluation.aggregate`.
 """
@@ -56,13 +72,18 @@ from patchpnp.layout import WHOLE, size_tag
 
 __all__ = [
     "CLAIMS_COLUMNS",
+    "MEMORY_CLAIMS",
     "claims_display",
     "claims_table",
     "cluster_bootstrap_mean",
-    "inference_claims",
     "comparable_verdict",
     "directional_verdict",
-    "memory_verdict",
+    "family_verdict",
+    "inference_claims",
+    "memory_falls_verdict",
+    "memory_plateau_verdict",
+    "memory_series",
+    "read_paper_scale",
     "read_profiles",
     "write_claims",
 ]
@@ -84,7 +105,10 @@ CLAIMS_COLUMNS = [
 REPRODUCED, CONTRADICTED, INCONCLUSIVE = "reproduced", "contradicted", "inconclusive"
 ALL = "all"
 REFLECT, ZEROS = "reflect", "zeros"
-MEMORY_CLAIM = "d_memory"  # the claim without an interval (no PSNR difference)
+# Claim (d) in its two parts, the claims without an interval (no PSNR difference).
+MEMORY_FALLS, MEMORY_PLATEAUS = "d_memory_falls", "d_memory_plateaus"
+MEMORY_CLAIMS = (MEMORY_FALLS, MEMORY_PLATEAUS)
+PLATEAU_FRACTION = 0.10  # the default of claims.plateau_fraction
 N_BOOT = 10000
 
 
@@ -116,35 +140,83 @@ def directional_verdict(lo: float, hi: float) -> str:
     return INCONCLUSIVE
 
 
+def family_verdict(verdicts: Iterable[str]) -> str:
+    """A universal claim over a family of cells (an intersection-union test): reproduced
+    when every cell is, contradicted when any cell is, inconclusive otherwise."""
+    verdicts = list(verdicts)
+    if not verdicts:
+        raise AggregateError("family_verdict: no cells")
+    if CONTRADICTED in verdicts:
+        return CONTRADICTED
+    return REPRODUCED if all(v == REPRODUCED for v in verdicts) else INCONCLUSIVE
+
+
+def verdict_counts(verdicts: Iterable[str]) -> str:
+    """``cells reproduced / inconclusive / contradicted: r / i / c``."""
+    verdicts = list(verdicts)
+    counts = " / ".join(str(verdicts.count(v)) for v in (REPRODUCED, INCONCLUSIVE, CONTRADICTED))
+    return f"cells reproduced / inconclusive / contradicted: {counts}"
+
+
 # Changes smaller than this are measurement noise, not a rise: the resident baseline of
 # fresh processes differs by up to ~0.5 MiB on this CPU (libraries, heap layout).
 MEMORY_TOLERANCE_MIB = 1.0
 
 
-def memory_verdict(
+def memory_falls_verdict(
     totals: list[float],
     tolerance: float = MEMORY_TOLERANCE_MIB,
     max_saving: float | None = None,
 ) -> str:
-    """Claim (d) on total memory ``[whole, largest patch, ..., smallest patch]`` (MiB).
+    """Claim (d), first part, on total memory ``[whole, largest patch, ..., smallest]``
+    (MiB): memory falls from the whole image to the smallest patch.
 
-    Reproduced when memory never rises along the sequence (by more than ``tolerance``),
-    ends below whole, and the last step saves less than the first (the plateau; it takes
-    two patch sizes to see); contradicted when the smallest patch needs at least as much
-    as the whole image (no benefit at all); inconclusive otherwise (it rises somewhere,
-    or keeps falling as fast). ``max_saving``: what the smallest tile saves in working
-    memory (the whole image's minus the tile's, measured without the resident noise);
-    a saving within ``tolerance`` is real but too small for the total to show, so the
-    verdict is inconclusive.
+    Reproduced when the smallest patch needs more than ``tolerance`` less than the whole
+    image; contradicted when it needs at least as much and its working memory (the whole
+    image's minus the tile's, ``max_saving``, measured without the resident noise) saves
+    nothing either; inconclusive otherwise: a saving within the noise of the total.
     """
-    if len(totals) < 2 or (max_saving is not None and saving_below_noise(max_saving, tolerance)):
+    if len(totals) < 2:
         return INCONCLUSIVE
-    if totals[-1] >= totals[0]:
-        return CONTRADICTED
-    saved = -np.diff(totals)
-    if len(saved) >= 2 and (saved >= -tolerance).all() and saved[-1] < saved[0]:
+    fall = totals[0] - totals[-1]
+    if fall > tolerance:
         return REPRODUCED
+    if fall <= 0 and not (max_saving is not None and saving_below_noise(max_saving, tolerance)):
+        return CONTRADICTED
     return INCONCLUSIVE
+
+
+def relative_savings(totals: list[float]) -> np.ndarray:
+    """What each step down saves, relative to the step's larger size: ``(T(2P) - T(P)) /
+    T(2P)`` (the first step from the whole image)."""
+    t = np.asarray(totals, dtype=float)
+    return (t[:-1] - t[1:]) / t[:-1]
+
+
+def memory_plateau_verdict(
+    totals: list[float],
+    fraction: float = PLATEAU_FRACTION,
+    tolerance: float = MEMORY_TOLERANCE_MIB,
+) -> str:
+    """Claim (d), second part: the saving plateaus as the patch shrinks.
+
+    The relative saving of each step (:func:`relative_savings`) must shrink from the
+    first step to the last, and the last must be below ``fraction``: reproduced then
+    (a last step that saves no more than ``tolerance`` MiB has shrunk to the noise, which
+    counts as shrinking); contradicted when the last step still saves ``fraction`` or
+    more (memory keeps falling in proportion, e.g. pure P^2 scaling, 75% a halving: no
+    plateau within the sizes measured); inconclusive otherwise, or with fewer than two
+    steps (one patch size shows no plateau).
+    """
+    if not 0 < fraction < 1:
+        raise AggregateError(f"plateau_fraction must be in (0, 1), got {fraction}")
+    if len(totals) < 3:
+        return INCONCLUSIVE
+    r = relative_savings(totals)
+    if r[-1] >= fraction:
+        return CONTRADICTED
+    last_in_noise = totals[-2] - totals[-1] <= tolerance
+    return REPRODUCED if r[-1] < r[0] or last_in_noise else INCONCLUSIVE
 
 
 def saving_below_noise(saving: float, tolerance: float = MEMORY_TOLERANCE_MIB) -> bool:
@@ -319,98 +391,169 @@ def _db_block(
     pooled_prior: str,
     missing: str,
     per_solver: bool = False,
+    family: bool = False,
 ) -> list[dict]:
-    """Per-cell rows (bootstrap over images), with ``per_solver`` a pooled row per solver
-    and patch size, then per solver (when there are several), and the pooled row
-    (cluster bootstrap)."""
+    """Per-cell rows (bootstrap over images), then pooled rows (cluster bootstrap): with
+    ``per_solver`` (and several solvers) one per solver and patch size and one per
+    solver; one per inference size when there are several; the block's row over every
+    cell last. ``family``: pooled rows are family verdicts on their cells' verdicts (an
+    equivalence claim), else tests of the pooled mean (a directional claim)."""
     if not cells:
         return [_row(claim, _pooled_keys(pooled_prior), INCONCLUSIVE, 0, f"not tested: {missing}")]
     rows = []
     for c in cells:
         ci = bootstrap_mean_ci(c["d"].to_numpy(), seed)
-        rows.append(_row(claim, c["keys"], verdict(*ci[1:]), len(c["d"]), c["detail"], ci))
+        c["verdict"] = verdict(*ci[1:])
+        rows.append(_row(claim, c["keys"], c["verdict"], len(c["d"]), c["detail"], ci))
+    pool = partial(_pooled_row, claim, verdict=verdict, seed=seed, family=family)
     solvers = list(dict.fromkeys(c["keys"]["solver"] for c in cells))
     if per_solver and len(solvers) > 1:
         for solver in solvers:
             mine = [c for c in cells if c["keys"]["solver"] == solver]
             keys = _pooled_keys(pooled_prior) | {"solver": solver}
-            sizes = list(dict.fromkeys(c["keys"]["size"] for c in mine))
-            for size in sizes if len(sizes) > 1 else []:
-                at = [c for c in mine if c["keys"]["size"] == size]
-                rows.append(_pooled_row(claim, keys | {"size": size}, at, verdict, seed))
-            rows.append(_pooled_row(claim, keys, mine, verdict, seed))
-    rows.append(_pooled_row(claim, _pooled_keys(pooled_prior), cells, verdict, seed))
+            rows += [pool(keys | {"size": size}, at) for size, at in _by_size(mine)]
+            rows.append(pool(keys, mine))
+    rows += [pool(_pooled_keys(pooled_prior) | {"size": size}, at) for size, at in _by_size(cells)]
+    rows.append(pool(_pooled_keys(pooled_prior), cells))
     return rows
 
 
-def _pooled_row(claim: str, keys: dict, cells: list[dict], verdict, seed: int) -> dict:
-    """The pooled row of ``cells``: cluster bootstrap over each dataset's images."""
+def _by_size(cells: list[dict]) -> list[tuple[str, list[dict]]]:
+    """The cells grouped by inference size, in their order; nothing when there is one."""
+    sizes = list(dict.fromkeys(c["keys"]["size"] for c in cells))
+    if len(sizes) < 2:
+        return []
+    return [(size, [c for c in cells if c["keys"]["size"] == size]) for size in sizes]
+
+
+def _pooled_row(
+    claim: str, keys: dict, cells: list[dict], *, verdict, seed: int, family: bool
+) -> dict:
+    """The pooled row of ``cells``: the mean over cells with its cluster-bootstrap
+    interval, and the family verdict of the cells (``family``) or the mean's verdict."""
     ci = cluster_bootstrap_mean([(c["keys"]["dataset"], c["d"]) for c in cells], seed)
     n_images = len({(c["keys"]["dataset"], i) for c in cells for i in c["d"].index})
-    detail = (
-        f"mean of {len(cells)} cells, equal weight; images resampled within each dataset, "
-        f"together across cells"
+    counts = verdict_counts(c["verdict"] for c in cells)
+    if family:
+        judged = family_verdict(c["verdict"] for c in cells)
+        detail = f"{counts}; reproduced only if every cell is (intersection-union)"
+    else:
+        judged = verdict(*ci[1:])
+        detail = f"{counts}; verdict on the mean"
+    detail += (
+        f"; mean of {len(cells)} cells, equal weight, images resampled within each "
+        "dataset, together across cells"
     )
-    return _row(claim, keys, verdict(*ci[1:]), n_images, detail, ci)
+    return _row(claim, keys, judged, n_images, detail, ci)
 
 
 # -- memory ----------------------------------------------------------------------------------
 def read_profiles(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
-    """The profile tables claim (d) reads (:func:`patchpnp.formats.read_profiles`)."""
+    """The grid's profile tables claim (d) reads (:mod:`patchpnp.evaluation.profile_table`)."""
     try:
         return profile_table.read_profiles(list(paths))
     except FormatError as err:
         raise AggregateError(str(err)) from err
 
 
-def _memory_rows(profiles: pd.DataFrame, prior: str) -> list[dict]:
-    """One row per (solver, image size) of the inference-size sweep, then the pooled row:
-    reproduced when every solver's profile is, contradicted when any one's is (a solver
-    without any saving is a counter-example to the general claim), else inconclusive."""
-    claim, rows, verdicts = MEMORY_CLAIM, [], []
+def read_paper_scale(path: str | os.PathLike) -> pd.DataFrame:
+    """The paper-scale profile claim (d) prefers (:mod:`patchpnp.evaluation.profile_table`)."""
+    try:
+        return profile_table.read_paper_scale(path)
+    except FormatError as err:
+        raise AggregateError(str(err)) from err
+
+
+GRID_PROFILES = "the grid's profiles (results/profile/<solver>.csv)"
+PAPER_SCALE_PROFILE = "the paper-scale profile (results/profile/paper_scale.csv)"
+
+
+def memory_series(profiles: pd.DataFrame, paper_scale: pd.DataFrame | None = None) -> list[dict]:
+    """The total-memory series claim (d) is judged on: per (solver, image size), the whole
+    image then each patch size, largest first, one tile per network call.
+
+    From the paper-scale profile (:func:`patchpnp.evaluation.profile_table.read_paper_scale`:
+    ``patch_batch_mode`` whole and ``one``, measured rows) when it is given and has any,
+    else from the grid's profiles (their ``inference_size`` sweep). Each series holds
+    ``source``, ``label`` (``profile N=64``, ``paper-scale N=320``), ``solver``,
+    ``sizes`` (``whole``, ``p128``, ...), ``totals`` (MiB) and ``max_saving``: the whole
+    image's working memory minus the smallest tile's (None where one is missing).
+    """
+    if paper_scale is not None and not paper_scale.empty:
+        df = paper_scale[paper_scale["status"].astype(str) == "measured"]
+        df = df[df["patch_batch_mode"].isin([WHOLE, "one"])]
+        if not df.empty:
+            whole = df["patch_batch_mode"] == WHOLE
+            return _series(df.assign(whole=whole), PAPER_SCALE_PROFILE, "paper-scale")
     sweep = profiles[profiles["sweep"] == "inference_size"]
-    for (solver, side), g in sweep.groupby(["solver", "image_size"], sort=False):
-        whole = g.loc[g["mode"] == WHOLE, "peak_total_mib"].astype(float)
-        one_tile = g[(g["mode"] == "patch") & (g["patch_batch"].astype(str) == "1")]
-        patches = (
-            one_tile.groupby("inference_size")["peak_total_mib"].mean().sort_index(ascending=False)
+    sweep = sweep[(sweep["mode"] == WHOLE) | (sweep["patch_batch"].astype(str) == "1")]
+    return _series(sweep.assign(whole=sweep["mode"] == WHOLE), GRID_PROFILES, "profile")
+
+
+def _series(df: pd.DataFrame, source: str, label: str) -> list[dict]:
+    out = []
+    for (solver, side), g in df.groupby(["solver", "image_size"], sort=False):
+        whole, tiles = g[g["whole"]], g[~g["whole"]]
+        if whole.empty or tiles.empty:
+            continue
+        per_size = tiles.groupby(tiles["inference_size"].astype(int))
+        totals = per_size["peak_total_mib"].mean().sort_index(ascending=False).astype(float)
+        working = per_size["peak_working_mib"].mean().astype(float)
+        whole_working = float(whole["peak_working_mib"].astype(float).mean())
+        max_saving = whole_working - float(working.loc[totals.index[-1]])
+        out.append(
+            dict(
+                source=source,
+                label=f"{label} N={int(side)}",
+                solver=solver,
+                sizes=[WHOLE, *(size_tag(p) for p in totals.index)],
+                totals=[float(whole["peak_total_mib"].astype(float).mean()), *totals],
+                max_saving=None if math.isnan(max_saving) else max_saving,
+            )
         )
-        if whole.empty or patches.empty:
-            verdict, detail = INCONCLUSIVE, "not measured: needs whole and one-tile patch rows"
-        else:
-            working = g.loc[g["mode"] == WHOLE, "peak_working_mib"].astype(float).mean()
-            sizes = one_tile["inference_size"].astype(int)
-            tile_working = one_tile.loc[sizes == sizes.min(), "peak_working_mib"].astype(float)
-            max_saving = working - tile_working.mean()
-            totals = [float(whole.mean()), *patches.astype(float)]
-            labels = [WHOLE, *(size_tag(p) for p in patches.index)]
-            steps = [f"{labels[0]} {totals[0]:.0f}"] + [
-                f"{lab} {t:.0f}" + (f" ({(t - prev) / prev:+.0%})" if prev > 0 else "")
-                for lab, t, prev in zip(labels[1:], totals[1:], totals[:-1], strict=True)
-            ]
-            verdict = memory_verdict(totals, max_saving=max_saving)
-            detail = "total MiB, one tile per call: " + ", ".join(steps)
-            if saving_below_noise(max_saving):
-                detail += (
-                    f"; the smallest tile saves {max_saving:.2f} MiB of working memory, "
-                    f"within the {MEMORY_TOLERANCE_MIB:g} MiB noise of the total"
+    return out
+
+
+def _memory_rows(series: list[dict], prior: str, fraction: float) -> list[dict]:
+    """Per claim (d) part, one row per series, then the pooled row (a family verdict: a
+    solver or image size without the effect is a counter-example to the general claim)."""
+    if not series:
+        detail = "not tested: needs whole and one-tile patch rows of a memory profile"
+        return [_row(claim, _pooled_keys(prior), INCONCLUSIVE, 0, detail) for claim in MEMORY_CLAIMS]
+    rows = []
+    for claim in MEMORY_CLAIMS:
+        mine = []
+        for s in series:
+            totals, sizes = s["totals"], s["sizes"]
+            steps = ", ".join(f"{lab} {t:.0f}" for lab, t in zip(sizes, totals, strict=True))
+            if claim == MEMORY_FALLS:
+                verdict = memory_falls_verdict(totals, max_saving=s["max_saving"])
+                detail = f"total MiB, one tile per call: {steps}"
+                fall = totals[0] - totals[-1]
+                detail += f"; falls {fall:.1f} MiB ({fall / totals[0]:.0%}), noise {MEMORY_TOLERANCE_MIB:g}"
+                if s["max_saving"] is not None and saving_below_noise(s["max_saving"]):
+                    detail += (
+                        f"; the smallest tile saves {s['max_saving']:.2f} MiB of working "
+                        f"memory, within the {MEMORY_TOLERANCE_MIB:g} MiB noise of the total"
+                    )
+            else:
+                verdict = memory_plateau_verdict(totals, fraction)
+                saved = relative_savings(totals)
+                per_step = ", ".join(
+                    f"{a}->{b} {r:+.1%}" for a, b, r in zip(sizes[:-1], sizes[1:], saved, strict=True)
                 )
-            elif len(totals) == 2 and verdict == INCONCLUSIVE:
-                detail += "; one patch size shows no plateau"
-        verdicts.append(verdict)
-        keys = dict(dataset=f"profile N={int(side)}", prior=prior, solver=solver, task="denoise")
-        rows.append(_row(claim, keys | {"size": ALL}, verdict, 1, detail))
-    if not rows:
-        detail = "not tested: needs the profile's inference-size sweep"
-        return [_row(claim, _pooled_keys(prior), INCONCLUSIVE, 0, detail)]
-    if all(v == REPRODUCED for v in verdicts):
-        pooled = REPRODUCED
-    elif CONTRADICTED in verdicts:
-        pooled = CONTRADICTED
-    else:
-        pooled = INCONCLUSIVE
-    detail = ", ".join(f"{r['solver']} ({r['dataset']}): {r['verdict']}" for r in rows)
-    rows.append(_row(claim, _pooled_keys(prior), pooled, 1, detail))
+                detail = f"relative saving per step: {per_step}; plateau: shrinking, last < {fraction:.0%}"
+                if len(totals) < 3:
+                    detail += "; one patch size shows no plateau"
+            detail += f"; source: {s['source']}"
+            keys = dict(dataset=s["label"], prior=prior, solver=s["solver"], task="denoise")
+            rows.append(_row(claim, keys | {"size": ALL}, verdict, 1, detail))
+            mine.append(rows[-1])
+        verdicts = [r["verdict"] for r in mine]
+        detail = f"{verdict_counts(verdicts)}; " + ", ".join(
+            f"{r['solver']} ({r['dataset']}): {r['verdict']}" for r in mine
+        )
+        rows.append(_row(claim, _pooled_keys(prior), family_verdict(verdicts), 1, detail))
     return rows
 
 
@@ -424,11 +567,14 @@ def claims_table(
     whole_prior: str = "whole",
     patch_prior: str = "patch",
     profile_prior: str = "n/a",
+    paper_scale: pd.DataFrame | None = None,
+    plateau_fraction: float = PLATEAU_FRACTION,
 ) -> pd.DataFrame:
     """Every claim's rows (see the module doc), in the columns of ``CLAIMS_COLUMNS``.
 
     ``metrics`` is :func:`patchpnp.evaluation.aggregate.read_metrics`'s table; ``profiles`` the
-    profile rows (:func:`read_profiles`) or None. ``whole_prior`` / ``patch_prior`` name
+    profile rows (:func:`read_profiles`) or None; ``paper_scale`` the paper-scale profile
+    (claim (d) is judged on it when given) or None. ``whole_prior`` / ``patch_prior`` name
     the whole-image and patch-trained priors of claims (a) and (c); ``profile_prior`` is
     the profiled prior, shown in the memory rows. Cells are paired strictly on ``image``:
     two cells holding different images raise :class:`AggregateError` naming both.
@@ -450,10 +596,13 @@ def claims_table(
     rows = [
         row
         for claim, c, v, prior, why in blocks
-        for row in _db_block(claim, c, v, seed, prior, why, per_solver=claim == "b_inference")
-    ]
+        for row in _db_block(
+            claim, c, v, seed, prior, why,
+            per_solver=claim == "b_inference", family=v is comparable,
+        )
+    ]  # fmt: skip
     profiles = profiles if profiles is not None else read_profiles([])
-    rows += _memory_rows(profiles, profile_prior)
+    rows += _memory_rows(memory_series(profiles, paper_scale), profile_prior, plateau_fraction)
     return pd.DataFrame(rows, columns=CLAIMS_COLUMNS).astype({"n_images": int})
 
 
@@ -467,6 +616,7 @@ def inference_claims(metrics: pd.DataFrame, *, seed: int, margin_db: float = 0.5
         ALL,
         "needs a reflect-padded patch cell and the whole cell of its prior",
         per_solver=True,
+        family=True,
     )
     return pd.DataFrame(rows, columns=CLAIMS_COLUMNS).astype({"n_images": int})
 
@@ -488,21 +638,30 @@ def claims_display(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_claims(
-    table: pd.DataFrame, outdir: str | os.PathLike, margin_db: float
+    table: pd.DataFrame,
+    outdir: str | os.PathLike,
+    margin_db: float,
+    plateau_fraction: float = PLATEAU_FRACTION,
 ) -> dict[str, Path]:
     """Write ``claims.csv`` and ``claims.md`` atomically; returns the paths by file name."""
     preface = (
         "# Claim verdicts\n\n"
         "Paired per-image PSNR differences with 95% bootstrap intervals over images "
-        "(ALGORITHMS.md section 10). Comparable claims (a, b) are reproduced when the "
-        f"interval lies inside [-{margin_db:g}, {margin_db:g}] dB and contradicted when it "
-        "lies entirely outside; directional claims (c, padding) when it excludes 0 on the "
-        "claimed (positive) or the other side. A block's pooled row (`all`) averages its "
-        "cells with equal weight; its interval resamples each dataset's images, an image's "
-        "differences moving together across cells. Memory (d): total memory never rises "
-        f"(by more than {MEMORY_TOLERANCE_MIB:g} MiB, the noise of a fresh process's resident "
-        "baseline) from whole to the smallest patch, and the last step saves less than the "
-        "first.\n\n"
+        "(ALGORITHMS.md section 10). A cell of a comparable claim (a, b) is reproduced "
+        f"when its interval lies inside [-{margin_db:g}, {margin_db:g}] dB and contradicted "
+        "when it lies entirely outside; of a directional claim (c, padding) when it excludes "
+        "0 on the claimed (positive) or the other side. Pooled rows (`all`; per inference "
+        "size, then over every size) give the mean of their cells, equal weight, with an "
+        "interval that resamples each dataset's images, an image's differences moving "
+        "together across cells. Their verdict: for a comparable claim, which is universal, "
+        "reproduced only when every cell is reproduced and contradicted when any cell is "
+        "(the mean is a description, not the verdict); for a directional claim, the mean's. "
+        "The detail counts the cells by verdict. Memory (d), on total memory with one tile "
+        "per call: *falls* when the smallest patch needs more than "
+        f"{MEMORY_TOLERANCE_MIB:g} MiB (the noise of a fresh process's resident baseline) "
+        "less than the whole image; *plateaus* when the relative saving of each step down "
+        "shrinks from the first step to the last and the last is below "
+        f"{plateau_fraction:.0%}; the row names its profile.\n\n"
     )
     writers = {
         "claims.csv": lambda p: table.to_csv(p, index=False),

@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from patchpnp.evaluation.aggregate import AggregateError, to_markdown, write_files
-from patchpnp.evaluation.claims import ALL, MEMORY_CLAIM, REFLECT
+from patchpnp.evaluation.claims import ALL, MEMORY_CLAIMS, REFLECT
 from patchpnp.layout import WHOLE
 
 CELL_KEYS = ("dataset", "prior", "solver", "task", "size")
@@ -74,7 +74,7 @@ def resolution_table(
             raise AggregateError(f"resolution check: the {name} lacks columns {missing}")
     patch = extended[(extended["padding"] == REFLECT) & (extended["size"] != WHOLE)]
     pooled = claims[
-        (claims["claim"] != MEMORY_CLAIM)
+        (~claims["claim"].isin(MEMORY_CLAIMS))
         & (claims["dataset"] == ALL)
         & (claims["solver"] == ALL)
         & (claims["task"] == ALL)

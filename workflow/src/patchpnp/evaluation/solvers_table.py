@@ -100,8 +100,11 @@ def solvers_table_command(
     )
     claims_md = (
         "# Claim (b) across solvers: verdicts\n\n"
-        f"Comparable when the 95% interval lies inside [-{margin_db:g}, {margin_db:g}] dB "
-        "(ALGORITHMS.md section 10); one pooled row per solver, then all solvers.\n\n"
+        f"A cell is comparable when its 95% interval lies inside [-{margin_db:g}, "
+        f"{margin_db:g}] dB (ALGORITHMS.md section 10). Pooled rows, per solver and "
+        "inference size, per solver, per inference size over all solvers, then over every "
+        "cell: reproduced only when every cell in them is, contradicted when any cell is "
+        "(the claim is universal); the mean and its interval describe them.\n\n"
         + to_markdown(claims_display(verdicts))
     )
     table_stem, claims_stem = Path(table), Path(claims)

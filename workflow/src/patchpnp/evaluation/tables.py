@@ -11,7 +11,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from patchpnp.evaluation.aggregate import extended_table, read_metrics, write_tables
-from patchpnp.evaluation.claims import claims_table, read_profiles, write_claims
+from patchpnp.evaluation.claims import (
+    PLATEAU_FRACTION,
+    claims_table,
+    read_paper_scale,
+    read_profiles,
+    write_claims,
+)
 from patchpnp.evaluation.resolution import resolution_table, write_resolution
 
 
@@ -28,6 +34,8 @@ def tables_command(
     profile_prior: str = "n/a",
     claims_metrics: Sequence[str] = (),
     bars: Sequence[float] | None = None,
+    paper_scale: str | None = None,
+    plateau_fraction: float = PLATEAU_FRACTION,
 ) -> str:
     """Write every table under ``out_dir``; return Table 1 and the claims as markdown.
 
@@ -36,6 +44,8 @@ def tables_command(
     Table 1 and the extended table, which stay the paper's grid. ``bars``: the
     half-width bars ``(cell_db, pooled_db)`` of ``resolution.{csv,md}``
     (:mod:`patchpnp.evaluation.resolution`); None writes no resolution check.
+    ``paper_scale``: the paper-scale profile, on which claim (d) is then judged (else on
+    ``profiles``); ``plateau_fraction``: claim (d)'s plateau bar.
     """
     frame = read_metrics(metrics)
     claims = claims_table(
@@ -46,6 +56,8 @@ def tables_command(
         whole_prior=whole_prior,
         patch_prior=patch_prior,
         profile_prior=profile_prior,
+        paper_scale=read_paper_scale(paper_scale) if paper_scale else None,
+        plateau_fraction=plateau_fraction,
     )
     extended = extended_table(frame, seed, image_shape=tuple(image_shape))
     resolution = None
@@ -53,7 +65,7 @@ def tables_command(
         cell_db, pooled_db = bars
         resolution = resolution_table(extended, claims, cell_db=cell_db, pooled_db=pooled_db)
     written = write_tables(frame, out_dir, seed, tuple(image_shape), extended=extended)
-    written |= write_claims(claims, out_dir, margin_db)
+    written |= write_claims(claims, out_dir, margin_db, plateau_fraction)
     shown = [written["table1.md"], written["claims.md"]]
     if resolution is not None:
         shown.append(write_resolution(resolution, out_dir)["resolution.md"])

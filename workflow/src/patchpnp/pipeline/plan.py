@@ -537,3 +537,40 @@ class ResolutionPlan:
     def metrics_files(self) -> list[str]:
         """Every cell's and baseline's metrics, in the grid's order."""
         return self.plan.grid_files(layout.RESOLUTION_METRICS, layout.RESOLUTION_BASELINE_METRICS)
+
+
+class SeedsPlan:
+    """``snakemake seeds`` (config section ``seeds``): every prior retrained under
+    ``seeds.extra`` more training seeds and the grid's cells rerun on each, in the grid's
+    layout under :func:`patchpnp.layout.seed_run`. Run ``k`` trains with seed ``seed + k``;
+    inference keeps the config's seed, so every run sees the grid's measurements and
+    solver noise and a difference between runs is the training run's alone. The
+    measurement baselines have no prior: every run reuses the grid's."""
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self.spec = plan.config["seeds"]
+
+    @property
+    def runs(self) -> list[int]:
+        """The extra training runs, 1 .. ``seeds.extra`` (run 0 is the grid)."""
+        return list(range(1, int(self.spec["extra"]) + 1))
+
+    def training_seed(self, run: int) -> int:
+        return int(self.plan.config["seed"]) + int(run)
+
+    def metrics_files(self, run: int) -> list[str]:
+        """Run ``run``'s cells, then the grid's baselines, in the grid's order."""
+        cells = layout.SEED_METRICS.replace("{run}", str(int(run)))
+        return self.plan.grid_files(cells, layout.BASELINE_METRICS)
+
+    def claims_files(self) -> list[str]:
+        """Every extra run's claims table (its tables job writes them)."""
+        return [f"{layout.seed_run(r)}/tables/claims.csv" for r in self.runs]
+
+    def cell_metrics_files(self, run: int) -> list[str]:
+        """Run ``run``'s cell metrics, no baselines (run 0: the grid's)."""
+        pattern = layout.CELL_METRICS
+        if int(run) > 0:
+            pattern = layout.SEED_METRICS.replace("{run}", str(int(run)))
+        return [_cell_path(pattern, c) for c in self.plan.cells()]

@@ -1,0 +1,113 @@
+# snakemake seeds (config section seeds): every prior retrained under seeds.extra more
+# training seeds (run k trains with seed + k; same data, schedule and steps) and the
+# grid's cells rerun on each run's priors, with the grid's measurements and keyed solver
+# noise, so a difference between runs is the training run's alone. Each run's tables go
+# to results/seeds/run<k>/tables/; the claims and cells across runs (each claim's verdict
+# per run, the between-run spread of every cell, claim (a)'s yardstick) to
+# results/tables/seeds_{claims,cells}. Its own target and budget; in all where
+# seeds.in_all.
+
+
+use rule train_prior as seeds_train_prior with:
+    output:
+        weights=layout.SEED_PRIOR,
+        settings=f"{layout.SEED_PRIOR_DIR}/settings.yaml",
+        log_csv=f"{layout.SEED_PRIOR_DIR}/train_log.csv",
+        curve=f"{layout.SEED_PRIOR_DIR}/loss.png",
+    log:
+        f"{LOGS}/seeds/run{{run}}/train/{{prior}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/seeds/run{{run}}/train/{{prior}}.tsv"
+    params:
+        settings=lambda wc: json.dumps(
+            prior_settings(wc.prior) | {"seed": seeds_plan.training_seed(wc.run)}
+        ),
+        launcher=lambda wc: launcher(prior_settings(wc.prior)["training"]["processes"]),
+        device=config["device"],
+        code=command_code("train"),
+
+
+use rule infer_cell as seeds_cell with:
+    input:
+        data=layout.SPLIT.replace("{split}", "eval"),
+        prior=layout.SEED_PRIOR,
+        lpips=lpips_input(),
+        calibration=calibration_input,
+    output:
+        recon=layout.SEED_RECON,
+        metrics=layout.SEED_METRICS,
+    log:
+        f"{LOGS}/seeds/run{{run}}/infer/{{dataset}}/{{prior}}/{{solver}}/{{task}}/{{size}}-{{padding}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/seeds/run{{run}}/infer/{{dataset}}/{{prior}}/{{solver}}/{{task}}/{{size}}-{{padding}}.tsv"
+
+
+use rule tables as seeds_tables with:
+    input:
+        metrics=lambda wc: seeds_plan.metrics_files(wc.run),
+        profiles=expand(layout.PROFILE, solver=PROFILE["solvers"]),
+        paper_scale=PAPER_SCALE_INPUT,
+        claims_metrics=[],
+    output:
+        table1=f"{layout.SEED_TABLES}/table1.csv",
+        table1_md=f"{layout.SEED_TABLES}/table1.md",
+        table1_tex=f"{layout.SEED_TABLES}/table1.tex",
+        extended=f"{layout.SEED_TABLES}/extended.csv",
+        extended_md=f"{layout.SEED_TABLES}/extended.md",
+        claims=f"{layout.SEED_TABLES}/claims.csv",
+        claims_md=f"{layout.SEED_TABLES}/claims.md",
+        resolution=f"{layout.SEED_TABLES}/resolution.csv",
+        resolution_md=f"{layout.SEED_TABLES}/resolution.md",
+    log:
+        f"{LOGS}/seeds/run{{run}}/tables.log",
+
+
+rule seeds_table:
+    input:
+        grid_metrics=seeds_plan.cell_metrics_files(0),
+        run_metrics=[m for r in seeds_plan.runs for m in seeds_plan.cell_metrics_files(r)],
+        claims=[f"{layout.TABLES}/claims.csv", *seeds_plan.claims_files()],
+    output:
+        claims=report(
+            f"{layout.SEEDS_CLAIMS}.csv",
+            caption="../report/seeds.rst",
+            category="Training runs",
+        ),
+        claims_md=f"{layout.SEEDS_CLAIMS}.md",
+        cells=report(
+            f"{layout.SEEDS_CELLS}.csv",
+            caption="../report/seeds.rst",
+            category="Training runs",
+        ),
+        cells_md=f"{layout.SEEDS_CELLS}.md",
+    log:
+        f"{LOGS}/seeds/table.log",
+    conda:
+        "../envs/patchpnp.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        metrics=" ".join(
+            "--metrics " + " ".join(seeds_plan.cell_metrics_files(r))
+            for r in [0, *seeds_plan.runs]
+        ),
+        training_seeds=" ".join(
+            str(config["seed"] if r == 0 else seeds_plan.training_seed(r))
+            for r in [0, *seeds_plan.runs]
+        ),
+        seed=config["seed"],
+        whole=CLAIM_PRIORS.get("whole", "whole"),
+        code=command_code("seeds-table"),
+    shell:
+        "patchpnp seeds-table {params.metrics} --claims {input.claims:q}"
+        " --training-seeds {params.training_seeds}"
+        " --out-claims $(dirname {output.claims:q})/$(basename {output.claims:q} .csv)"
+        " --out-cells $(dirname {output.cells:q})/$(basename {output.cells:q} .csv)"
+        " --seed {params.seed} --whole-prior {params.whole} > {log} 2>&1"
+
+
+rule seeds:
+    input:
+        rules.seeds_table.output,
