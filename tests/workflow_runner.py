@@ -221,6 +221,8 @@ def tiny_demo_config() -> dict:
             "batch_images": 4,
             "bars": {"cell_db": 0.15, "pooled_db": 0.05},
         },
+        # snakemake seeds: the priors once more under another training seed.
+        "seeds": {"in_all": False, "extra": 1},
         "figures": {"dataset": None, "prior": "patch", "solver": "diffpir", "index": 1},
         # Hermetic: lpips_weights never downloads in the tests (LPIPS is n/a unless torch
         # hub's cache holds the weights) and fails at once, with or without a network.

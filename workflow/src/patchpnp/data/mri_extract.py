@@ -13,7 +13,10 @@ Per volume:
 - one scale per volume, the ``scale_percentile``-th percentile of the RSS magnitude
   over its non-edge slices (the train split's slices, whichever split is written), so
   that slices of one volume keep their relative brightness; ``data_range`` is the
-  volume's maximum RSS over the same slices, scaled (fastMRI's PSNR / SSIM range).
+  volume's maximum RSS over the same slices, scaled (the figures' display range). The
+  scores do not use it: the RSS exceeds the scored target ``|x|``, so they take the
+  maximum of ``|x|`` over the scored slices of each volume, as fastMRI's evaluation
+  does (:func:`patchpnp.evaluation.mri_metrics.volume_data_range`).
 
 Every volume is checked before anything is written, and the output is written
 atomically; NaN or inf found while reading fails the job and leaves no output.

@@ -124,7 +124,7 @@ def cs_wavelet(
     iters = _check_iters(iters)
     height = y.shape[-2]
     lines = op.lines.cpu().numpy().astype(np.float32)
-    weights = np.ascontiguousarray(np.broadcast_to(lines, (height, lines.size)))
+    lines = np.broadcast_to(lines, (y.shape[0], lines.shape[-1]))  # one mask per image
     ys = y.detach().cpu().numpy().astype(np.complex64)
     maps = op.maps.detach().cpu().numpy().astype(np.complex64)
     out = np.empty((y.shape[0], *y.shape[-2:]), dtype=np.complex64)
@@ -133,7 +133,7 @@ def cs_wavelet(
             ys[b],
             maps[b],
             float(lam_b[b]),
-            weights=weights,
+            weights=np.ascontiguousarray(np.broadcast_to(lines[b], (height, lines.shape[-1]))),
             max_iter=iters,
             device=sigpy.cpu_device,
             show_pbar=False,

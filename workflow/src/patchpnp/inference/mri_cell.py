@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -35,13 +35,14 @@ from tqdm import tqdm
 
 from patchpnp.errors import PatchpnpError
 from patchpnp.evaluation.metrics import data_consistency
-from patchpnp.evaluation.mri_metrics import mri_scores
+from patchpnp.evaluation.mri_metrics import kspace_noise_sigma, mri_scores, volume_data_range
 from patchpnp.formats import MRI_CELL_KEYS, MRISplit, read_mri_split, write_recon
 from patchpnp.inference.mri_baselines import METHODS as CLASSICAL
 from patchpnp.inference.mri_baselines import choose_interior, lambda_grid, reconstruct
 from patchpnp.physics.multicoil import MulticoilMRI
 from patchpnp.pipeline.atomic import atomic_path
 from patchpnp.runtime import select_device, use_threads
+from patchpnp.solvers.streams import image_key
 
 log = logging.getLogger(__name__)
 
@@ -66,15 +67,28 @@ class Acquisition:
     sigma_n: float = 0.01
     cg_iters: int = 10
 
-    def operator(self, maps: torch.Tensor) -> MulticoilMRI:
+    def operator(self, maps: torch.Tensor, volumes: Sequence[str] | None = None) -> MulticoilMRI:
+        """The operator of a batch. A random mask is drawn per volume (``volumes``: the
+        volume of each image), keyed by (mask seed, volume) as fastMRI seeds its masks
+        by file, so a slice's mask does not depend on its batch; an equispaced mask is
+        one fixed mask."""
+        seed = self.mask_seed
+        if self.mask == "random" and volumes is not None:
+            seed = [volume_mask_seed(self.mask_seed, v) for v in volumes]
         return MulticoilMRI(
             maps,
             self.acceleration,
             self.center_fraction,
             self.mask,
-            self.mask_seed,
+            seed,
             self.cg_iters,
         )
+
+
+def volume_mask_seed(seed: int, volume: str) -> int:
+    """The random mask's seed of one volume: a function of (seed, volume name) only."""
+    state = np.random.SeedSequence([int(seed), image_key(str(volume))]).generate_state(1)
+    return int(state[0])
 
 
 def _reconstructor(
@@ -131,15 +145,21 @@ def run_split(
     desc: str = "",
     progress: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, pd.DataFrame]:
-    """Reconstruct every slice of ``split``; return ``(recon, y, per-image metrics)``."""
+    """Reconstruct every slice of ``split``; return ``(recon, y, per-image metrics)``.
+
+    Scores use each volume's maximum of the target magnitude over its scored slices
+    (fastMRI's data range); data consistency the noise level estimated from each
+    slice's measured k-space (``noise_sigma``)."""
     n = len(split.images)
     names = split.names()
+    data_range = volume_data_range(split.images, split.source)
+    noise_sigma = kspace_noise_sigma(split.kspace)
     recon = torch.empty(split.images.shape, dtype=torch.float32)
     ys, rows = [], []
     for start in tqdm(range(0, n, batch_images), desc=desc, disable=not progress):
         idx = list(range(start, min(start + batch_images, n)))
         maps = torch.from_numpy(split.maps[idx]).to(device)
-        op = acquisition.operator(maps)
+        op = acquisition.operator(maps, [split.source[i] for i in idx])
         y = op.undersample(torch.from_numpy(split.kspace[idx]).to(device))
         t0 = time.perf_counter()
         x_hat, nfe = recon_fn(op, y, [names[i] for i in idx], seed)
@@ -147,10 +167,9 @@ def run_split(
         x_hat = x_hat.detach().float()
         recon[idx] = x_hat.cpu()
         ys.append(y.cpu())
-        dc = data_consistency(op, x_hat, y, acquisition.sigma_n)
-        scores = mri_scores(
-            x_hat.cpu().numpy(), split.images[idx], split.data_range[idx].astype(np.float64)
-        )
+        # ||A x - y|| / sqrt(m), over the estimated noise level of each slice
+        dc = data_consistency(op, x_hat, y, 1.0).numpy() / noise_sigma[idx]
+        scores = mri_scores(x_hat.cpu().numpy(), split.images[idx], data_range[idx])
         for j, i in enumerate(idx):
             rows.append(
                 {
@@ -159,6 +178,8 @@ def run_split(
                     "slice": int(split.slice[i]),
                     **{k: float(v[j]) for k, v in scores.items()},
                     "data_consistency": float(dc[j]),
+                    "noise_sigma": float(noise_sigma[i]),
+                    "data_range": float(data_range[i]),
                     "cg_residual_max": float(op.worst_residual[j]),
                     "nfe": nfe,
                     "seconds": seconds,

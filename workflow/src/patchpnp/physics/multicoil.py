@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from .base import GeneratorLike, LinearOperator, as_batch_weight, randn_like_batch
@@ -44,7 +45,9 @@ class MulticoilMRI(LinearOperator):
     Args:
         maps: coil sensitivities, complex ``[B, C, H, W]``.
         acceleration, center_fraction, mask, seed: the line mask
-            (:func:`patchpnp.physics.mri.fastmri_line_mask`).
+            (:func:`patchpnp.physics.mri.fastmri_line_mask`). ``seed`` may hold one
+            value per image, giving each image its own random mask (fastMRI draws a
+            random mask per volume); an equispaced mask is one fixed mask either way.
         cg_iters: conjugate-gradient iterations of the data step (:meth:`prox`).
     """
 
@@ -57,7 +60,7 @@ class MulticoilMRI(LinearOperator):
         acceleration: float = 4,
         center_fraction: float = 0.08,
         mask: str = "equispaced",
-        seed: int = 0,
+        seed: int | Sequence[int] = 0,
         cg_iters: int = 10,
     ):
         if mask not in MASK_TYPES:
@@ -72,11 +75,26 @@ class MulticoilMRI(LinearOperator):
         self.acceleration = float(acceleration)
         self.center_fraction = float(center_fraction)
         self.mask_type = mask
-        self.seed = int(seed)
         self.cg_iters = int(cg_iters)
-        line = line_mask(maps.shape[-1], acceleration, center_fraction, mask, seed, symmetric=False)
-        self.lines = line
-        self._mask = line.to(device=maps.device, dtype=maps.real.dtype)
+        width = maps.shape[-1]
+        if isinstance(seed, int | np.integer):
+            self.seed = int(seed)
+        else:
+            self.seed = [int(s) for s in seed]
+            if len(self.seed) != maps.shape[0]:
+                raise ValueError(f"{len(self.seed)} mask seeds for {maps.shape[0]} images")
+        if mask == "random" and isinstance(self.seed, list):
+            # [B, W]: one mask per image, broadcast over coils and rows as [B, 1, 1, W]
+            self.lines = torch.stack(
+                [line_mask(width, acceleration, center_fraction, mask, s, symmetric=False)
+                 for s in self.seed]
+            )  # fmt: skip
+            self._mask = self.lines[:, None, None, :]
+        else:
+            first = self.seed if isinstance(self.seed, int) else self.seed[0]
+            self.lines = line_mask(width, acceleration, center_fraction, mask, first, symmetric=False)
+            self._mask = self.lines
+        self._mask = self._mask.to(device=maps.device, dtype=maps.real.dtype)
         # The CG relative residuals of the last data step, and the largest of every
         # data step so far (per image): what a cell logs and records.
         self.last_residual: torch.Tensor | None = None
@@ -127,8 +145,11 @@ class MulticoilMRI(LinearOperator):
         """The zero-filled reconstruction, coil-combined: ``A^H y``."""
         return self.A_adjoint(y)
 
-    def num_measurements(self, x_shape: Sequence[int]) -> int:
+    def num_measurements(self, x_shape: Sequence[int]) -> int | torch.Tensor:
+        """Real measurements per image: one number, or one per image with per-image masks."""
         coils, rows = self.maps.shape[1], self.maps.shape[2]
+        if self.lines.ndim == 2:
+            return 2 * coils * rows * self.lines.sum(dim=1).to(torch.float64)
         return 2 * coils * rows * int(self.lines.sum())
 
     def __repr__(self) -> str:
