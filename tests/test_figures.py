@@ -10,6 +10,7 @@ from patchpnp.evaluation import figures
 from patchpnp.evaluation.figures import (
     FigureError,
     memory_figure,
+    border_zoom_box,
     padding_figure,
     psnr,
     qualitative_figure,
@@ -159,3 +160,17 @@ def test_qualitative_figure(tmp_path, gt):
     wrong = write_h5(tmp_path / "wrong.h5", "recon", images[:, :, :16])
     with pytest.raises(FigureError, match="differs from ground truth"):
         qualitative_figure([{**rows[1], "panels": [("x", wrong)]}], stem)
+
+
+def test_zoom_box_is_chosen_where_the_paddings_differ_at_the_border():
+    """The box is the border-touching window where zeros' error most exceeds reflect's:
+    not the black top-left corner (where both are exact) and not an interior window,
+    even one with a larger difference."""
+    gain = np.zeros((32, 32))
+    gain[12:20, 26:32] = 1.0  # zeros worse along the right border, rows 12-19
+    gain[10:18, 10:18] = 5.0  # a larger difference away from the border
+    y0, x0, h, w = border_zoom_box(gain, 8)
+    assert (h, w) == (8, 8) and x0 == 24 and 12 <= y0 + 4 <= 20
+    assert border_zoom_box(np.zeros((16, 16)), 4)[2:] == (4, 4)
+    with pytest.raises(FigureError, match="does not fit"):
+        border_zoom_box(gain, 40)

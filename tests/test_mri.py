@@ -276,3 +276,81 @@ def test_mri_checks_are_off_with_the_task():
     config["mri"]["datasets"] = []
     config["priors"] = {"patch": config["priors"]["patch"]}
     validate_config(config)
+
+
+# -- scoring as fastMRI does: data range, masks per volume, data consistency ----------------
+def test_data_range_is_the_scored_targets_volume_maximum(tmp_path, mri_data):
+    """fastMRI's data range is the maximum of the scored target volume (|x|), not the
+    RSS, which exceeds |x| (by the coil maps' projection) and biased every PSNR upward."""
+    from patchpnp.evaluation.mri_metrics import magnitude, volume_data_range
+
+    split = read_mri_split(mri_data["eval"])
+    expect = magnitude(split.images).reshape(len(split.images), -1).max(axis=1)
+    got = volume_data_range(split.images, split.source)
+    assert np.allclose(got, expect)  # one slice per volume in eval
+    assert (split.data_range >= got - 1e-6).all()  # the stored RSS maximum is above it
+    # slices of one volume share their volume's maximum
+    two = volume_data_range(split.images[:2], ["v", "v"])
+    assert two[0] == two[1] == pytest.approx(expect[:2].max())
+    table = run_mri_cell(
+        mri_data["eval"], tmp_path / "zf.h5", tmp_path / "zf.csv", dataset="d",
+        acquisition=Acquisition(acceleration=2, center_fraction=0.25), method="zero_filled",
+        progress=False,
+    )  # fmt: skip
+    assert np.allclose(table["data_range"], expect)
+    mse = table["nmse"] * (magnitude(split.images) ** 2).reshape(3, -1).mean(axis=1)
+    assert np.allclose(table["psnr"], 10 * np.log10(expect**2 / mse), atol=1e-6)
+
+
+def test_random_masks_are_drawn_per_volume():
+    """A random mask depends on (seed, volume) only: the slices of one volume share it,
+    other volumes get their own; an equispaced mask is one mask for all."""
+    from patchpnp.inference.mri_cell import volume_mask_seed
+
+    maps = torch.ones(3, 2, 16, 32, dtype=torch.complex64) / 2**0.5
+    acq = Acquisition(acceleration=4, center_fraction=0.08, mask="random", mask_seed=5)
+    op = acq.operator(maps, ["file_a.h5", "file_b.h5", "file_a.h5"])
+    assert op.lines.shape == (3, 32)
+    assert torch.equal(op.lines[0], op.lines[2]) and not torch.equal(op.lines[0], op.lines[1])
+    alone = acq.operator(maps[:1], ["file_b.h5"])
+    assert torch.equal(alone.lines[0], op.lines[1])  # independent of the batch
+    assert volume_mask_seed(5, "file_a.h5") != volume_mask_seed(6, "file_a.h5")
+    x = torch.randn(3, 2, 16, 32)
+    y = op.A(x)
+    sampled = (y.abs().sum(dim=(1, 2)) > 0).float()
+    assert torch.equal(sampled, op.lines.float())
+    # the adjoint is exact with per-image masks: <A x, y> = <x, A^H y>
+    v = torch.randn_like(y)
+    lhs = torch.vdot(op.A(x).flatten(), v.flatten()).real
+    rhs = (x * op.A_adjoint(v)).sum()
+    assert float(lhs) == pytest.approx(float(rhs), rel=1e-4)
+    counts = op.num_measurements(x.shape)
+    assert counts.shape == (3,) and counts[0] == counts[2]
+    equi = Acquisition(acceleration=4, center_fraction=0.08).operator(maps, ["a", "b", "c"])
+    assert equi.lines.ndim == 1
+
+
+def test_data_consistency_uses_the_noise_estimated_from_kspace():
+    """Noise-only k-space corners give back the noise level; a reconstruction that fits
+    the data up to that noise scores about 1 whatever sigma_n the config assumed."""
+    from patchpnp.evaluation.metrics import data_consistency
+    from patchpnp.evaluation.mri_metrics import kspace_noise_sigma
+
+    g = torch.Generator().manual_seed(0)
+    n, c, h, w = 2, 4, 32, 32
+    noise = 0.03 * torch.complex(torch.randn(n, c, h, w, generator=g), torch.randn(n, c, h, w, generator=g))
+    yy, xx = torch.meshgrid(torch.arange(h) - h // 2, torch.arange(w) - w // 2, indexing="ij")
+    signal = 5.0 * torch.exp(-(xx**2 + yy**2) / 8.0)  # concentrated at the centre
+    kspace = (signal + noise).numpy()
+    sigma = kspace_noise_sigma(kspace)
+    assert sigma == pytest.approx([0.03, 0.03], rel=0.15)
+    with pytest.raises(ValueError, match="complex k-space"):
+        kspace_noise_sigma(kspace.real)
+    # The truth under a fully sampled operator with unit-norm maps: its residual is the
+    # noise on every coil, so it scores 1 over the estimated level.
+    maps = torch.full((n, c, h, w), 0.5, dtype=torch.complex64)
+    op = MulticoilMRI(maps, acceleration=1, center_fraction=1.0)
+    x = torch.randn(n, 2, h, w, generator=g)
+    y = op.A(x) + noise.to(torch.complex64)
+    dc = data_consistency(op, x, y, 1.0).numpy() / sigma
+    assert dc == pytest.approx([1.0, 1.0], rel=0.15)

@@ -250,11 +250,13 @@ if FIGURES["padding"] is not None:
             runtime=10,
         params:
             index=FIGURES["index"],
+            band=INFER.get("boundary_band") or 4,
             code=command_code("figure"),
             stem=lambda wc, output: os.path.splitext(output.png)[0],
         shell:
             "patchpnp figure padding {input.gt:q} {input.zeros:q} {input.reflect:q}"
-            " --index {params.index} --out-stem {params.stem:q} > {log} 2>&1"
+            " --index {params.index} --band {params.band} --out-stem {params.stem:q}"
+            " > {log} 2>&1"
 
 
 rule figure_qualitative:

@@ -505,6 +505,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     f.add_argument("--out-stem", required=True, help="writes <stem>.png and <stem>.pdf")
     f.add_argument("--index", type=int, default=0, help="evaluation slice shown")
+    f.add_argument(
+        "--band", type=int, default=4, help="padding: outer band (px) of the boundary score"
+    )
 
     # -- multicoil MRI (snakemake mri) --
     def add_acquisition(p: argparse.ArgumentParser) -> None:

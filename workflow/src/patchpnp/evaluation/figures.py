@@ -46,6 +46,7 @@ from patchpnp.pipeline.atomic import atomic_path  # noqa: E402
 
 __all__ = [
     "FigureError",
+    "border_zoom_box",
     "memory_figure",
     "mri_figure",
     "padding_figure",
@@ -171,39 +172,87 @@ def _measurement(path, index: int, gt: np.ndarray) -> tuple[np.ndarray, float]:
 
 # -- Fig. 1: padding -------------------------------------------------------------------------
 def _zoom_box(shape: tuple[int, int], zoom) -> tuple[int, int, int, int]:
-    """``(y0, x0, h, w)``; default the top-left corner, a quarter of each side, where the
-    patch grid meets the image boundary and the padding mode matters."""
-    if zoom is None:
-        zoom = (0, 0, max(1, shape[0] // 4), max(1, shape[1] // 4))
+    """``(y0, x0, h, w)`` checked to lie inside ``shape``."""
     y0, x0, h, w = zoom
     if h < 1 or w < 1 or y0 < 0 or x0 < 0 or y0 + h > shape[0] or x0 + w > shape[1]:
         raise FigureError(f"zoom box {(y0, x0, h, w)} (y0, x0, h, w) is not inside {shape}")
     return int(y0), int(x0), int(h), int(w)
 
 
+def border_zoom_box(gain: np.ndarray, side: int) -> tuple[int, int, int, int]:
+    """The ``side`` x ``side`` window touching the image border where ``gain`` (per pixel,
+    e.g. zeros' squared error minus reflect's) sums highest: where the two paddings differ
+    most, which is at the border, where the padding acts. ``(y0, x0, side, side)``."""
+    g = np.asarray(gain, dtype=np.float64)
+    h, w = g.shape
+    side = int(side)
+    if not 0 < side <= min(h, w):
+        raise FigureError(f"zoom side {side} does not fit a {h} x {w} image")
+    integral = np.pad(g.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    sums = (
+        integral[side:, side:] - integral[:-side, side:] - integral[side:, :-side]
+        + integral[:-side, :-side]
+    )  # fmt: skip
+    ys, xs = np.meshgrid(np.arange(h - side + 1), np.arange(w - side + 1), indexing="ij")
+    border = (ys == 0) | (xs == 0) | (ys == h - side) | (xs == w - side)
+    sums = np.where(border, sums, -np.inf)
+    y0, x0 = np.unravel_index(int(np.argmax(sums)), sums.shape)
+    return int(y0), int(x0), side, side
+
+
 def padding_figure(
-    gt_h5, zeros_h5, reflect_h5, out_stem, index: int = 0, zoom=None
+    gt_h5, zeros_h5, reflect_h5, out_stem, index: int = 0, zoom=None, band: int = 4
 ) -> tuple[Path, Path]:
-    """Fig. 1: ground truth, zero- and reflection-padding results of one slice, with PSNR;
-    the second row zooms on ``zoom`` = ``(y0, x0, h, w)`` pixels (outlined in the top row),
-    scored on the box alone, since the boundary is where the two paddings differ."""
+    """Fig. 1: ground truth, zero- and reflection-padding results of one slice.
+
+    Top row: the images with their PSNR and the boundary band score (RMSE in the outer
+    ``band`` pixels over the interior's, the extended table's ``band_ratio``). Middle row:
+    the zoom box, scored on the box alone. By default the box is chosen from the numbers,
+    not placed by hand: the border-touching window (a quarter of the side) where zero
+    padding's squared error exceeds reflection's the most (:func:`border_zoom_box`);
+    ``zoom`` = ``(y0, x0, h, w)`` overrides it. Bottom row: zeros' error minus
+    reflection's (red where zeros err more) and each |error| on one scale, so where the
+    paddings differ is seen over the whole slice, not only in the box.
+    """
+    from patchpnp.evaluation.metrics import band_rmse
+
     gt = _image(gt_h5, IMAGES, index)
-    box = _zoom_box(gt.shape, zoom)
+    zeros = _image(zeros_h5, RECON, index, gt.shape, "zeros")
+    reflect = _image(reflect_h5, RECON, index, gt.shape, "reflect")
+    err_z, err_r = np.abs(zeros - gt), np.abs(reflect - gt)
+    side = max(1, min(gt.shape) // 4)
+    box = _zoom_box(gt.shape, zoom or border_zoom_box(err_z**2 - err_r**2, side))
     y0, x0, h, w = box
-    images = [
-        ("ground truth", gt),
-        ("zero padding", _image(zeros_h5, RECON, index, gt.shape, "zeros")),
-        ("reflection padding", _image(reflect_h5, RECON, index, gt.shape, "reflect")),
-    ]
-    with _figure(2, 3, (7.5, 5.2), "white") as (fig, axes):
+    images = [("ground truth", gt), ("zero padding", zeros), ("reflection padding", reflect)]
+    with _figure(3, 3, (7.5, 7.6), "white") as (fig, axes):
         for j, (title, img) in enumerate(images):
             crop, gt_crop = img[y0 : y0 + h, x0 : x0 + w], gt[y0 : y0 + h, x0 : x0 + w]
-            full, part = (f"PSNR {psnr(img, gt):.2f} dB", f"box {psnr(crop, gt_crop):.2f} dB")
-            _panel(axes[0, j], img, title, full if j else None)
+            full = part = None
+            if j:
+                b, interior = band_rmse(img[None, None], gt[None, None], band)
+                ratio = float(b[0] / interior[0])
+                full = f"PSNR {psnr(img, gt):.2f} dB, band {ratio:.2f}"
+                part = f"box {psnr(crop, gt_crop):.2f} dB"
+            _panel(axes[0, j], img, title, full)
             axes[0, j].add_patch(
                 Rectangle((x0 - 0.5, y0 - 0.5), w, h, fill=False, ec=_ZOOM_COLOR, lw=1.2)
             )
-            _panel(axes[1, j], crop, None, part if j else None, _ZOOM_COLOR)
+            _panel(axes[1, j], crop, None, part, _ZOOM_COLOR)
+        diff = err_z - err_r
+        top = float(np.quantile(np.abs(diff), 0.995)) or 1.0
+        err_top = float(np.quantile(np.concatenate([err_z.ravel(), err_r.ravel()]), 0.995)) or 1.0
+        panels = (
+            (diff, "RdBu_r", -top, top, f"|err| zeros - reflect (±{top:.2g})"),
+            (err_z, "magma", 0, err_top, f"|error| zeros (0-{err_top:.2g})"),
+            (err_r, "magma", 0, err_top, f"|error| reflect (0-{err_top:.2g})"),
+        )
+        for j, (img, cmap, lo, hi, title) in enumerate(panels):
+            ax = axes[2, j]
+            ax.imshow(img, cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
+            ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), w, h, fill=False, ec="black", lw=1.0))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(title, fontsize="small")
         return _save(fig, out_stem)
 
 
@@ -434,7 +483,9 @@ def paper_scale_figure(csv: str | os.PathLike, out_stem) -> tuple[Path, Path]:
         return _save(fig, out_stem)
 
 
-def figure_command(kind: str, inputs: Sequence[str], out_stem: str, index: int = 0) -> str:
+def figure_command(
+    kind: str, inputs: Sequence[str], out_stem: str, index: int = 0, band: int = 4
+) -> str:
     """``patchpnp figure``: draw Fig. 3 (``memory``: profile CSVs), Fig. 1 (``padding``:
     ground truth, zeros and reflect files) or Fig. 2 (``qualitative``: its rows as JSON)."""
     import json
@@ -448,7 +499,7 @@ def figure_command(kind: str, inputs: Sequence[str], out_stem: str, index: int =
     elif kind == "padding":
         if len(inputs) != 3:
             raise FigureError(f"figure padding takes gt.h5 zeros.h5 reflect.h5, got {inputs}")
-        written = padding_figure(*inputs, out_stem, index=index)
+        written = padding_figure(*inputs, out_stem, index=index, band=band)
     elif kind == "qualitative":
         written = qualitative_figure(json.loads(inputs[0]), out_stem, index=index)
     elif kind == "mri":
