@@ -99,3 +99,21 @@ def test_whole_and_every_patch_cell_agree_bit_for_bit_with_a_pointwise_denoiser(
                 wrapped = ShiftedGridDenoiser(pointwise, size, padding, patch_batch=patch_batch)
                 out = solve(wrapped)
                 assert torch.equal(out, whole), (size, padding, patch_batch)
+
+
+def test_posterior_samples_draw_their_own_shifts():
+    """The patch wrapper's shifts come from the grid stream: each posterior sample draws
+    its own over the steps of a solve (a shared grid made the samples agree where the
+    tiling errs), and sample 0 draws the grid cell's."""
+    wrapper = ShiftedGridDenoiser(lambda x, sigma: x, 16)
+    rows, cols = wrapper.grid(64, 64)
+
+    def shifts(sample: int) -> list:
+        streams = SolveStreams(7, [1, 2, 3], sample=sample)
+        return [wrapper.draw_shifts(3, rows, cols, streams.grid(step)) for step in range(10)]
+
+    assert shifts(0) == [
+        wrapper.draw_shifts(3, rows, cols, SolveStreams(7, [1, 2, 3]).grid(step))
+        for step in range(10)
+    ]
+    assert shifts(1) != shifts(0) and shifts(2) != shifts(1)

@@ -35,6 +35,35 @@ def test_resolution_dry_run_reruns_the_grid_on_more_slices(tmp_path):
     assert "results/resolution/tables/resolution.md" in res.stdout
 
 
+def test_seeds_dry_run_retrains_the_priors_and_reruns_the_grid(tmp_path):
+    """snakemake seeds: both priors again under training seed + 1, the grid's 56 cells on
+    them (the baselines are the grid's), the run's tables and the cross-run table."""
+    res = snakemake(tmp_path, "-n", "-p", "seeds", configfile=ROOT / "config" / "config.yaml")
+    assert res.returncode == 0, res.stderr
+    counts = job_counts(res.stdout)
+    assert counts["seeds_train_prior"] == 2 and counts["seeds_cell"] == 56
+    assert counts["seeds_tables"] == 1 and counts["seeds_table"] == 1
+    assert counts["infer_baseline"] == 4 and "seeds_baseline" not in counts
+    seed = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["seed"]
+    assert f'"seed": {seed + 1}' in res.stdout  # the training settings of run 1
+    assert f"--training-seeds {seed} {seed + 1}" in res.stdout
+    assert "results/seeds/run1/priors/whole/ema.pt" in res.stdout
+    assert "results/tables/seeds_claims.csv" in res.stdout
+
+
+def test_tables_judge_memory_on_the_paper_scale_profile_once_it_exists(tmp_path):
+    """The tables take results/profile/paper_scale.csv as an input when it is there."""
+    res = snakemake(tmp_path, "-n", "-p", "tables", configfile=ROOT / "config" / "config.yaml")
+    assert res.returncode == 0, res.stderr
+    assert "--paper-scale" not in res.stdout and "--plateau-fraction 0.1" in res.stdout
+    profile = tmp_path / "results" / "profile" / "paper_scale.csv"
+    profile.parent.mkdir(parents=True)
+    profile.write_text("solver\n")
+    res = snakemake(tmp_path, "-n", "-p", "tables", configfile=ROOT / "config" / "config.yaml")
+    assert res.returncode == 0, res.stderr
+    assert "--paper-scale results/profile/paper_scale.csv" in res.stdout
+
+
 def test_paper_profile_needs_no_data_and_no_training(tmp_path):
     """snakemake paper_profile on the demo config: the profile and its figure, from
     config/paper.yaml's network, with no data extraction and no prior."""
