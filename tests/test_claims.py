@@ -163,9 +163,7 @@ def test_pooled_rows_per_inference_size():
         cells += [cell(b - 0.67 + e, solver=solver, size="p16")]
     t = claims_table(pd.concat(cells), None, seed=SEED)
     rows = rows_of(t, "b_inference")
-    keyed = {
-        (r.solver, r.size): r for r in rows.itertuples() if r.dataset == "all"
-    }
+    keyed = {(r.solver, r.size): r for r in rows.itertuples() if r.dataset == "all"}
     assert keyed[("all", "p32")].verdict == "reproduced"
     assert keyed[("all", "p16")].verdict == "contradicted"
     assert keyed[("dps", "p32")].verdict == "reproduced"
@@ -417,7 +415,9 @@ def test_memory_rows_fall_and_plateau(tmp_path):
     assert plateaus["verdict"].tolist() == ["reproduced", "contradicted", "contradicted"]
     assert falls.loc[0, "dataset"] == "profile N=64" and falls.loc[0, "task"] == "denoise"
     assert falls.loc[0, "prior"] == "patch" and falls.loc[0, "size"] == "all"
-    assert falls.loc[0, "detail"].startswith("total MiB, one tile per call: whole 812, p32 640, p16 610")
+    assert falls.loc[0, "detail"].startswith(
+        "total MiB, one tile per call: whole 812, p32 640, p16 610"
+    )
     assert "whole->p32 +21.2%, p32->p16 +4.7%" in plateaus.loc[0, "detail"]
     assert "source: the grid's profiles" in plateaus.loc[0, "detail"]
     assert t[t["claim"].str.startswith("d_")][["estimate_db", "ci_lo_db"]].isna().all().all()

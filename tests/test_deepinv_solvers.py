@@ -145,6 +145,7 @@ def test_pigdm_covariance_in_pigdm_units():
     for sigma in (0.01, 0.1, 0.5, 2.0):
         s = 2 * sigma
         assert pigdm_r_t2(sigma) == pytest.approx(s**2 / (1 + s**2) / 4)
+
     # deepinv's formula on the [0, 1] level: ~1x ours at low noise, 4x at high noise.
     def deepinv_r_t2(sigma):
         return sigma**2 / (1 + sigma**2)

@@ -9,8 +9,8 @@ import pytest
 from patchpnp.evaluation import figures
 from patchpnp.evaluation.figures import (
     FigureError,
-    memory_figure,
     border_zoom_box,
+    memory_figure,
     padding_figure,
     psnr,
     qualitative_figure,

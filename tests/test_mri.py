@@ -338,7 +338,9 @@ def test_data_consistency_uses_the_noise_estimated_from_kspace():
 
     g = torch.Generator().manual_seed(0)
     n, c, h, w = 2, 4, 32, 32
-    noise = 0.03 * torch.complex(torch.randn(n, c, h, w, generator=g), torch.randn(n, c, h, w, generator=g))
+    noise = 0.03 * torch.complex(
+        torch.randn(n, c, h, w, generator=g), torch.randn(n, c, h, w, generator=g)
+    )
     yy, xx = torch.meshgrid(torch.arange(h) - h // 2, torch.arange(w) - w // 2, indexing="ij")
     signal = 5.0 * torch.exp(-(xx**2 + yy**2) / 8.0)  # concentrated at the centre
     kspace = (signal + noise).numpy()

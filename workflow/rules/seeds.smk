@@ -65,7 +65,9 @@ use rule tables as seeds_tables with:
 rule seeds_table:
     input:
         grid_metrics=seeds_plan.cell_metrics_files(0),
-        run_metrics=[m for r in seeds_plan.runs for m in seeds_plan.cell_metrics_files(r)],
+        run_metrics=[
+            m for r in seeds_plan.runs for m in seeds_plan.cell_metrics_files(r)
+        ],
         claims=[f"{layout.TABLES}/claims.csv", *seeds_plan.claims_files()],
     output:
         claims=report(

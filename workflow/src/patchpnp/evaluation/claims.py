@@ -519,7 +519,9 @@ def _memory_rows(series: list[dict], prior: str, fraction: float) -> list[dict]:
     solver or image size without the effect is a counter-example to the general claim)."""
     if not series:
         detail = "not tested: needs whole and one-tile patch rows of a memory profile"
-        return [_row(claim, _pooled_keys(prior), INCONCLUSIVE, 0, detail) for claim in MEMORY_CLAIMS]
+        return [
+            _row(claim, _pooled_keys(prior), INCONCLUSIVE, 0, detail) for claim in MEMORY_CLAIMS
+        ]
     rows = []
     for claim in MEMORY_CLAIMS:
         mine = []
@@ -530,7 +532,8 @@ def _memory_rows(series: list[dict], prior: str, fraction: float) -> list[dict]:
                 verdict = memory_falls_verdict(totals, max_saving=s["max_saving"])
                 detail = f"total MiB, one tile per call: {steps}"
                 fall = totals[0] - totals[-1]
-                detail += f"; falls {fall:.1f} MiB ({fall / totals[0]:.0%}), noise {MEMORY_TOLERANCE_MIB:g}"
+                detail += f"; falls {fall:.1f} MiB ({fall / totals[0]:.0%})"
+                detail += f", noise {MEMORY_TOLERANCE_MIB:g}"
                 if s["max_saving"] is not None and saving_below_noise(s["max_saving"]):
                     detail += (
                         f"; the smallest tile saves {s['max_saving']:.2f} MiB of working "
@@ -540,9 +543,11 @@ def _memory_rows(series: list[dict], prior: str, fraction: float) -> list[dict]:
                 verdict = memory_plateau_verdict(totals, fraction)
                 saved = relative_savings(totals)
                 per_step = ", ".join(
-                    f"{a}->{b} {r:+.1%}" for a, b, r in zip(sizes[:-1], sizes[1:], saved, strict=True)
+                    f"{a}->{b} {r:+.1%}"
+                    for a, b, r in zip(sizes[:-1], sizes[1:], saved, strict=True)
                 )
-                detail = f"relative saving per step: {per_step}; plateau: shrinking, last < {fraction:.0%}"
+                detail = f"relative saving per step: {per_step}"
+                detail += f"; plateau: shrinking, last < {fraction:.0%}"
                 if len(totals) < 3:
                     detail += "; one patch size shows no plateau"
             detail += f"; source: {s['source']}"

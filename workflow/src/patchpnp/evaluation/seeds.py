@@ -81,7 +81,9 @@ def seeds_claims_table(
     (:func:`whole_run_gaps`): claim (a)'s per-cell yardstick, joined on its rows.
     """
     if len(claims) < 2:
-        raise AggregateError(f"seeds: need the grid's claims and at least one more run, got {len(claims)}")
+        raise AggregateError(
+            f"seeds: need the grid's claims and at least one more run, got {len(claims)}"
+        )
     claims = [t[~t["claim"].isin(MEMORY_CLAIMS)] for t in claims]  # not the weights'
     out = claims[0][CLAIM_KEYS].reset_index(drop=True)
     keys = list(out.itertuples(index=False, name=None))

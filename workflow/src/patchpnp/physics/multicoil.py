@@ -92,7 +92,9 @@ class MulticoilMRI(LinearOperator):
             self._mask = self.lines[:, None, None, :]
         else:
             first = self.seed if isinstance(self.seed, int) else self.seed[0]
-            self.lines = line_mask(width, acceleration, center_fraction, mask, first, symmetric=False)
+            self.lines = line_mask(
+                width, acceleration, center_fraction, mask, first, symmetric=False
+            )
             self._mask = self.lines
         self._mask = self._mask.to(device=maps.device, dtype=maps.real.dtype)
         # The CG relative residuals of the last data step, and the largest of every
