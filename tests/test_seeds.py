@@ -120,29 +120,26 @@ def test_seeds_table_command(tmp_path):
     b = np.random.default_rng(2).normal(28, 1, N)
     runs = [grid(0.0, -0.1), grid(0.05, -0.1)]
     argv = ["seeds-table"]
-    claims = []
     for k, offsets in enumerate(runs):
-        root = tmp_path / f"run{k}"
-        paths = write_cell(root, offsets, b)
-        argv += ["--metrics", *paths]
-        claims.append(root / "claims.csv")
-        from patchpnp.evaluation.aggregate import read_metrics
-
-        claims_table(read_metrics(paths), None, seed=0).to_csv(claims[-1], index=False)
+        argv += ["--metrics", *write_cell(tmp_path / f"run{k}", offsets, b)]
     out = tmp_path / "tables"
-    argv += ["--claims", *map(str, claims), "--training-seeds", "7", "8"]
-    argv += ["--out-claims", str(out / "seeds_claims"), "--out-cells", str(out / "seeds_cells")]
-    assert main(argv) == 0
+    stems = ["--out-claims", str(out / "seeds_claims"), "--out-cells", str(out / "seeds_cells")]
+    assert main([*argv, "--training-seeds", "7", "8", *stems, "--margin-db", "0.25"]) == 0
     t = pd.read_csv(out / "seeds_claims.csv")
     assert {"verdict_run0", "verdict_run1", "estimate_db_run1", "seed_agreement"} <= set(t.columns)
+    a = t[(t["claim"] == "a_training") & (t["dataset"] == "knee")].iloc[0]
+    assert a["estimate_db_run0"] == pytest.approx(-0.1) and a["estimate_db_run1"] == pytest.approx(
+        -0.15
+    )
+    assert a["yardstick_db"] == pytest.approx(0.05) and a["exceeds_yardstick"]
     md = (out / "seeds_claims.md").read_text()
-    assert "run 0: 7, run 1: 8" in md
+    assert "run 0: 7, run 1: 8" in md and "margin 0.25 dB" in md
     cells = pd.read_csv(out / "seeds_cells.csv")
     assert len(cells) == 4 and not math.isnan(cells["gap_run1_db"].iloc[0])
-    # a run count mismatch is an error before anything is written
+    # one training seed for two runs: an error before anything is written
     for f in out.iterdir():
         f.unlink()
-    assert main(argv[:-4] + ["--training-seeds", "7", "--out-claims", "x", "--out-cells", "y"]) == 2
+    assert main([*argv, "--training-seeds", "7", *stems]) == 2
     assert not any(out.iterdir())
 
 

@@ -68,7 +68,6 @@ rule seeds_table:
         run_metrics=[
             m for r in seeds_plan.runs for m in seeds_plan.cell_metrics_files(r)
         ],
-        claims=[f"{layout.TABLES}/claims.csv", *seeds_plan.claims_files()],
     output:
         claims=report(
             f"{layout.SEEDS_CLAIMS}.csv",
@@ -100,16 +99,19 @@ rule seeds_table:
             for r in [0, *seeds_plan.runs]
         ),
         seed=config["seed"],
+        margin=config.get("claims", {}).get("margin_db", 0.5),
         whole=CLAIM_PRIORS.get("whole", "whole"),
+        patch=CLAIM_PRIORS.get("patch", "patch"),
+        stems=f"--out-claims {layout.SEEDS_CLAIMS} --out-cells {layout.SEEDS_CELLS}",
         code=command_code("seeds-table"),
     shell:
-        "patchpnp seeds-table {params.metrics} --claims {input.claims:q}"
-        " --training-seeds {params.training_seeds}"
-        " --out-claims $(dirname {output.claims:q})/$(basename {output.claims:q} .csv)"
-        " --out-cells $(dirname {output.cells:q})/$(basename {output.cells:q} .csv)"
-        " --seed {params.seed} --whole-prior {params.whole} > {log} 2>&1"
+        "patchpnp seeds-table {params.metrics} --training-seeds {params.training_seeds}"
+        " {params.stems} --seed {params.seed} --margin-db {params.margin}"
+        " --whole-prior {params.whole} --patch-prior {params.patch} > {log} 2>&1"
 
 
+# Each extra run's own tables (Table 1, extended, claims) come with the target.
 rule seeds:
     input:
         rules.seeds_table.output,
+        expand(f"{layout.SEED_TABLES}/claims.csv", run=seeds_plan.runs),

@@ -388,13 +388,14 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="one run's cell metrics CSVs; once per run, run 0 (the grid) first",
     )
-    sd.add_argument("--claims", nargs="+", required=True, help="each run's claims.csv, in order")
     sd.add_argument(
         "--training-seeds", type=int, nargs="+", required=True, help="each run's training seed"
     )
     sd.add_argument("--out-claims", required=True, help="output stem (.csv and .md)")
     sd.add_argument("--out-cells", required=True, help="output stem (.csv and .md)")
+    sd.add_argument("--margin-db", type=float, default=0.5, help="equivalence margin of claims")
     sd.add_argument("--whole-prior", default="whole", help="the whole-image-trained prior")
+    sd.add_argument("--patch-prior", default="patch", help="the patch-trained prior")
     add_seed(sd, help="bootstrap seed")
 
     uf = command(

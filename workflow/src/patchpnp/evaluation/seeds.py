@@ -27,7 +27,6 @@ Torch-free: it runs in the ``seeds_table`` job.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -42,7 +41,7 @@ from patchpnp.evaluation.aggregate import (
     to_markdown,
     write_files,
 )
-from patchpnp.evaluation.claims import ALL, MEMORY_CLAIMS
+from patchpnp.evaluation.claims import ALL, MEMORY_CLAIMS, claims_table
 from patchpnp.layout import BASELINE, WHOLE
 
 __all__ = [
@@ -57,17 +56,6 @@ ALL_AGREE, SPLIT = "all agree", "split"
 CLAIM_KEYS = ["claim", "dataset", "prior", "solver", "task", "size"]
 CELL_KEYS = ["dataset", "prior", "solver", "task", "size", "padding"]
 A_CLAIM = "a_training"
-
-
-def _read_claims(path: str | os.PathLike) -> pd.DataFrame:
-    try:
-        t = pd.read_csv(path)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise AggregateError(f"{path}: not a readable claims table ({err})") from err
-    missing = [c for c in [*CLAIM_KEYS, "estimate_db", "verdict"] if c not in t.columns]
-    if missing:
-        raise AggregateError(f"{path}: a claims table needs the columns {missing}")
-    return t
 
 
 def seeds_claims_table(
@@ -166,35 +154,45 @@ def whole_run_gaps(cells: pd.DataFrame, whole_prior: str) -> pd.DataFrame:
 def seeds_command(
     *,
     metrics: Sequence[Sequence[str]],
-    claims: Sequence[str],
     out_claims: str,
     out_cells: str,
     training_seeds: Sequence[int],
     seed: int = 0,
+    margin_db: float = 0.5,
     whole_prior: str = "whole",
+    patch_prior: str = "patch",
 ) -> str:
     """``patchpnp seeds-table``: write ``<out_claims>.{csv,md}`` and ``<out_cells>.{csv,md}``.
 
-    ``metrics[k]``: run k's cell metrics files; ``claims[k]``: run k's claims table;
-    ``training_seeds[k]``: run k's training seed (for the text). Runs 0, 1, ... in order,
-    run 0 the grid. Everything is computed before anything is written.
+    ``metrics[k]``: run k's cell metrics files; ``training_seeds[k]``: run k's training
+    seed (for the text). Runs 0, 1, ... in order, run 0 the grid. Each run's claims are
+    computed here from its cells with the grid's settings (the same rows as the grid's
+    claims table, without cells other targets add to it), so every run holds the same
+    rows. Everything is computed before anything is written.
     """
-    if not len(metrics) == len(claims) == len(training_seeds):
+    if len(metrics) != len(training_seeds) or len(metrics) < 2:
         raise AggregateError(
-            f"seeds: {len(metrics)} runs of metrics, {len(claims)} claims tables and "
-            f"{len(training_seeds)} training seeds; expected one of each per run"
+            f"seeds: {len(metrics)} runs of metrics and {len(training_seeds)} training "
+            "seeds; expected one of each per run, and at least two runs"
         )
-    cells = seeds_cells_table([read_metrics(m) for m in metrics], seed)
+    runs = [read_metrics(m) for m in metrics]
+    cells = seeds_cells_table(runs, seed)
     yardstick = whole_run_gaps(cells, whole_prior)
-    table = seeds_claims_table([_read_claims(p) for p in claims], yardstick)
+    claims = [
+        claims_table(m, None, seed=seed, margin_db=margin_db, whole_prior=whole_prior,
+                     patch_prior=patch_prior)
+        for m in runs
+    ]  # fmt: skip
+    table = seeds_claims_table(claims, yardstick)
     seeds_text = ", ".join(f"run {k}: {s}" for k, s in enumerate(training_seeds))
     n_split = int((table["seed_agreement"] == SPLIT).sum())
     claims_md = (
         "# Claim verdicts across training runs\n\n"
-        f"Each prior trained under {len(claims)} training seeds ({seeds_text}; run 0 is the "
+        f"Each prior trained under {len(runs)} training seeds ({seeds_text}; run 0 is the "
         "grid); every run evaluated on the same slices with the same measurements and "
         "solver noise. Per claims row: the estimate (dB) and verdict under each run, and "
-        f"whether the runs agree. {n_split} of {len(table)} rows split. Claim (a)'s "
+        f"whether the runs agree (margin {margin_db:g} dB, as in the claims table). "
+        f"{n_split} of {len(table)} rows split. Claim (a)'s "
         "`yardstick_db`: the gap between two whole-trained runs (whole-image inference, "
         "largest over runs; mean over cells for pooled rows); a patch-vs-whole estimate "
         "no larger than it says nothing about the training schemes.\n\n"

@@ -564,10 +564,6 @@ class SeedsPlan:
         cells = layout.SEED_METRICS.replace("{run}", str(int(run)))
         return self.plan.grid_files(cells, layout.BASELINE_METRICS)
 
-    def claims_files(self) -> list[str]:
-        """Every extra run's claims table (its tables job writes them)."""
-        return [f"{layout.seed_run(r)}/tables/claims.csv" for r in self.runs]
-
     def cell_metrics_files(self, run: int) -> list[str]:
         """Run ``run``'s cell metrics, no baselines (run 0: the grid's)."""
         pattern = layout.CELL_METRICS
