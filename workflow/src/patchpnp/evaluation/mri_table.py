@@ -152,7 +152,8 @@ def write_mri_table(
     text = [
         "# Multicoil MRI reconstruction",
         "",
-        "Magnitude PSNR / SSIM (data range: the volume's maximum) and NMSE, fastMRI's "
+        "Magnitude PSNR / SSIM (data range: the maximum of the scored target's magnitude "
+        "over each volume's scored slices) and NMSE, fastMRI's "
         "convention. dpsnr_vs_whole: paired patch minus whole PSNR (same prior and solver), "
         "95% bootstrap interval.",
         "",
