@@ -95,8 +95,7 @@ rule seeds_table:
             for r in [0, *seeds_plan.runs]
         ),
         training_seeds=" ".join(
-            str(config["seed"] if r == 0 else seeds_plan.training_seed(r))
-            for r in [0, *seeds_plan.runs]
+            str(seeds_plan.training_seed(r)) for r in [0, *seeds_plan.runs]
         ),
         seed=config["seed"],
         margin=config.get("claims", {}).get("margin_db", 0.5),

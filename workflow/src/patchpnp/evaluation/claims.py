@@ -527,9 +527,9 @@ def _memory_rows(series: list[dict], prior: str, fraction: float) -> list[dict]:
         mine = []
         for s in series:
             totals, sizes = s["totals"], s["sizes"]
-            steps = ", ".join(f"{lab} {t:.0f}" for lab, t in zip(sizes, totals, strict=True))
             if claim == MEMORY_FALLS:
                 verdict = memory_falls_verdict(totals, max_saving=s["max_saving"])
+                steps = ", ".join(f"{lab} {t:.0f}" for lab, t in zip(sizes, totals, strict=True))
                 detail = f"total MiB, one tile per call: {steps}"
                 fall = totals[0] - totals[-1]
                 detail += f"; falls {fall:.1f} MiB ({fall / totals[0]:.0%})"

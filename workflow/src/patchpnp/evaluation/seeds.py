@@ -75,12 +75,13 @@ def seeds_claims_table(
     claims = [t[~t["claim"].isin(MEMORY_CLAIMS)] for t in claims]  # not the weights'
     out = claims[0][CLAIM_KEYS].reset_index(drop=True)
     keys = list(out.itertuples(index=False, name=None))
+    key_set = set(keys)
     for k, t in enumerate(claims):
         t = t.set_index(CLAIM_KEYS)
         if t.index.duplicated().any():
             raise AggregateError(f"seeds: run {k}'s claims table repeats a row")
         absent = [key for key in keys if key not in t.index]
-        extra = [key for key in t.index if key not in set(keys)]
+        extra = [key for key in t.index if key not in key_set]
         if absent or extra:
             raise AggregateError(
                 f"seeds: run {k}'s claims rows differ from the grid's "

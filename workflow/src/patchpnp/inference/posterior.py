@@ -89,8 +89,7 @@ def posterior_stats(samples: np.ndarray, truth: np.ndarray) -> tuple[dict, np.nd
 
     def coverage(z: float) -> np.ndarray:
         covered = ((error <= z * sd).reshape(n, -1) & spread).sum(axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(n_spread > 0, covered / np.maximum(n_spread, 1), np.nan)
+        return np.where(n_spread > 0, covered / np.maximum(n_spread, 1), np.nan)
 
     columns = {
         "psnr_of_mean": _psnr(mean, truth),

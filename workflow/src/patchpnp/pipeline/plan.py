@@ -557,16 +557,20 @@ class SeedsPlan:
         return list(range(1, int(self.spec["extra"]) + 1))
 
     def training_seed(self, run: int) -> int:
+        """Run ``run``'s training seed (run 0: the config's, the grid's priors)."""
         return int(self.plan.config["seed"]) + int(run)
+
+    @staticmethod
+    def _cell_metrics(run: int) -> str:
+        """Run ``run``'s cell metrics pattern (run 0: the grid's)."""
+        if int(run) == 0:
+            return layout.CELL_METRICS
+        return layout.grid_patterns(layout.seed_run(run))[1]
 
     def metrics_files(self, run: int) -> list[str]:
         """Run ``run``'s cells, then the grid's baselines, in the grid's order."""
-        cells = layout.SEED_METRICS.replace("{run}", str(int(run)))
-        return self.plan.grid_files(cells, layout.BASELINE_METRICS)
+        return self.plan.grid_files(self._cell_metrics(run), layout.BASELINE_METRICS)
 
     def cell_metrics_files(self, run: int) -> list[str]:
         """Run ``run``'s cell metrics, no baselines (run 0: the grid's)."""
-        pattern = layout.CELL_METRICS
-        if int(run) > 0:
-            pattern = layout.SEED_METRICS.replace("{run}", str(int(run)))
-        return [_cell_path(pattern, c) for c in self.plan.cells()]
+        return [_cell_path(self._cell_metrics(run), c) for c in self.plan.cells()]
