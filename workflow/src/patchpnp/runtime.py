@@ -75,3 +75,63 @@ def keyed_generator(*keys: int) -> torch.Generator:
     """
     state = np.random.SeedSequence([int(k) for k in keys]).generate_state(2)
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+# Keyed draws. Every draw from a generator in the package goes through the
+# functions below (tests/test_keyed_draws.py fails on any other), because PyTorch
+# draws only on the generator's own device: a CPU generator asked for a CUDA tensor
+# raises "Expected a 'cuda' device type for generator". Drawing on the generator's
+# device and then moving the tensor also keeps the numbers independent of where
+# the job computes, so a CUDA solve sees the same noise as a CPU one.
+
+
+def _on_generator(sampler, *args, generator: torch.Generator | None, device=None, **kwargs):
+    """``sampler(*args)`` drawn on ``generator``'s device, then moved to ``device``
+    (None: left where it was drawn). Without a generator (torch's global stream)
+    the draw happens on ``device`` directly."""
+    if generator is None:
+        return sampler(*args, device=device, **kwargs)
+    drawn = sampler(*args, generator=generator, device=generator.device, **kwargs)
+    return drawn if device is None else drawn.to(device)
+
+
+def keyed_randn(
+    shape, generator: torch.Generator | None, device=None, dtype: torch.dtype | None = None
+) -> torch.Tensor:
+    """Standard normal numbers of ``shape`` from ``generator``, on ``device``."""
+    return _on_generator(torch.randn, tuple(shape), generator=generator, device=device, dtype=dtype)
+
+
+def keyed_rand(
+    shape, generator: torch.Generator | None, device=None, dtype: torch.dtype | None = None
+) -> torch.Tensor:
+    """Uniform numbers in [0, 1) of ``shape`` from ``generator``, on ``device``."""
+    return _on_generator(torch.rand, tuple(shape), generator=generator, device=device, dtype=dtype)
+
+
+def keyed_randint(high: int, shape, generator: torch.Generator | None, device=None) -> torch.Tensor:
+    """Integers uniform in ``[0, high)`` of ``shape`` from ``generator``, on ``device``."""
+    return _on_generator(torch.randint, int(high), tuple(shape), generator=generator, device=device)
+
+
+def keyed_choice(weights: torch.Tensor, generator: torch.Generator | None) -> int:
+    """One index drawn with probability proportional to ``weights`` (non-negative).
+
+    By the inverse of the cumulative weights at one uniform draw, not
+    ``torch.multinomial``, which draws on its input's device: the weights then stay
+    on the CPU whatever device the generator is on.
+    """
+    cdf = torch.cumsum(weights.detach().cpu().to(torch.float64), 0)
+    u = float(keyed_rand((1,), generator, "cpu", torch.float64)) * float(cdf[-1])
+    return min(
+        int(torch.searchsorted(cdf, torch.tensor([u], dtype=torch.float64), right=True)),
+        len(cdf) - 1,
+    )
+
+
+def keyed_randn_per_sample(
+    shape, generators, device=None, dtype: torch.dtype | None = None
+) -> torch.Tensor:
+    """Normal noise ``[len(generators), *shape]`` in which sample ``b`` draws only from
+    ``generators[b]``, so its noise does not depend on which images share its batch."""
+    return torch.stack([keyed_randn(shape, g, device, dtype) for g in generators])

@@ -62,6 +62,7 @@ from patchpnp.inference.micro_batch import (
 )
 from patchpnp.inference.tiling import AxisGrid
 from patchpnp.pipeline.atomic import atomic_path
+from patchpnp.runtime import keyed_rand, keyed_randn
 from patchpnp.tools.fresh_process import run_fresh
 
 log = logging.getLogger(__name__)
@@ -252,8 +253,8 @@ def measure_job(
     mode = call_mode(job["solver"])
     g = torch.Generator().manual_seed(seed)
     channels = network["img_channels"]
-    x = torch.rand(1, channels, n, n, generator=g).to(dev)
-    v = torch.randn(x.shape, generator=g).to(dev)
+    x = keyed_rand((1, channels, n, n), g, dev)
+    v = keyed_randn(x.shape, g, dev)
 
     def call(real: int | None) -> float:
         sampled.new_call(real)

@@ -43,6 +43,7 @@ from patchpnp.inference.micro_batch import as_budget, auto_patch_batch, call_mod
 from patchpnp.inference.patches import ShiftedGridDenoiser
 from patchpnp.physics import make_operator
 from patchpnp.pipeline.atomic import atomic_path
+from patchpnp.runtime import keyed_randn
 from patchpnp.solvers import make_solver
 from patchpnp.solvers.streams import SolveStreams
 from patchpnp.tools.fresh_process import run_fresh
@@ -167,7 +168,7 @@ def profile_one(
 
     _, engine = _build(prior, job, steps, micro_batch)
     x = _test_image(eval_h5, int(job["image_size"])).to(dev)
-    y = x + sigma_n * torch.randn(x.shape, generator=torch.Generator().manual_seed(1)).to(dev)
+    y = x + sigma_n * keyed_randn(x.shape, torch.Generator().manual_seed(1), dev)
     # Memory first, so the CPU total's resident baseline holds no heap of a solve.
     meter = PeakMemory(dev)
     meter.start()

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from patchpnp.inference.micro_batch import MODES, Calibration, MicroBatchError, calibrate
+from patchpnp.runtime import keyed_rand, keyed_randn
 
 
 def measure_call(denoiser, side: int, batch: int, mode: str, device) -> float:
@@ -25,8 +26,8 @@ def measure_call(denoiser, side: int, batch: int, mode: str, device) -> float:
     if mode not in MODES:
         raise MicroBatchError(f"mode must be one of {MODES}, got {mode!r}")
     g = torch.Generator().manual_seed(side * 1000 + batch)
-    x = torch.rand(batch, 1, side, side, generator=g).to(device)
-    v = torch.randn(x.shape, generator=g).to(device)
+    x = keyed_rand((batch, 1, side, side), g, device)
+    v = keyed_randn(x.shape, g, device)
     meter = PeakMemory(device)
     meter.start()
     denoiser_call(denoiser, x, v, mode)

@@ -72,6 +72,7 @@ from torch.autograd.function import once_differentiable
 
 from patchpnp.inference.tiling import AxisGrid
 from patchpnp.prior.precond import coordinate_channels
+from patchpnp.runtime import keyed_randint, keyed_randn_per_sample
 
 PADDING_MODES = ("zeros", "reflect", "replicate")
 
@@ -467,7 +468,7 @@ class ShiftedGridDenoiser(nn.Module):
         def draw(high: int, g: torch.Generator) -> int:
             if high <= 0:  # an axis whose single tile fits exactly: nothing to shift
                 return 0
-            return int(torch.randint(0, high, (1,), generator=g, device=g.device).item())
+            return int(keyed_randint(high, (1,), g).item())
 
         return [(draw(rows.shifts, g), draw(cols.shifts, g)) for g in gens]
 
@@ -509,9 +510,7 @@ class ShiftedGridDenoiser(nn.Module):
         """``sigma_b n`` on the zero margin of each sample's canvas, 0 over the image."""
         b, ch, h, w = x.shape
         shape = (ch, h + 2 * rows.pad, w + 2 * cols.pad)
-        noise = torch.stack(
-            [torch.randn(shape, generator=g, device=g.device, dtype=torch.float32) for g in gens]
-        ).to(device=x.device, dtype=x.dtype)
+        noise = keyed_randn_per_sample(shape, gens, x.device, torch.float32).to(x.dtype)
         level = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).detach().reshape(-1)
         level = level.expand(b) if level.numel() == 1 else level
         if level.numel() != b:

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 import torch
 
+from patchpnp.runtime import keyed_randn, keyed_randn_per_sample
+
 # A generator argument may be one generator shared by the whole batch (used for
 # the samples in order), one generator per sample, or None (torch's global RNG).
 GeneratorLike = torch.Generator | Sequence[torch.Generator] | None
@@ -46,16 +48,11 @@ def randn_like_batch(
     """
     dtype = like.dtype if dtype is None else dtype
     if generator is None or isinstance(generator, torch.Generator):
-        return torch.randn(like.shape, generator=generator, dtype=dtype, device=like.device)
+        return keyed_randn(like.shape, generator, like.device, dtype)
     generators = list(generator)
     if len(generators) != like.shape[0]:
         raise ValueError(f"got {len(generators)} generators for a batch of {like.shape[0]} samples")
-    return torch.stack(
-        [
-            torch.randn(like.shape[1:], generator=g, dtype=dtype, device=like.device)
-            for g in generators
-        ]
-    )
+    return keyed_randn_per_sample(like.shape[1:], generators, like.device, dtype)
 
 
 class LinearOperator:

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 import torch
 
+from patchpnp.runtime import keyed_rand
+
 from .base import GeneratorLike, LinearOperator, as_batch_weight, per_sample_shape, randn_like_batch
 
 MASK_TYPES = ("equispaced", "random")
@@ -82,7 +84,7 @@ def line_mask(
         mask |= _equispaced_outer(width, int(mask.sum()), width / acceleration)
     else:
         prob = (width / acceleration - int(mask.sum())) / max(width - int(mask.sum()), 1)
-        u = torch.rand(width, generator=torch.Generator().manual_seed(int(seed)))
+        u = keyed_rand((width,), torch.Generator().manual_seed(int(seed)))
         # One draw per frequency pair: negative frequencies copy their mirror's draw.
         u = torch.where(freq < 0, u[mirror_columns(width)], u)
         mask |= u < prob
@@ -135,7 +137,7 @@ def fastmri_line_mask(
         mask[outside[picks]] = True
     else:
         prob = want / max(len(outside), 1)
-        u = torch.rand(width, generator=torch.Generator().manual_seed(int(seed)))
+        u = keyed_rand((width,), torch.Generator().manual_seed(int(seed)))
         mask[outside[u[outside] < prob]] = True
     return mask
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from patchpnp.runtime import keyed_randn
+
 from .precond import Precond
 
 __all__ = ["EDM2Loss"]
@@ -37,9 +39,9 @@ class EDM2Loss:
         """
         images = images.to(torch.float32)
         b = images.shape[0]
-        draw = dict(generator=generator, device=generator.device, dtype=torch.float32)
-        sigma = (torch.randn(b, **draw) * self.P_std + self.P_mean).exp().to(images.device)
-        noise = torch.randn(images.shape, **draw).to(images.device)
+        dev, f32 = images.device, torch.float32
+        sigma = (keyed_randn((b,), generator, dtype=f32) * self.P_std + self.P_mean).exp().to(dev)
+        noise = keyed_randn(images.shape, generator, dev, f32)
         denoised, logvar = net(
             images + sigma[:, None, None, None] * noise, sigma, coords, return_logvar=True
         )

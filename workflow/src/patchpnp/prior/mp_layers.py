@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from patchpnp.runtime import keyed_rand, keyed_randn
+
 __all__ = ["MPConv", "MPFourier", "mp_cat", "mp_silu", "mp_sum", "normalize", "pixel_norm"]
 
 
@@ -74,8 +76,8 @@ class MPFourier(nn.Module):
         self, num_channels: int, bandwidth: float = 1.0, generator: torch.Generator | None = None
     ):
         super().__init__()
-        self.register_buffer("freqs", torch.randn(num_channels, generator=generator) * bandwidth)
-        self.register_buffer("phases", torch.rand(num_channels, generator=generator))
+        self.register_buffer("freqs", keyed_randn((num_channels,), generator) * bandwidth)
+        self.register_buffer("phases", keyed_rand((num_channels,), generator))
 
     def forward(self, c: torch.Tensor) -> torch.Tensor:
         """``c``: ``[B]`` (or scalar) -> ``[B, num_channels]``, computed in float32."""
@@ -106,9 +108,7 @@ class MPConv(nn.Module):
         if kernel and (len(kernel) != 2 or kernel[0] != kernel[1] or kernel[0] % 2 != 1):
             raise ValueError(f"MPConv supports kernel () or an odd square kernel, got {kernel}")
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.weight = nn.Parameter(
-            torch.randn(out_channels, in_channels, *kernel, generator=generator)
-        )
+        self.weight = nn.Parameter(keyed_randn((out_channels, in_channels, *kernel), generator))
 
     def effective_weight(self, gain=1.0) -> torch.Tensor:
         # The clone keeps this forward's graph off the stored weight, which the next

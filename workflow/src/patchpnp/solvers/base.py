@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from patchpnp.runtime import keyed_randn_per_sample
+
 from ..inference.patches import LocalCotangent, whole_image_vjp
 from ..physics.base import LinearOperator
 from .schedule import edm_sigmas
@@ -108,10 +110,7 @@ def per_sample_noise(like: torch.Tensor, generators: Sequence[torch.Generator]) 
     Each draw happens on its generator's device and is then moved to ``like``'s device,
     so CPU generators drive a CUDA solve and the draws do not depend on the device.
     """
-    dtype = like.real.dtype
-    return torch.stack(
-        [torch.randn(like.shape[1:], generator=g, dtype=dtype, device=g.device) for g in generators]
-    ).to(like.device)
+    return keyed_randn_per_sample(like.shape[1:], generators, like.device, like.real.dtype)
 
 
 def _check_finite(

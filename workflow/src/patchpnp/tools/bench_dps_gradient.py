@@ -26,6 +26,8 @@ import time
 
 import pandas as pd
 
+from patchpnp.runtime import keyed_rand
+
 VARIANTS = ("whole", "one_pass", "recompute")
 
 
@@ -64,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     calibration = calibrate_denoiser(net, size_multiple(network), "cpu", (1, 2, 4, 8))
     n = args.image_size
     g = torch.Generator().manual_seed(0)
-    x, y = torch.rand(1, 1, n, n, generator=g), torch.rand(1, 1, n, n, generator=g)
+    x, y = keyed_rand((1, 1, n, n), g), keyed_rand((1, 1, n, n), g)
     operators = {"whole": Denoising(), "one_pass": Denoising(), "recompute": NotPixelLocal()}
 
     def seconds(den, variant: str) -> float:

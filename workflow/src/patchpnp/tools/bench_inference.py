@@ -24,6 +24,8 @@ import time
 
 import pandas as pd
 
+from patchpnp.runtime import keyed_rand, keyed_randn
+
 VARIANTS = ("baseline", "bfloat16", "channels_last", "inference_mode")
 
 
@@ -75,8 +77,8 @@ def bench(
     use_threads(threads)
     base, last = _networks(prior, network)
     g = torch.Generator().manual_seed(0)
-    x = torch.rand(batch, network["img_channels"], side, side, generator=g)
-    v = torch.randn(x.shape, generator=g)
+    x = keyed_rand((batch, network["img_channels"], side, side), g)
+    v = keyed_randn(x.shape, g)
 
     def wrap(net):
         den = ImageSpaceDenoiser(net)

@@ -66,6 +66,7 @@ from patchpnp.params import (
     unknown_solver_params,
 )
 from patchpnp.physics import Denoising, LinearOperator, SuperResolution, make_operator
+from patchpnp.runtime import keyed_rand
 from patchpnp.solvers import DiffPIR, SolveStreams
 
 log = logging.getLogger(__name__)
@@ -192,9 +193,9 @@ def check_physics(
     ``A``, ``A_adjoint`` and the prox (deepinv's ``prox_l2(z, y, 1 / rho)``) on random
     float32 tensors of ``shape`` ``[B, C, H, W]``."""
     g = torch.Generator().manual_seed(seed)
-    x = torch.rand(*shape, generator=g).to(device)
-    z = torch.rand(*shape, generator=g).to(device)
-    y = operator.A(torch.rand(*shape, generator=g).to(device))
+    x = keyed_rand(shape, g, device)
+    z = keyed_rand(shape, g, device)
+    y = operator.A(keyed_rand(shape, g, device))
 
     def rel(a, b):
         return float((a - b).abs().max() / b.abs().max().clamp_min(1e-12))

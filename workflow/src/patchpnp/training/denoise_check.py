@@ -28,7 +28,7 @@ from patchpnp.formats import read_split
 from patchpnp.inference.patches import ShiftedGridDenoiser
 from patchpnp.pipeline.atomic import atomic_path
 from patchpnp.prior.loading import load_prior
-from patchpnp.runtime import keyed_generator, select_device, use_threads
+from patchpnp.runtime import keyed_generator, keyed_randn_per_sample, select_device, use_threads
 
 
 def psnr(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
@@ -79,12 +79,8 @@ def denoise_check(
     for k, sigma in enumerate(sigmas):
         p_in, p_out = [], []
         for r in range(draws):
-            noise = torch.stack(
-                [
-                    torch.randn(x.shape[1:], generator=noise_generator(seed, p, i, k, r))
-                    for p, i in keys
-                ]
-            )
+            gens = [noise_generator(seed, p, i, k, r) for p, i in keys]
+            noise = keyed_randn_per_sample(x.shape[1:], gens)
             noisy = x + sigma * noise
             out = torch.cat(
                 [

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import torch
 
 from patchpnp.prior import coordinate_channels
-from patchpnp.runtime import keyed_generator
+from patchpnp.runtime import keyed_choice, keyed_generator, keyed_randint
 from patchpnp.training.images import ImageFiles
 
 SCHEMES = ("whole", "patch", "padis")
@@ -77,14 +77,14 @@ class Scheme:
         g = step_generator(seed, step)
         if self.name == "padis":
             probs = torch.tensor(self.patch_probs, dtype=torch.float64)
-            size = self.sizes[int(torch.multinomial(probs / probs.sum(), 1, generator=g))]
+            size = self.sizes[keyed_choice(probs, g)]
         else:
             size = self.sizes[0]
         batch = self.batch_for(size)
-        idx = torch.randint(len(images), (batch,), generator=g)
+        idx = keyed_randint(len(images), (batch,), g)
         room = self.image_size - size
-        top = torch.randint(room + 1, (batch,), generator=g)
-        left = torch.randint(room + 1, (batch,), generator=g)
+        top = keyed_randint(room + 1, (batch,), g)
+        left = keyed_randint(room + 1, (batch,), g)
         if batch % world:
             raise ValueError(f"batch of {batch} does not split over {world} processes")
         mine = slice(rank * batch // world, (rank + 1) * batch // world)
