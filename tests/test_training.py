@@ -17,7 +17,7 @@ import torch
 from patchpnp import runtime as runtime_module
 from patchpnp.formats import append_split, create_split
 from patchpnp.prior.loading import load_prior
-from patchpnp.runtime import autocast_dtype, select_device
+from patchpnp.runtime import autocast_dtype
 from patchpnp.training import loop
 from patchpnp.training.denoise_check import denoise_check
 from patchpnp.training.images import ImageFiles
@@ -143,20 +143,6 @@ def test_settings_merge_hash_and_mismatch():
     t["network"]["model_channels"] = 16
     assert result_hash(s) != result_hash(t)
     assert describe_mismatch(s, t) == "network.model_channels: 8 -> 16"
-
-
-def test_device_selection(monkeypatch):
-    assert select_device("cpu") == torch.device("cpu")
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert select_device("auto") == torch.device("cpu")
-    with pytest.raises(RuntimeError, match="no CUDA GPU is visible"):
-        select_device("cuda")
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    assert select_device("auto") == torch.device("cuda", 0)
-    assert select_device("auto", local_rank=3) == torch.device("cuda", 1)
-    with pytest.raises(ValueError, match="auto, cpu or cuda"):
-        select_device("tpu")
 
 
 def test_training_precision(monkeypatch, tmp_path, data, caplog):

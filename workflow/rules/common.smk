@@ -35,6 +35,17 @@ try:
 except ConfigError as err:
     raise WorkflowError(str(err))
 
+# device: cuda where the jobs run on this machine, and it has no GPU: stop here,
+# before any job, naming the key and what was found. On a cluster (an executor
+# that submits jobs elsewhere) the GPU nodes decide, so nothing is checked here.
+if config["device"] == "cuda" and workflow.local_exec:
+    from patchpnp.runtime import DeviceError, select_device
+
+    try:
+        select_device("cuda", key="config key 'device'")
+    except DeviceError as err:
+        raise WorkflowError(str(err))
+
 # Results go under results/ in the working directory; an unwritable location
 # stops the workflow here rather than failing every job.
 try:

@@ -49,11 +49,12 @@ rule calibrate_memory:
         runtime=30,
         gpu=gpus_for(1),
     params:
+        rule="calibrate_memory",
         device=config["device"],
         precision=INFER["precision"],
         code=command_code("calibrate"),
     shell:
-        "patchpnp calibrate --prior {input.prior:q} --output {output:q}"
+        "PATCHPNP_RULE={params.rule} patchpnp calibrate --prior {input.prior:q} --output {output:q}"
         " --device {params.device} --precision {params.precision}"
         " --threads {threads} > {log} 2>&1"
 
@@ -79,6 +80,7 @@ rule infer_cell:
         runtime=lambda wc, attempt: 120 * attempt,
         gpu=gpus_for(1),
     params:
+        rule="infer_cell",
         task=lambda wc: json.dumps(INFER["tasks"][wc.task]),
         solver=lambda wc: json.dumps(plan.solver_params(wc.solver, wc.task, wc.prior)),
         # Package code is invisible to Snakemake: the digest of everything
@@ -91,7 +93,7 @@ rule infer_cell:
             f"--calibration {input.calibration}" if auto_batching(wc) else ""
         ),
     shell:
-        "patchpnp infer {input.data:q} --recon {output.recon:q} --metrics {output.metrics:q}"
+        "PATCHPNP_RULE={params.rule} patchpnp infer {input.data:q} --recon {output.recon:q} --metrics {output.metrics:q}"
         " --task {wildcards.task} --task-params {params.task:q}"
         " --solver {wildcards.solver} --solver-params {params.solver:q}"
         " --prior {input.prior:q} --size {params.size} --padding {params.padding}"
@@ -149,6 +151,7 @@ rule tune_solver:
         runtime=lambda wc, attempt: 240 * attempt,
         gpu=gpus_for(1),
     params:
+        rule="tune_solver",
         task=lambda wc: json.dumps(INFER["tasks"][wc.task]),
         solver=lambda wc: json.dumps(plan.solver_params(wc.solver, wc.task, wc.prior)),
         code=command_code("tune"),
@@ -157,7 +160,7 @@ rule tune_solver:
         device=config["device"],
         precision=INFER["precision"],
     shell:
-        "patchpnp tune {input.data:q} --output {output:q} --prior {input.prior:q}"
+        "PATCHPNP_RULE={params.rule} patchpnp tune {input.data:q} --output {output:q} --prior {input.prior:q}"
         " --solver {wildcards.solver} --task {wildcards.task} --task-params {params.task:q}"
         " --solver-params {params.solver:q} --seed {params.seed}"
         " --batch-images {params.batch} --threads {threads} --device {params.device}"

@@ -71,6 +71,7 @@ rule mri_train_prior:
         runtime=lambda wc, attempt: 24 * 60 * attempt,
         gpu=lambda wc: gpus_for(mri_prior_settings(wc.prior)["training"]["processes"]),
     params:
+        rule="mri_train_prior",
         settings=lambda wc: json.dumps(mri_prior_settings(wc.prior)),
         launcher=lambda wc: launcher(
             mri_prior_settings(wc.prior)["training"]["processes"]
@@ -78,7 +79,7 @@ rule mri_train_prior:
         device=config["device"],
         code=command_code("train"),
     shell:
-        "{params.launcher} train {input:q} --out-dir $(dirname {output.weights:q})"
+        "PATCHPNP_RULE={params.rule} {params.launcher} train {input:q} --out-dir $(dirname {output.weights:q})"
         " --settings {params.settings:q} --threads {threads} --device {params.device}"
         " > {log} 2>&1"
 
@@ -130,13 +131,14 @@ rule mri_tune_solver:
         runtime=lambda wc, attempt: 120 * attempt,
         gpu=gpus_for(1),
     params:
+        rule="mri_tune_solver",
         acquisition=mri_acquisition_options,
         solver=lambda wc: json.dumps(mri_plan.solver_params(wc.solver, wc.acceleration)),
         center=lambda wc: mri_plan.tuned_value(wc.solver, wc.acceleration),
         options=f"--precision {MRI['precision']} --device {config['device']}",
         code=command_code("mri-tune"),
     shell:
-        "patchpnp mri-tune {input.data:q} --output {output:q} --method diffusion"
+        "PATCHPNP_RULE={params.rule} patchpnp mri-tune {input.data:q} --output {output:q} --method diffusion"
         " {params.acquisition} --solver {wildcards.solver}"
         " --solver-params {params.solver:q} --prior {input.prior:q}"
         " --lam-center {params.center} --decades 1 --points 7 {params.options}"
@@ -199,6 +201,7 @@ rule mri_cell:
         runtime=lambda wc, attempt: 120 * attempt,
         gpu=gpus_for(1),
     params:
+        rule="mri_cell",
         acquisition=mri_acquisition_options,
         solver=lambda wc: json.dumps(mri_plan.solver_params(wc.solver, wc.acceleration)),
         size=lambda wc: parse_size(wc.size),
@@ -213,7 +216,7 @@ rule mri_cell:
         ),
         code=command_code("mri-cell"),
     shell:
-        "patchpnp mri-cell {input.data:q} --recon {output.recon:q} --metrics {output.metrics:q}"
+        "PATCHPNP_RULE={params.rule} patchpnp mri-cell {input.data:q} --recon {output.recon:q} --metrics {output.metrics:q}"
         " --dataset {wildcards.dataset} --method diffusion {params.acquisition}"
         " --solver {wildcards.solver} --solver-params {params.solver:q}"
         " --prior {input.prior:q} --size {params.size} {params.options}"

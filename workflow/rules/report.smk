@@ -23,6 +23,7 @@ rule profile:
         runtime=lambda wc, attempt: 60 * attempt,
         gpu=gpus_for(1),
     params:
+        rule="profile",
         sizes=" ".join(str(s) for s in PROFILE["sizes"]),
         image_sizes=" ".join(str(s) for s in PROFILE["image_sizes"]),
         image_size=PROFILE["image_size"],
@@ -33,7 +34,7 @@ rule profile:
         precision=INFER["precision"],
         code=command_code("profile"),
     shell:
-        "patchpnp profile --output {output:q} --prior {input.prior:q} --eval {input.data:q}"
+        "PATCHPNP_RULE={params.rule} patchpnp profile --output {output:q} --prior {input.prior:q} --eval {input.data:q}"
         " --solvers {wildcards.solver} --image-size {params.image_size}"
         " --sizes {params.sizes} --image-sizes {params.image_sizes}"
         " --sweep-patch {params.sweep_patch} --steps {params.steps}"
@@ -70,6 +71,7 @@ rule paper_scale_profile:
         runtime=lambda wc, attempt: 60 * attempt,
         gpu=gpus_for(1),
     params:
+        rule="paper_scale_profile",
         solvers=" ".join(PAPER_SCALE["solvers"]),
         image_sizes=" ".join(str(s) for s in PAPER_SCALE["image_sizes"]),
         sizes=" ".join(str(s) for s in PAPER_SCALE["sizes"]),
@@ -81,7 +83,7 @@ rule paper_scale_profile:
         precision=INFER["precision"],
         code=command_code("paper-profile"),
     shell:
-        "patchpnp paper-profile --output {output.csv:q} --network-config {input:q}"
+        "PATCHPNP_RULE={params.rule} patchpnp paper-profile --output {output.csv:q} --network-config {input:q}"
         " --calibration {output.calibration:q} --summary {output.summary:q}"
         " --solvers {params.solvers} --image-sizes {params.image_sizes}"
         " --sizes {params.sizes} --memory-budget {params.budget:q}"
@@ -307,13 +309,15 @@ rule tile_check:
         runtime=30,
         gpu=gpus_for(1),
     params:
+        rule="tile_check",
         seed=config["seed"],
         device=config["device"],
+        batch=INFER["batch_images"],
         code=command_code("denoise-check"),
     shell:
-        "patchpnp denoise-check {input.data:q} --prior {input.prior:q} --tile {wildcards.patch}"
+        "PATCHPNP_RULE={params.rule} patchpnp denoise-check {input.data:q} --prior {input.prior:q} --tile {wildcards.patch}"
         " --seed {params.seed} --output {output:q} --threads {threads}"
-        " --device {params.device} > {log} 2>&1"
+        " --batch {params.batch} --device {params.device} > {log} 2>&1"
 
 
 rule results:

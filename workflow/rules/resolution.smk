@@ -22,6 +22,7 @@ use rule infer_cell as resolution_cell with:
     benchmark:
         f"{LOGS}/benchmarks/resolution/{{dataset}}/{{prior}}/{{solver}}/{{task}}/{{size}}-{{padding}}.tsv"
     params:
+        rule="resolution_cell",
         options=_RESOLUTION_OPTIONS,
 
 

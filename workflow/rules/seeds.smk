@@ -19,6 +19,7 @@ use rule train_prior as seeds_train_prior with:
     benchmark:
         f"{LOGS}/benchmarks/seeds/run{{run}}/train/{{prior}}.tsv"
     params:
+        rule="seeds_train_prior",
         settings=lambda wc: json.dumps(
             prior_settings(wc.prior) | {"seed": seeds_plan.training_seed(wc.run)}
         ),
@@ -40,6 +41,8 @@ use rule infer_cell as seeds_cell with:
         f"{LOGS}/seeds/run{{run}}/infer/{{dataset}}/{{prior}}/{{solver}}/{{task}}/{{size}}-{{padding}}.log",
     benchmark:
         f"{LOGS}/benchmarks/seeds/run{{run}}/infer/{{dataset}}/{{prior}}/{{solver}}/{{task}}/{{size}}-{{padding}}.tsv"
+    params:
+        rule="seeds_cell",
 
 
 use rule tables as seeds_tables with:

@@ -25,6 +25,7 @@ rule solvers_tune:
         runtime=lambda wc, attempt: 240 * attempt,
         gpu=gpus_for(1),
     params:
+        rule="solvers_tune",
         task=lambda wc: json.dumps(INFER["tasks"][wc.task]),
         solver=lambda wc: json.dumps(
             solvers_plan.solver_params(wc.solver, wc.task, wc.prior)
@@ -39,7 +40,7 @@ rule solvers_tune:
         device=config["device"],
         precision=INFER["precision"],
     shell:
-        "patchpnp tune {input.data:q} --output {output:q} --prior {input.prior:q}"
+        "PATCHPNP_RULE={params.rule} patchpnp tune {input.data:q} --output {output:q} --prior {input.prior:q}"
         " --solver {wildcards.solver} --task {wildcards.task} --task-params {params.task:q}"
         " --solver-params {params.solver:q} --seed {params.seed} {params.grid}"
         " --batch-images {params.batch} --threads {threads} --device {params.device}"
@@ -68,6 +69,7 @@ rule solvers_cell:
         runtime=lambda wc, attempt: 120 * attempt,
         gpu=gpus_for(1),
     params:
+        rule="solvers_cell",
         task=lambda wc: json.dumps(INFER["tasks"][wc.task]),
         solver=lambda wc: json.dumps(
             solvers_plan.solver_params(wc.solver, wc.task, wc.prior)
@@ -80,7 +82,7 @@ rule solvers_cell:
             f"--calibration {input.calibration}" if auto_batching(wc) else ""
         ),
     shell:
-        "patchpnp infer {input.data:q} --recon {output.recon:q} --metrics {output.metrics:q}"
+        "PATCHPNP_RULE={params.rule} patchpnp infer {input.data:q} --recon {output.recon:q} --metrics {output.metrics:q}"
         " --task {wildcards.task} --task-params {params.task:q}"
         " --solver {wildcards.solver} --solver-params {params.solver:q}"
         " --tuned {input.tuned:q} --prior {input.prior:q} --size {params.size}"
@@ -150,6 +152,7 @@ rule uncertainty_cell:
         runtime=lambda wc, attempt: 240 * attempt,
         gpu=gpus_for(1),
     params:
+        rule="uncertainty_cell",
         task=lambda wc: json.dumps(INFER["tasks"][wc.task]),
         solver=lambda wc: json.dumps(
             solvers_plan.solver_params(wc.solver, wc.task, wc.prior)
@@ -164,7 +167,7 @@ rule uncertainty_cell:
             f"--calibration {input.calibration}" if auto_batching(wc) else ""
         ),
     shell:
-        "patchpnp posterior {input.data:q} --recon {output.recon:q} --metrics {output.metrics:q}"
+        "PATCHPNP_RULE={params.rule} patchpnp posterior {input.data:q} --recon {output.recon:q} --metrics {output.metrics:q}"
         " --samples {params.samples} --task {wildcards.task} --task-params {params.task:q}"
         " --solver {wildcards.solver} --solver-params {params.solver:q} {params.tuned}"
         " --prior {input.prior:q} --size {params.size} --padding {params.padding}"

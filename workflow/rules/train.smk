@@ -27,13 +27,14 @@ rule train_prior:
         runtime=lambda wc, attempt: 24 * 60 * attempt,
         gpu=lambda wc: gpus_for(prior_settings(wc.prior)["training"]["processes"]),
     params:
+        rule="train_prior",
         settings=lambda wc: json.dumps(prior_settings(wc.prior)),
         launcher=lambda wc: launcher(prior_settings(wc.prior)["training"]["processes"]),
         device=config["device"],
         # The network and training code, which Snakemake does not track by itself.
         code=command_code("train"),
     shell:
-        "{params.launcher} train {input:q} --out-dir $(dirname {output.weights:q})"
+        "PATCHPNP_RULE={params.rule} {params.launcher} train {input:q} --out-dir $(dirname {output.weights:q})"
         " --settings {params.settings:q} --threads {threads} --device {params.device}"
         " > {log} 2>&1"
 
@@ -54,13 +55,15 @@ rule denoise_check:
         runtime=30,
         gpu=gpus_for(1),
     params:
+        rule="denoise_check",
         seed=config["seed"],
         device=config["device"],
+        batch=INFER["batch_images"],
         code=command_code("denoise-check"),
     shell:
-        "patchpnp denoise-check {input.data:q} --prior {input.weights:q}"
+        "PATCHPNP_RULE={params.rule} patchpnp denoise-check {input.data:q} --prior {input.weights:q}"
         " --seed {params.seed} --output {output:q} --threads {threads}"
-        " --device {params.device} > {log} 2>&1"
+        " --batch {params.batch} --device {params.device} > {log} 2>&1"
 
 
 rule priors:

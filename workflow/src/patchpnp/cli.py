@@ -272,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--tile", type=int, default=None, help="run through P x P shifted-grid tiles")
     q.add_argument("--padding", choices=PADDINGS, default="reflect")
     q.add_argument("--draws", type=int, default=4, help="noise draws per image and sigma")
+    q.add_argument("--batch", type=int, default=16, help="images per denoiser call")
     q.add_argument("--output", help="write the table as CSV")
     add_compute(q)
 
@@ -624,6 +625,15 @@ def main(argv: list[str] | None = None) -> int:
     except InjectedFault as err:
         print(f"patchpnp {args.command}: {err}", file=sys.stderr)
         return 3
+    except Exception as err:
+        from patchpnp.pipeline.out_of_memory import is_out_of_memory, out_of_memory_message
+
+        if not is_out_of_memory(err):
+            raise
+        # Outputs are written atomically, so a job stopped here leaves none behind.
+        print(f"patchpnp {args.command}: error: {out_of_memory_message(args.command, err)}",
+              file=sys.stderr)  # fmt: skip
+        return 2
     if isinstance(out, str):
         print(out)
     return 0

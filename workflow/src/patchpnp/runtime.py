@@ -10,22 +10,74 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from patchpnp.errors import PatchpnpError
 from patchpnp.params import PRECISIONS
 
 
-def select_device(device: str = "auto", local_rank: int | None = None) -> torch.device:
+class DeviceError(PatchpnpError, RuntimeError):
+    """The device a job was asked to use is not on this machine."""
+
+
+def cuda_found() -> str:
+    """What this process sees of CUDA, in words, for error messages."""
+    import os
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if torch.version.cuda is None:
+        seen = f"torch {torch.__version__} is a CPU-only build"
+    elif not torch.cuda.is_available():
+        seen = f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees no CUDA GPU"
+    else:
+        seen = f"torch {torch.__version__} sees {torch.cuda.device_count()} CUDA GPU(s)"
+    return seen if visible is None else f"{seen}; CUDA_VISIBLE_DEVICES={visible!r}"
+
+
+def select_device(
+    device: str = "auto", local_rank: int | None = None, key: str = "device"
+) -> torch.device:
     """``auto``: the GPU this job was given (``CUDA_VISIBLE_DEVICES``), else the CPU.
 
-    Under torchrun each process takes the GPU of its local rank.
+    Under torchrun each process takes the GPU of its local rank (``LOCAL_RANK``).
+    ``cuda`` on a machine without a GPU raises :class:`DeviceError` naming ``key``
+    and what was found.
     """
     if device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda, not {device!r}")
+        raise DeviceError(f"{key} must be auto, cpu or cuda, not {device!r}")
     if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was asked for, but no CUDA GPU is visible")
+        raise DeviceError(
+            f"{key} 'cuda' asks for a CUDA GPU, but {cuda_found()}; "
+            "set it to auto (the GPU where there is one, else the CPU) or cpu"
+        )
     index = 0 if local_rank is None else local_rank % torch.cuda.device_count()
     return torch.device("cuda", index)
+
+
+def start_processes(device: str = "auto") -> tuple[int, int, torch.device]:
+    """``(rank, world size, device)`` of this process: one process, or one of torchrun's.
+
+    Under torchrun (``WORLD_SIZE`` > 1) each process takes the GPU of its local rank
+    and makes it the current device before the process group starts, since NCCL
+    binds a process's communicator to the current device (without it every rank
+    would talk through GPU 0); the group is NCCL's on GPUs, gloo's on the CPU.
+    """
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", str(rank)))
+    dev = select_device(device, local_rank if world > 1 else None)
+    if world > 1:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            if dev.type == "cuda":
+                torch.cuda.set_device(dev)
+                dist.init_process_group("nccl", device_id=dev)
+            else:
+                dist.init_process_group("gloo")
+    return rank, world, dev
 
 
 def use_threads(threads: int | None) -> None:

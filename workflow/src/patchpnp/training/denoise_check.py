@@ -118,6 +118,7 @@ def denoise_check_command(
     tile: int | None = None,
     padding: str = "reflect",
     draws: int = 4,
+    batch: int = 16,
     output: str | None = None,
     device: str = "auto",
     threads: int | None = None,
@@ -125,7 +126,7 @@ def denoise_check_command(
     """``patchpnp denoise-check``: the table (written to ``output`` as CSV if given), as text."""
     table = denoise_check(
         prior, data, sigmas, seed=seed, tile=tile, padding=padding, device=device,
-        threads=threads, draws=draws,
+        threads=threads, draws=draws, batch=batch,
     )  # fmt: skip
     if output:
         with atomic_path(output) as tmp:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -39,7 +38,7 @@ from patchpnp.errors import PatchpnpError
 from patchpnp.pipeline.atomic import atomic_path
 from patchpnp.prior import EDM2Loss, PowerEMA, learning_rate
 from patchpnp.prior.loading import build_network, size_multiple
-from patchpnp.runtime import autocast_dtype, select_device, use_threads
+from patchpnp.runtime import autocast_dtype, start_processes, use_threads
 from patchpnp.training.images import ImageFiles
 from patchpnp.training.schemes import Scheme, step_generator
 from patchpnp.training.spec import describe_mismatch, result_hash
@@ -50,12 +49,6 @@ LOG_FIELDS = ("step", "loss", "lr", "images_per_s", "seconds")
 
 class TrainingError(PatchpnpError, RuntimeError):
     """Training cannot go on (bad data, diverged loss); the message says why and where."""
-
-
-def _distributed() -> tuple[int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    return rank, world
 
 
 def _check_data(images: ImageFiles, scheme: Scheme, settings: dict) -> None:
@@ -133,11 +126,8 @@ def train_prior(
     after that many steps of this invocation (to test resuming).
     """
     out_dir = Path(out_dir)
-    rank, world = _distributed()
     use_threads(threads)
-    dev = select_device(device, rank)
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    rank, world, dev = start_processes(device)
     scheme = Scheme(**settings["scheme"])
     tr = settings["training"]
     digest = result_hash(settings)
