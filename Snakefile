@@ -23,6 +23,7 @@ include: "workflow/rules/mri.smk"
 include: "workflow/rules/solvers.smk"
 include: "workflow/rules/resolution.smk"
 include: "workflow/rules/seeds.smk"
+include: "workflow/rules/gpu_check.smk"
 
 
 report: "workflow/report/workflow.rst"

@@ -228,3 +228,59 @@ def test_device_cuda_stops_the_workflow_before_any_job():
     out = res.stdout + res.stderr
     assert "config key 'device' 'cuda' asks for a CUDA GPU, but torch" in out
     assert "Job stats" not in out  # no job was planned
+
+
+# -- snakemake gpu_check --------------------------------------------------------------
+
+
+def test_gpu_check_stops_at_once_without_a_gpu(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "check"
+    out.mkdir()
+    argv = ["gpu-check", "--config", str(tmp_path / "not-read.yaml")]  # stops before reading
+    argv += ["--output", str(out / "c.csv"), "--summary", str(out / "c.md")]
+    assert cli.main(argv) == 2
+    err = _error_line(capsys.readouterr().err)
+    assert "gpu_check runs every kind of job on a CUDA GPU, but torch" in err
+    assert _no_outputs(out) == []
+
+
+def test_gpu_check_cells_cover_the_paper_grid():
+    import yaml
+    from patchpnp.evaluation.gpu_check import _cell_kinds
+
+    paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    cells = _cell_kinds(paper)
+    solvers, sizes = paper["inference"]["solvers"], paper["inference"]["sizes"]
+    assert [(s, z) for _, s, z, p in cells if p == "reflect"] == [
+        (s, z) for s in solvers for z in sizes
+    ]
+    assert [(z, p) for _, _, z, p in cells if p == "zeros"] == [(64, "zeros")]
+
+
+def test_gpu_check_logic_runs_on_the_cpu(tmp_path):
+    """Every kind of job of the check, on the CPU with the tiny config; the comparison of
+    two runs on one device agrees exactly, and a disagreement fails after the report."""
+    from patchpnp.evaluation.gpu_check import GpuCheckError, run_gpu_check
+    from workflow_runner import tiny_mri_config
+
+    config = tiny_mri_config()
+    csv, md = tmp_path / "check.csv", tmp_path / "check.md"
+    with pytest.raises(GpuCheckError, match=r"largest \|PSNR difference\| 0.0000 dB"):
+        run_gpu_check(config, csv, md, steps=1, images=1, tolerance_db=-1.0, device="cpu")
+    import pandas as pd
+
+    table = pd.read_csv(csv)
+    kinds = table.groupby("kind", sort=False).size().to_dict()
+    n_grid = len(config["inference"]["solvers"]) * len(config["inference"]["sizes"]) + 1
+    assert kinds == {
+        "train": len(config["priors"]) + 1,  # the grid's priors and the MRI prior
+        "grid": n_grid,
+        "deepinv": len(config["solvers"]["deepinv"]),
+        "posterior": 1,
+        "mri": 2,
+        "cuda vs cpu": 2,
+    }
+    assert table["seconds"].gt(0).all()
+    assert table.loc[table["kind"].isin(["grid", "mri"]), "psnr"].notna().all()
+    assert "DISAGREE" in md.read_text()

@@ -494,6 +494,20 @@ def build_parser() -> argparse.ArgumentParser:
     add_seed(ps)
     add_compute(ps, precision=True)
 
+    gc = command(
+        sub,
+        "gpu-check",
+        "patchpnp.evaluation.gpu_check:gpu_check_command",
+        "every kind of GPU job once at a config's sizes, random weights; CUDA against CPU",
+    )
+    gc.add_argument("--config", required=True, help="the config whose sizes are checked")
+    gc.add_argument("--output", required=True, help="CSV, one row per job")
+    gc.add_argument("--summary", required=True, help="the table and the verdict as Markdown")
+    gc.add_argument("--steps", type=int, default=4, help="solver steps per cell")
+    gc.add_argument("--images", type=int, default=2, help="slices per cell")
+    gc.add_argument("--tolerance-db", type=float, default=0.05, help="CUDA against CPU PSNR")
+    gc.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+
     f = command(
         sub, "figure", "patchpnp.evaluation.figures:figure_command", "draw a figure (PNG and PDF)"
     )

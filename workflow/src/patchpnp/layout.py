@@ -59,6 +59,9 @@ CALIBRATION = f"{RESULTS}/calibration/{{prior}}.json"  # memory model for patch_
 PAPER_SCALE = f"{RESULTS}/profile/paper_scale.csv"
 PAPER_SCALE_SUMMARY = f"{RESULTS}/profile/paper_scale.md"
 PAPER_SCALE_CALIBRATION = f"{RESULTS}/profile/paper_scale_calibration.json"
+# Every kind of GPU job once at the paper's sizes (snakemake gpu_check; not in all).
+GPU_CHECK = f"{RESULTS}/gpu_check/gpu_check.csv"
+GPU_CHECK_SUMMARY = f"{RESULTS}/gpu_check/gpu_check.md"
 TABLES = f"{RESULTS}/tables"
 FIGURES = f"{RESULTS}/figures"
 
