@@ -265,6 +265,7 @@ def test_gpu_check_logic_runs_on_the_cpu(tmp_path):
     from workflow_runner import tiny_mri_config
 
     config = tiny_mri_config()
+    config["training"]["processes"] = 2  # the paper trains on several GPUs per prior
     csv, md = tmp_path / "check.csv", tmp_path / "check.md"
     with pytest.raises(GpuCheckError, match=r"largest \|PSNR difference\| 0.0000 dB"):
         run_gpu_check(config, csv, md, steps=1, images=1, tolerance_db=-1.0, device="cpu")
@@ -282,5 +283,7 @@ def test_gpu_check_logic_runs_on_the_cpu(tmp_path):
         "cuda vs cpu": 2,
     }
     assert table["seconds"].gt(0).all()
+    batch = config["training"]["batch_size"] // 2  # one GPU's share of the batch
+    assert (table.loc[table["kind"] == "train", "note"] == f"2 steps, {batch} images per GPU").all()
     assert table.loc[table["kind"].isin(["grid", "mri"]), "psnr"].notna().all()
     assert "DISAGREE" in md.read_text()

@@ -153,6 +153,7 @@ def _per_gpu(settings: dict, steps: int = 2) -> dict:
     s = copy.deepcopy(settings)
     tr = s["training"]
     tr["batch_size"] = max(1, tr["batch_size"] // max(1, tr.get("processes", 1)))
+    s["scheme"]["batch_size"] = tr["batch_size"]  # the batch one process draws per step
     tr.update(steps=steps, processes=1, warmup_steps=1, checkpoint_every=steps)
     return s
 
