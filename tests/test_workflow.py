@@ -156,6 +156,43 @@ def test_paper_config_dry_run(tmp_path, paper_fastmri):
     assert "resolution_cell" not in counts
 
 
+def test_ci_overlay_merges_into_the_paper_config(tmp_path, paper_fastmri):
+    """`--configfile config/paper.yaml .test/config.yaml` (.test/run-paper.sh): the overlay
+    merges key by key into the paper config rather than replacing it, so `all` plans the
+    paper's jobs, on the paper's sizes, with the overlay's network and steps."""
+    paper = ROOT / "config" / "paper.yaml"
+    runs = {}
+    for name, files in (("paper", [paper]), ("ci", [paper, ROOT / ".test" / "config.yaml"])):
+        work = tmp_path / name
+        work.mkdir()
+        res = snakemake(
+            work,
+            "-n",
+            "-p",
+            "--config",
+            f"fastmri_root={paper_fastmri}",
+            "--configfile",
+            *map(str, files),
+        )
+        assert res.returncode == 0, res.stderr
+        runs[name] = res.stdout
+    counts = {name: job_counts(out) for name, out in runs.items()}
+    # every rule of the paper's all, as often; only the shards follow the volume counts
+    sharded = {"extract_shard", "merge_split", "mri_extract_shard", "mri_merge_split"}
+    assert counts["ci"].keys() == counts["paper"].keys()
+    assert {k: v for k, v in counts["ci"].items() if k not in sharded} == {
+        k: v for k, v in counts["paper"].items() if k not in sharded
+    }
+    out = runs["ci"]
+    overlay = yaml.safe_load((ROOT / ".test" / "config.yaml").read_text())
+    assert f'"model_channels": {overlay["network"]["model_channels"]}' in out
+    assert '"image_size": 256' in out and '"train_patch": 128' in out
+    assert "--image-size 256 --crop-size 320" in out
+    assert "--image-size 320 --calib-width 24 --edge-slices 5" in out and "--coils 8" in out
+    assert f'"steps": {overlay["inference"]["solvers"]["dps"]["steps"]}' in out
+    assert "--image-sizes 320 512 768 1024" in out
+
+
 def job_counts(dry_run_output: str) -> dict[str, int]:
     table = dry_run_output.split("Job stats:")[1].split("total")[0]
     rows = (line.split() for line in table.splitlines()[3:])
