@@ -5,11 +5,11 @@ import re
 import deepinv as dinv
 import pytest
 import torch
-from patchpnp.evaluation.memory import PeakMemory
-from patchpnp.inference.patches import ShiftedGridDenoiser
-from patchpnp.prior.deepinv_export import PatchpnpDenoiser, deepinv_denoiser
+from patchpnp.metrics.memory import PeakMemory
+from patchpnp.patching.patches import ShiftedGridDenoiser
 from patchpnp.prior.loading import load_prior
 from patchpnp.prior.precond import ImageSpaceDenoiser
+from patchpnp.solvers.deepinv_export import PatchpnpDenoiser, deepinv_denoiser
 from patchpnp.training.loop import train_prior
 from test_training import blobs, tiny_settings, write_split
 

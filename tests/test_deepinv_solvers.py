@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
-from patchpnp.inference.patches import ShiftedGridDenoiser
 from patchpnp.inference.posterior import posterior_stats
 from patchpnp.params import DEEPINV_SOLVERS, SOLVER_KEYS, TUNED
+from patchpnp.patching.patches import ShiftedGridDenoiser
 from patchpnp.physics import make_operator
 from patchpnp.solvers import SolveStreams, make_solver, solver_class
 from patchpnp.solvers.deepinv_solvers import operator_physics

@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 import pytest
 from fastmri_files import write_folder
-from patchpnp.pipeline.atomic import OutputLocationError, atomic_path, check_writable_dir
+from patchpnp.atomic import OutputLocationError, atomic_path, check_writable_dir
 from patchpnp.pipeline.faults import InjectedFault, maybe_fail, parse_rules
 from patchpnp.pipeline.provenance import code_digest, module_digest
 from workflow_runner import snakemake, tiny_demo_config, write_config
@@ -55,7 +55,7 @@ WRITER = textwrap.dedent(
     """
     import sys, time
     import h5py, numpy as np
-    from patchpnp.pipeline.atomic import atomic_path
+    from patchpnp.atomic import atomic_path
     with atomic_path(sys.argv[1]) as tmp, h5py.File(tmp, "w") as f:
         d = f.create_dataset("images", shape=(4096, 1, 64, 64), dtype="f4")
         for i in range(4096):
@@ -220,7 +220,7 @@ def test_each_command_digest_covers_what_the_command_runs():
 
     infer = command_modules("infer")
     for module in ("inference.cell", "solvers.dps", "solvers.diffpir", "solvers.streams",
-                   "inference.patches", "inference.tiling", "evaluation.metrics",
+                   "patching.patches", "patching.tiling", "metrics.quality",
                    "physics.superres", "prior.network", "prior.loading", "runtime"):  # fmt: skip
         assert f"patchpnp.{module}" in infer, module
     tables = command_modules("tables")

@@ -89,8 +89,8 @@ def test_cells_follow_the_lpips_mode(tmp_path, eval_file):
     output is written; auto with a given path: that file or nothing (no hub fallback)."""
     import warnings
 
-    from patchpnp.evaluation.lpips_weights import LPIPSWeightsError
-    from patchpnp.evaluation.metrics import LPIPSUnavailableWarning
+    from patchpnp.metrics.lpips_weights import LPIPSWeightsError
+    from patchpnp.metrics.quality import LPIPSUnavailableWarning
 
     missing = tmp_path / "resources" / "alexnet-owt-7be5be79.pth"
     cell = dict(task="denoise", task_params={"sigma_n": 0.1}, solver="baseline", progress=False)
@@ -221,7 +221,7 @@ def test_auto_micro_batches_fit_the_budget_and_change_no_result(
     import logging
 
     from patchpnp.inference.calibration import calibrate_command
-    from patchpnp.inference.micro_batch import read_calibration
+    from patchpnp.patching.micro_batch import read_calibration
 
     cal = tmp_path / "calibration.json"
     calibrate_command(str(tiny_prior), str(cal), device="cpu", threads=1)

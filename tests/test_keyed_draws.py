@@ -26,9 +26,9 @@ import torch
 from patchpnp.inference.cell import run_cell
 from patchpnp.inference.mri_cell import Acquisition, run_mri_cell
 from patchpnp.inference.posterior import run_posterior_cell
+from patchpnp.prior.spec import resolve_mri_prior
 from patchpnp.runtime import keyed_choice, keyed_generator, keyed_rand, keyed_randn
 from patchpnp.training.loop import train_prior
-from patchpnp.training.spec import resolve_mri_prior
 from test_inference import eval_file  # noqa: F401  (a fixture)
 from test_mri import mri_data  # noqa: F401  (a fixture)
 from test_training import blobs, tiny_settings, write_split

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from patchpnp import layout
 from patchpnp.errors import PatchpnpError
-from patchpnp.evaluation import lpips_weights as lw
-from patchpnp.evaluation.lpips_weights import (
+from patchpnp.metrics import lpips_weights as lw
+from patchpnp.metrics.lpips_weights import (
     TORCHVISION_URL,
     WEIGHTS_NAME,
     LPIPSWeightsError,
@@ -229,7 +229,7 @@ def test_planning_imports_no_torch(repo_root):
     """The workflow calls status_generation and ensure_weights while it plans."""
     code = (
         "import sys\n"
-        "from patchpnp.evaluation.lpips_weights import status_generation, ensure_weights\n"
+        "from patchpnp.metrics.lpips_weights import status_generation, ensure_weights\n"
         "status_generation('resources/lpips/status.json', 'resources/lpips/x-00.pth')\n"
         "print('torch' in sys.modules)\n"
     )
@@ -239,7 +239,7 @@ def test_planning_imports_no_torch(repo_root):
 
 # -- the metric given a file --------------------------------------------------------------------
 def test_lpips_metric_refuses_a_given_file_that_is_not_genuine(tmp_path):
-    from patchpnp.evaluation.metrics import LPIPSMetric, LPIPSUnavailableWarning
+    from patchpnp.metrics.quality import LPIPSMetric, LPIPSUnavailableWarning
 
     wrong = tmp_path / WEIGHTS_NAME
     wrong.write_bytes(b"not the torchvision AlexNet weights")
@@ -257,7 +257,7 @@ def test_lpips_metric_refuses_a_given_file_that_is_not_genuine(tmp_path):
 def test_lpips_metric_modes(tmp_path, caplog):
     import logging
 
-    from patchpnp.evaluation.metrics import LPIPSUnavailableWarning, lpips_metric
+    from patchpnp.metrics.quality import LPIPSUnavailableWarning, lpips_metric
 
     missing = tmp_path / WEIGHTS_NAME
     x = np.zeros((2, 1, 16, 16))
@@ -287,7 +287,7 @@ def test_lpips_metric_modes(tmp_path, caplog):
 )
 def test_lpips_settings_of_a_config(metrics, expected):
     import yaml
-    from patchpnp.evaluation.lpips_weights import lpips_settings
+    from patchpnp.metrics.lpips_weights import lpips_settings
     from patchpnp.pipeline.config import validate_config
 
     config = {} if metrics is None else {"metrics": metrics}

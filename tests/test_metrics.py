@@ -7,8 +7,8 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from patchpnp.evaluation import metrics
-from patchpnp.evaluation.metrics import (
+from patchpnp.metrics import quality as metrics
+from patchpnp.metrics.quality import (
     LPIPSMetric,
     LPIPSUnavailableWarning,
     alexnet_checkpoint_path,

@@ -1,9 +1,9 @@
-"""Micro-batches sized to a memory budget (patchpnp.inference.micro_batch)."""
+"""Micro-batches sized to a memory budget (patchpnp.patching.micro_batch)."""
 
 import pytest
 import torch
 from patchpnp.inference.calibration import calibrate_denoiser, measure_call
-from patchpnp.inference.micro_batch import (
+from patchpnp.patching.micro_batch import (
     Calibration,
     MemoryModel,
     MicroBatchError,

@@ -22,9 +22,9 @@ from patchpnp.inference.mri_cell import (
 from patchpnp.physics import MulticoilMRI
 from patchpnp.pipeline.config import ConfigError, validate_config
 from patchpnp.pipeline.plan import MRIPlan, Plan
+from patchpnp.prior.spec import resolve_mri_prior
 from patchpnp.solvers import SolveStreams, make_solver
 from patchpnp.training.loop import train_prior
-from patchpnp.training.spec import resolve_mri_prior
 from workflow_runner import tiny_mri_config
 
 SIZE = 24
@@ -282,7 +282,7 @@ def test_mri_checks_are_off_with_the_task():
 def test_data_range_is_the_scored_targets_volume_maximum(tmp_path, mri_data):
     """fastMRI's data range is the maximum of the scored target volume (|x|), not the
     RSS, which exceeds |x| (by the coil maps' projection) and biased every PSNR upward."""
-    from patchpnp.evaluation.mri_metrics import magnitude, volume_data_range
+    from patchpnp.metrics.mri import magnitude, volume_data_range
 
     split = read_mri_split(mri_data["eval"])
     expect = magnitude(split.images).reshape(len(split.images), -1).max(axis=1)
@@ -333,8 +333,8 @@ def test_random_masks_are_drawn_per_volume():
 def test_data_consistency_uses_the_noise_estimated_from_kspace():
     """Noise-only k-space corners give back the noise level; a reconstruction that fits
     the data up to that noise scores about 1 whatever sigma_n the config assumed."""
-    from patchpnp.evaluation.metrics import data_consistency
-    from patchpnp.evaluation.mri_metrics import kspace_noise_sigma
+    from patchpnp.metrics.mri import kspace_noise_sigma
+    from patchpnp.metrics.quality import data_consistency
 
     g = torch.Generator().manual_seed(0)
     n, c, h, w = 2, 4, 32, 32

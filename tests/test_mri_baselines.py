@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import torch
-from patchpnp.evaluation.mri_metrics import magnitude, mri_scores, nmse, psnr, ssim
 from patchpnp.inference.mri_baselines import (
     METHODS,
     choose_interior,
@@ -12,6 +11,7 @@ from patchpnp.inference.mri_baselines import (
     sense,
     zero_filled,
 )
+from patchpnp.metrics.mri import magnitude, mri_scores, nmse, psnr, ssim
 from patchpnp.physics.mri import fastmri_line_mask
 from patchpnp.physics.multicoil import MulticoilMRI, to_channels
 from scipy.ndimage import gaussian_filter

@@ -8,12 +8,12 @@ import pytest
 import torch
 import yaml
 from patchpnp.evaluation import paper_scale as ps
-from patchpnp.evaluation.memory import PeakMemory
 from patchpnp.evaluation.profile_table import PAPER_SCALE_COLUMNS, read_paper_scale
 from patchpnp.formats import FormatError
 from patchpnp.inference.calibration import denoiser_call
-from patchpnp.inference.micro_batch import Calibration, MemoryModel
-from patchpnp.inference.patches import ShiftedGridDenoiser
+from patchpnp.metrics.memory import PeakMemory
+from patchpnp.patching.micro_batch import Calibration, MemoryModel
+from patchpnp.patching.patches import ShiftedGridDenoiser
 from patchpnp.prior import ImageSpaceDenoiser
 from patchpnp.prior.loading import build_network
 from workflow_runner import TINY_NETWORK

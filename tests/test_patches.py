@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from patchpnp.inference.patches import AxisGrid, ShiftedGridDenoiser, image_coordinates
+from patchpnp.patching.patches import AxisGrid, ShiftedGridDenoiser, image_coordinates
 from torch import nn
 
 PADDINGS = ("zeros", "reflect", "replicate")

@@ -9,17 +9,17 @@ import sys
 import pandas as pd
 import pytest
 import torch
-from patchpnp.evaluation import memory
-from patchpnp.evaluation.memory import PeakMemory
 from patchpnp.evaluation.profile_table import PROFILE_COLUMNS as COLUMNS
 from patchpnp.evaluation.profiling import profile_plan, run_profiles
+from patchpnp.metrics import memory
+from patchpnp.metrics.memory import PeakMemory
 from test_inference import eval_file, tiny_prior  # noqa: F401  (fixtures)
 
 # Run in a fresh process with glibc's heap pinned (no mmap for these sizes, no trim), so
 # freed memory is certainly kept and reused: the case a resident high-water mark misses.
 REUSE = """
 import json, torch
-from patchpnp.evaluation.memory import PeakMemory, status_kib
+from patchpnp.metrics.memory import PeakMemory, status_kib
 pad_chunk, chunk = 2**21, 7 * 2**18  # 8 MiB and 7 MiB of float32: a 7 fits an 8's hole
 
 def pattern():  # the known allocator-level peak: max(5, 3 + 4) x 7 MiB = 49 MiB

@@ -15,7 +15,7 @@ import math
 
 import pytest
 import torch
-from patchpnp.inference.patches import ShiftedGridDenoiser
+from patchpnp.patching.patches import ShiftedGridDenoiser
 from patchpnp.physics import make_operator
 from patchpnp.solvers import (
     DPS,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from patchpnp.inference.patches import ShiftedGridDenoiser
+from patchpnp.patching.patches import ShiftedGridDenoiser
 from patchpnp.physics import make_operator
 from patchpnp.solvers import SolveStreams, image_key, make_solver
 from patchpnp.solvers.streams import INIT_STEP

@@ -17,13 +17,13 @@ import torch
 from patchpnp import runtime as runtime_module
 from patchpnp.formats import append_split, create_split
 from patchpnp.prior.loading import load_prior
+from patchpnp.prior.spec import describe_mismatch, resolve_prior, result_hash
 from patchpnp.runtime import autocast_dtype
 from patchpnp.training import loop
 from patchpnp.training.denoise_check import denoise_check
 from patchpnp.training.images import ImageFiles
 from patchpnp.training.loop import TrainingError, train_prior
 from patchpnp.training.schemes import Scheme
-from patchpnp.training.spec import describe_mismatch, resolve_prior, result_hash
 from workflow_runner import TINY_NETWORK
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from patchpnp.pipeline.atomic import OutputLocationError, check_writable_dir
-from patchpnp.evaluation.lpips_weights import (
+from patchpnp.atomic import OutputLocationError, check_writable_dir
+from patchpnp.metrics.lpips_weights import (
     LPIPSWeightsError,
     ensure_weights,
     lpips_settings,
@@ -27,7 +27,7 @@ from patchpnp.pipeline.plan import (
     UncertaintyPlan,
 )
 from patchpnp.pipeline.provenance import command_code
-from patchpnp.training.spec import resolve_mri_prior, resolve_prior
+from patchpnp.prior.spec import resolve_mri_prior, resolve_prior
 
 # The schema ships inside the package (workflow/schemas/config.schema.yaml links to it).
 try:

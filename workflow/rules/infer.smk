@@ -4,7 +4,7 @@
 
 # LPIPS's ImageNet AlexNet weights, fetched once into resources/ by a local rule (on
 # a cluster it runs on the submitting node: jobs never download). It always writes
-# the status, and the weights when they can be had (patchpnp.evaluation.lpips_weights);
+# the status, and the weights when they can be had (patchpnp.metrics.lpips_weights);
 # every inference cell waits for the status and reads the weights from resources/.
 rule lpips_weights:
     output:
@@ -33,7 +33,7 @@ rule lpips_weights:
 
 
 # The memory model of a prior's network on this device, for patch_batch auto: the
-# largest micro-batch within inference.memory_budget (patchpnp.inference.micro_batch).
+# largest micro-batch within inference.memory_budget (patchpnp.patching.micro_batch).
 rule calibrate_memory:
     input:
         prior=layout.PRIOR,

@@ -27,7 +27,7 @@ log = logging.getLogger("patchpnp")
 
 DEVICES = ("auto", "cpu", "cuda")
 PADDINGS = ("zeros", "reflect", "replicate")  # patchpnp.layout.PADDINGS, without its import
-LPIPS_MODES = ("auto", "required", "off")  # patchpnp.evaluation.lpips_weights.LPIPS_MODES
+LPIPS_MODES = ("auto", "required", "off")  # patchpnp.metrics.lpips_weights.LPIPS_MODES
 MRI_METHODS = ("zero_filled", "sense", "cs_wavelet", "diffusion")  # inference.mri_cell.METHODS
 
 
@@ -297,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     w = command(
         sub,
         "lpips-weights",
-        "patchpnp.evaluation.lpips_weights:lpips_weights_command",
+        "patchpnp.metrics.lpips_weights:lpips_weights_command",
         "fetch torchvision's AlexNet weights for LPIPS (hash-checked) and write their status",
     )
     w.add_argument("--output", required=True, help="where the weights go (name with hash prefix)")

@@ -135,7 +135,7 @@ def seed_run(run: int) -> str:
 RESOURCES = "resources"
 # torchvision's ImageNet AlexNet weights for LPIPS under torchvision's own file name,
 # whose sha256 prefix (7be5be79) is the hash check, and the status the rule
-# lpips_weights always writes beside them (patchpnp.evaluation.lpips_weights).
+# lpips_weights always writes beside them (patchpnp.metrics.lpips_weights).
 LPIPS_WEIGHTS = f"{RESOURCES}/lpips/alexnet-owt-7be5be79.pth"
 LPIPS_STATUS = f"{RESOURCES}/lpips/status.json"
 

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from patchpnp.pipeline.atomic import atomic_path
+from patchpnp.atomic import atomic_path
 
 TEMPLATE_FILE = "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
 AXIS_NAMES = ("SAG", "COR", "AX")  # template axes 0 (x, L-R), 1 (y, P-A), 2 (z, I-S)

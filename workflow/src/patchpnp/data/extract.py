@@ -11,7 +11,7 @@ training can read random images without loading the file.
 
 Extraction runs over shards of volumes (one job each) and a merge step joins
 them. Every input is checked before any output is written, and outputs are
-written atomically (see :mod:`patchpnp.pipeline.atomic`).
+written atomically (see :mod:`patchpnp.atomic`).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from patchpnp.atomic import atomic_path
 from patchpnp.data.fastmri import DataError, Volume, inspect_volume, read_slices
 from patchpnp.formats import (
     MRI_EXTRAS,
@@ -42,7 +43,6 @@ from patchpnp.formats import (
     split_settings,
 )
 from patchpnp.layout import CENTRAL_SLICE_SPLITS, SPLITS
-from patchpnp.pipeline.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ Per volume:
   volume's maximum RSS over the same slices, scaled (the figures' display range). The
   scores do not use it: the RSS exceeds the scored target ``|x|``, so they take the
   maximum of ``|x|`` over the scored slices of each volume, as fastMRI's evaluation
-  does (:func:`patchpnp.evaluation.mri_metrics.volume_data_range`).
+  does (:func:`patchpnp.metrics.mri.volume_data_range`).
 
 Every volume is checked before anything is written, and the output is written
 atomically; NaN or inf found while reading fails the job and leaves no output.
@@ -34,6 +34,7 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
+from patchpnp.atomic import atomic_path
 from patchpnp.data.coils import (
     apply_compression,
     check_calibration,
@@ -62,7 +63,6 @@ from patchpnp.formats import (
     create_per_image,
     create_split,
 )
-from patchpnp.pipeline.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from patchpnp.atomic import atomic_path
 from patchpnp.errors import PatchpnpError
 from patchpnp.layout import (
     BASELINE,
@@ -38,7 +39,6 @@ from patchpnp.layout import (
 from patchpnp.layout import (
     NO_PADDING as NONE,
 )
-from patchpnp.pipeline.atomic import atomic_path
 
 __all__ = [
     "AggregateError",

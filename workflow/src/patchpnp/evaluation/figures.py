@@ -2,7 +2,7 @@
 
 Output convention: every figure function takes ``out_stem`` and writes
 ``<out_stem>.png`` and ``<out_stem>.pdf`` (the suffix is appended, never substituted, so a
-stem such as ``fig.3`` stays whole), each through :func:`patchpnp.pipeline.atomic.atomic_path`, and
+stem such as ``fig.3`` stays whole), each through :func:`patchpnp.atomic.atomic_path`, and
 returns the two paths. One stem rather than two paths keeps the formats from drifting apart.
 
 Figures are deterministic and need no display: the Agg backend, styles applied through
@@ -31,6 +31,7 @@ import seaborn as sns  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from matplotlib.ticker import NullLocator  # noqa: E402
 
+from patchpnp.atomic import atomic_path  # noqa: E402
 from patchpnp.errors import PatchpnpError
 from patchpnp.evaluation import profile_table
 from patchpnp.formats import (
@@ -42,7 +43,6 @@ from patchpnp.formats import (
     open_h5,
     read_image,
 )
-from patchpnp.pipeline.atomic import atomic_path  # noqa: E402
 
 __all__ = [
     "FigureError",
@@ -214,7 +214,7 @@ def padding_figure(
     reflection's (red where zeros err more) and each |error| on one scale, so where the
     paddings differ is seen over the whole slice, not only in the box.
     """
-    from patchpnp.evaluation.metrics import band_rmse
+    from patchpnp.metrics.quality import band_rmse
 
     gt = _image(gt_h5, IMAGES, index)
     zeros = _image(zeros_h5, RECON, index, gt.shape, "zeros")

@@ -35,9 +35,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from patchpnp.atomic import atomic_path
 from patchpnp.errors import PatchpnpError
 from patchpnp.layout import WHOLE
-from patchpnp.pipeline.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def require_cuda():
 
 def _measure(device, work: Callable[[], object]) -> tuple[object, float, float]:
     """``work()``'s result, its seconds and its peak CUDA memory (MiB; NaN off CUDA)."""
-    from patchpnp.evaluation.memory import PeakMemory
+    from patchpnp.metrics.memory import PeakMemory
 
     meter = PeakMemory(device) if device.type == "cuda" else None
     if meter:
@@ -198,9 +198,9 @@ def run_gpu_check(
     from patchpnp.inference.cell import run_cell
     from patchpnp.inference.mri_cell import Acquisition, run_mri_cell
     from patchpnp.inference.posterior import run_posterior_cell
+    from patchpnp.prior.spec import resolve_mri_prior, resolve_prior
     from patchpnp.runtime import use_threads
     from patchpnp.training.loop import train_prior
-    from patchpnp.training.spec import resolve_mri_prior, resolve_prior
 
     device = require_cuda() if device is None else torch.device(device)
     on = str(device)

@@ -141,7 +141,7 @@ def write_mri_table(
     paths: Iterable[str | os.PathLike], out_prefix: str | os.PathLike, seed: int
 ) -> pd.DataFrame:
     """Write ``<out_prefix>.csv`` and ``<out_prefix>.md`` (table and checks)."""
-    from patchpnp.pipeline.atomic import atomic_path
+    from patchpnp.atomic import atomic_path
 
     table = mri_table(read_cells(paths), seed)
     out = Path(out_prefix)

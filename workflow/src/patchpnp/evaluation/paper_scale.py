@@ -15,7 +15,7 @@ size runs with three micro-batches (``patch_batch_mode``):
 
 Every configuration is measured in a fresh process (as :mod:`patchpnp.evaluation.profiling`
 does): a warm-up call on a tiny image, one call measured for memory
-(:class:`patchpnp.evaluation.memory.PeakMemory`), then the call timed without the
+(:class:`patchpnp.metrics.memory.PeakMemory`), then the call timed without the
 memory profiler, which slows every operator down.
 
 Sampled micro-batches. With small tiles one at a time, a call is hundreds of identical
@@ -49,9 +49,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from patchpnp.atomic import atomic_path
 from patchpnp.evaluation.profile_table import PAPER_SCALE_COLUMNS, PATCH_BATCH_MODES
 from patchpnp.inference.calibration import denoiser_call
-from patchpnp.inference.micro_batch import (
+from patchpnp.metrics.fresh_process import run_fresh
+from patchpnp.patching.micro_batch import (
     Calibration,
     MicroBatchError,
     as_budget,
@@ -60,10 +62,8 @@ from patchpnp.inference.micro_batch import (
     parse_budget,
     read_calibration,
 )
-from patchpnp.inference.tiling import AxisGrid
-from patchpnp.pipeline.atomic import atomic_path
+from patchpnp.patching.tiling import AxisGrid
 from patchpnp.runtime import keyed_rand, keyed_randn
-from patchpnp.tools.fresh_process import run_fresh
 
 log = logging.getLogger(__name__)
 
@@ -227,8 +227,8 @@ def measure_job(
     """Measure one configuration in this process (meant to be a fresh one)."""
     import torch
 
-    from patchpnp.evaluation.memory import PeakMemory
-    from patchpnp.inference.patches import ShiftedGridDenoiser
+    from patchpnp.metrics.memory import PeakMemory
+    from patchpnp.patching.patches import ShiftedGridDenoiser
     from patchpnp.prior.loading import size_multiple
     from patchpnp.prior.precond import ImageSpaceDenoiser
     from patchpnp.runtime import select_device

@@ -14,7 +14,7 @@ Every configuration runs in a fresh Python process (``python -m patchpnp.evaluat
 Inside it the prior is loaded and warmed up on a tiny image, then a short solve is
 run twice with the same random streams:
 
-- measured for memory (:class:`patchpnp.evaluation.memory.PeakMemory`): ``peak_total_mib``,
+- measured for memory (:class:`patchpnp.metrics.memory.PeakMemory`): ``peak_total_mib``,
   everything the process (CPU) or this process on the device (CUDA) holds at the
   peak (weights, interpreter / libraries / CUDA context, working memory: the
   paper's Fig. 3 measure), and ``peak_working_mib``, the peak the solve allocated
@@ -36,17 +36,17 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from patchpnp.evaluation.memory import PeakMemory
+from patchpnp.atomic import atomic_path
 from patchpnp.evaluation.profile_table import PROFILE_COLUMNS
 from patchpnp.formats import read_split
-from patchpnp.inference.micro_batch import as_budget, auto_patch_batch, call_mode, read_calibration
-from patchpnp.inference.patches import ShiftedGridDenoiser
+from patchpnp.metrics.fresh_process import run_fresh
+from patchpnp.metrics.memory import PeakMemory
+from patchpnp.patching.micro_batch import as_budget, auto_patch_batch, call_mode, read_calibration
+from patchpnp.patching.patches import ShiftedGridDenoiser
 from patchpnp.physics import make_operator
-from patchpnp.pipeline.atomic import atomic_path
 from patchpnp.runtime import keyed_randn
 from patchpnp.solvers import make_solver
 from patchpnp.solvers.streams import SolveStreams
-from patchpnp.tools.fresh_process import run_fresh
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Measuring a network's memory model: the calls :mod:`patchpnp.inference.micro_batch` fits.
+"""Measuring a network's memory model: the calls :mod:`patchpnp.patching.micro_batch` fits.
 
 The ``gradient`` mode measures DPS's own data-gradient step, so this module imports the
 solvers; it is kept apart from ``micro_batch`` (the model, the budget and the choice of
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from patchpnp.inference.micro_batch import MODES, Calibration, MicroBatchError, calibrate
+from patchpnp.patching.micro_batch import MODES, Calibration, MicroBatchError, calibrate
 from patchpnp.runtime import keyed_rand, keyed_randn
 
 
@@ -21,7 +21,7 @@ def measure_call(denoiser, side: int, batch: int, mode: str, device) -> float:
     memory-bounded DPS gradient takes per micro-batch (``gradient``)."""
     import torch
 
-    from patchpnp.evaluation.memory import PeakMemory
+    from patchpnp.metrics.memory import PeakMemory
 
     if mode not in MODES:
         raise MicroBatchError(f"mode must be one of {MODES}, got {mode!r}")
@@ -84,7 +84,7 @@ def calibrate_command(
 ) -> str:
     """``patchpnp calibrate``: the memory model of ``prior``'s network on this device, in
     the precision inference uses (bfloat16 autocast halves the activations)."""
-    from patchpnp.pipeline.atomic import atomic_path
+    from patchpnp.atomic import atomic_path
     from patchpnp.prior.loading import load_prior, size_multiple
     from patchpnp.runtime import select_device, use_threads
 

@@ -10,7 +10,7 @@ shifted-grid patch denoiser, and writes
   measurements, and the cell's settings as attributes, so metrics can be
   recomputed without rerunning inference;
 - ``metrics.csv``: one row per image: PSNR (data range 1), SSIM, LPIPS (or
-  missing: see :func:`patchpnp.evaluation.metrics.lpips_metric`), the RMSE in
+  missing: see :func:`patchpnp.metrics.quality.lpips_metric`), the RMSE in
   the outer band of ``band`` pixels and in the interior (the boundary-artifact
   score), data consistency, NFE, tiles, backward passes and seconds.
 
@@ -37,8 +37,11 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from patchpnp.atomic import atomic_path
 from patchpnp.errors import PatchpnpError
-from patchpnp.evaluation.metrics import (
+from patchpnp.formats import read_split, write_recon
+from patchpnp.inference.tuned import read_chosen
+from patchpnp.metrics.quality import (
     LPIPSMetric,
     band_rmse,
     data_consistency,
@@ -46,13 +49,10 @@ from patchpnp.evaluation.metrics import (
     psnr,
     ssim,
 )
-from patchpnp.formats import read_split, write_recon
-from patchpnp.inference.micro_batch import AUTO, auto_patch_batch, parse_budget, read_calibration
-from patchpnp.inference.patches import PADDING_MODES, ShiftedGridDenoiser
-from patchpnp.inference.tuned import read_chosen
 from patchpnp.params import SOLVER_KEYS, operator_params
+from patchpnp.patching.micro_batch import AUTO, auto_patch_batch, parse_budget, read_calibration
+from patchpnp.patching.patches import PADDING_MODES, ShiftedGridDenoiser
 from patchpnp.physics import make_operator
-from patchpnp.pipeline.atomic import atomic_path
 from patchpnp.prior.loading import load_prior
 from patchpnp.runtime import keyed_generator, select_device, use_threads
 from patchpnp.solvers import SolveStreams, image_key, make_solver
@@ -125,13 +125,13 @@ def run_cell(
 
     ``band``: the outer band (pixels) of the boundary-artifact score, default
     :data:`DEFAULT_BAND`. LPIPS: ``lpips`` when given (a metric shared by several
-    cells), else :func:`~patchpnp.evaluation.metrics.lpips_metric` of ``lpips_weights``
+    cells), else :func:`~patchpnp.metrics.quality.lpips_metric` of ``lpips_weights``
     (the AlexNet checkpoint; the workflow passes its ``resources/`` copy) and
     ``lpips_mode`` (``auto``, ``required``: fail before any work, or ``off``).
     ``patch_batch``: tiles per network call; ``None`` all at once; ``"auto"`` the largest
     micro-batch within ``memory_budget`` (MiB, or a percentage of the whole images'
     working memory) by the memory model in ``calibration``
-    (:mod:`patchpnp.inference.micro_batch`). ``precision``: the U-Net's autocast
+    (:mod:`patchpnp.patching.micro_batch`). ``precision``: the U-Net's autocast
     (``inference.precision``; :func:`patchpnp.runtime.autocast_dtype`). ``tuned``: a
     tuning table (:func:`patchpnp.inference.tune.read_chosen`) whose chosen value replaces
     the solver's tuned parameter. ``sample``: the posterior-sample index, which keys the

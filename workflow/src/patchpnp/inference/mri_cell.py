@@ -4,7 +4,7 @@ ALGORITHMS.md section 11. A cell reads an MRI split file (:mod:`patchpnp.formats
 undersamples each slice's measured k-space retrospectively with the acquisition's
 line mask (``y = M k``: the data's own noise, as an MRI reader expects, not noise we
 add), reconstructs with one method and scores the magnitude images as fastMRI does
-(:mod:`patchpnp.evaluation.mri_metrics`). Methods:
+(:mod:`patchpnp.metrics.mri`). Methods:
 
 - ``zero_filled``, ``sense``, ``cs_wavelet``: the classical baselines
   (:mod:`patchpnp.inference.mri_baselines`), their ``lam`` chosen by :func:`tune_mri`
@@ -33,14 +33,14 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from patchpnp.atomic import atomic_path
 from patchpnp.errors import PatchpnpError
-from patchpnp.evaluation.metrics import data_consistency
-from patchpnp.evaluation.mri_metrics import kspace_noise_sigma, mri_scores, volume_data_range
 from patchpnp.formats import MRI_CELL_KEYS, MRISplit, read_mri_split, write_recon
 from patchpnp.inference.mri_baselines import METHODS as CLASSICAL
 from patchpnp.inference.mri_baselines import choose_interior, lambda_grid, reconstruct
+from patchpnp.metrics.mri import kspace_noise_sigma, mri_scores, volume_data_range
+from patchpnp.metrics.quality import data_consistency
 from patchpnp.physics.multicoil import MulticoilMRI
-from patchpnp.pipeline.atomic import atomic_path
 from patchpnp.runtime import select_device, use_threads
 from patchpnp.solvers.streams import image_key
 
@@ -198,7 +198,7 @@ def run_split(
 
 
 def _load_denoiser(prior, size, padding, patch_batch, device, precision):
-    from patchpnp.inference.patches import ShiftedGridDenoiser
+    from patchpnp.patching.patches import ShiftedGridDenoiser
     from patchpnp.prior.loading import load_prior
 
     denoiser, settings = load_prior(prior, device, precision=precision)

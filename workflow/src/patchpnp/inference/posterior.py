@@ -36,10 +36,10 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from patchpnp.evaluation.metrics import LPIPSMetric
+from patchpnp.atomic import atomic_path
 from patchpnp.formats import RECON, read_split
 from patchpnp.inference.cell import InferenceError, run_cell
-from patchpnp.pipeline.atomic import atomic_path
+from patchpnp.metrics.quality import LPIPSMetric
 
 log = logging.getLogger(__name__)
 

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from patchpnp.evaluation.metrics import LPIPSMetric
+from patchpnp.atomic import atomic_path
 from patchpnp.inference.cell import run_cell
 from patchpnp.layout import parse_tune_path
+from patchpnp.metrics.quality import LPIPSMetric
 from patchpnp.params import TUNED
-from patchpnp.pipeline.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 

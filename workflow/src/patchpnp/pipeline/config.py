@@ -15,8 +15,8 @@ import jsonschema
 import yaml
 
 from patchpnp.errors import PatchpnpError
-from patchpnp.inference.micro_batch import MicroBatchError, parse_budget
 from patchpnp.params import DEEPINV_SOLVERS, SOLVER_KEYS, SOLVER_REQUIRED, TASK_KEYS
+from patchpnp.patching.micro_batch import MicroBatchError, parse_budget
 
 # Package data, so an installed wheel validates configs too; the workflow's
 # conventional workflow/schemas/config.schema.yaml is a link to this file.

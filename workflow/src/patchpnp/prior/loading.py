@@ -8,8 +8,8 @@ import torch
 
 from patchpnp.prior.network import UNet
 from patchpnp.prior.precond import ImageSpaceDenoiser, Precond
+from patchpnp.prior.spec import describe_mismatch
 from patchpnp.runtime import autocast_dtype
-from patchpnp.training.spec import describe_mismatch
 
 
 def build_network(network: dict, seed: int = 0) -> Precond:

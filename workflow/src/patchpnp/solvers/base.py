@@ -19,7 +19,7 @@ from torch import nn
 
 from patchpnp.runtime import keyed_randn_per_sample
 
-from ..inference.patches import LocalCotangent, whole_image_vjp
+from ..patching.patches import LocalCotangent, whole_image_vjp
 from ..physics.base import LinearOperator
 from .schedule import edm_sigmas
 from .streams import INIT_STEP, SolveStreams

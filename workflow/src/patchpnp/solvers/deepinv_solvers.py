@@ -43,7 +43,7 @@ import torch
 from torch import nn
 
 from ..physics.base import LinearOperator
-from ..prior.deepinv_export import per_sample_sigma
+from .deepinv_export import per_sample_sigma
 from .base import DiffusionSolver, SolverDenoiser, per_sample_noise
 from .streams import SolveStreams
 

@@ -46,9 +46,9 @@ def main(argv: list[str] | None = None) -> None:
 
     from patchpnp.evaluation.paper_scale import _network, read_network
     from patchpnp.inference.calibration import calibrate_denoiser
-    from patchpnp.inference.micro_batch import auto_patch_batch
-    from patchpnp.inference.patches import ShiftedGridDenoiser
-    from patchpnp.inference.tiling import AxisGrid
+    from patchpnp.patching.micro_batch import auto_patch_batch
+    from patchpnp.patching.patches import ShiftedGridDenoiser
+    from patchpnp.patching.tiling import AxisGrid
     from patchpnp.physics.denoising import Denoising
     from patchpnp.prior.loading import size_multiple
     from patchpnp.prior.precond import ImageSpaceDenoiser

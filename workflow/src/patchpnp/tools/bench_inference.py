@@ -70,7 +70,7 @@ def bench(
     """Median seconds per call of each variant, for DiffPIR's and DPS's calls."""
     import torch
 
-    from patchpnp.inference.patches import ShiftedGridDenoiser
+    from patchpnp.patching.patches import ShiftedGridDenoiser
     from patchpnp.prior.precond import ImageSpaceDenoiser
     from patchpnp.runtime import use_threads
 

@@ -23,9 +23,9 @@ import pandas as pd
 import torch
 
 from patchpnp.evaluation.aggregate import bootstrap_mean_ci
-from patchpnp.evaluation.metrics import psnr
 from patchpnp.formats import read_split
 from patchpnp.inference.cell import measurement_generators
+from patchpnp.metrics.quality import psnr
 from patchpnp.physics import make_operator
 from patchpnp.solvers import SolveStreams, make_solver
 from patchpnp.solvers.base import per_sample_noise

@@ -14,7 +14,7 @@ while the other two grow with the image (plain autograd keeps every tile's activ
 ``one_pass`` should keep ``bounded``'s memory at one forward pass less per tile.
 
 Each configuration runs in a fresh subprocess; after set-up and warm-up the step is run
-once measured by :class:`patchpnp.evaluation.memory.PeakMemory` and once timed (the CPU
+once measured by :class:`patchpnp.metrics.memory.PeakMemory` and once timed (the CPU
 measurement's profiler slows operators down). The table shows the working peak: memory
 allocated above the set-up (CPU: at the allocator level, from the torch profiler's memory
 events; CUDA: ``torch.cuda.max_memory_allocated``); each row's JSON also has the total.
@@ -30,8 +30,8 @@ import time
 import torch
 from torch import nn
 
-from patchpnp.evaluation.memory import PeakMemory
-from patchpnp.tools.fresh_process import run_fresh
+from patchpnp.metrics.fresh_process import run_fresh
+from patchpnp.metrics.memory import PeakMemory
 
 MODES = ("whole", "plain", "bounded", "one_pass")
 
@@ -57,7 +57,7 @@ class ConvDenoiser(nn.Module):
 
 def _worker(mode: str, size: int, patch: int, patch_batch: int, device: str) -> dict:
     """One configuration, meant to run in a fresh process; returns the measurements."""
-    from patchpnp.inference.patches import ShiftedGridDenoiser
+    from patchpnp.patching.patches import ShiftedGridDenoiser
     from patchpnp.physics.denoising import Denoising
     from patchpnp.solvers import SolverDenoiser
     from patchpnp.solvers.dps import data_gradient

@@ -17,7 +17,7 @@ import time
 
 import pandas as pd
 
-from patchpnp.tools.fresh_process import run_fresh
+from patchpnp.metrics.fresh_process import run_fresh
 
 
 def _worker(settings: dict, threads: int, channels_last: bool, bf16: bool, compiled: bool,
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     from patchpnp.pipeline.config import load_config
-    from patchpnp.training.spec import resolve_prior
+    from patchpnp.prior.spec import resolve_prior
 
     config = load_config(args.config)
     choice = {"on": [True], "off": [False], "both": [True, False]}

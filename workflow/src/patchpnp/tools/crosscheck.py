@@ -55,9 +55,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from patchpnp.evaluation.metrics import psnr
 from patchpnp.formats import read_split  # the same slices, in the same order, as a cell
 from patchpnp.inference.cell import InferenceError, measurement_generators
+from patchpnp.metrics.quality import psnr
 from patchpnp.params import (
     SOLVER_KEYS,
     STEPS,

@@ -24,9 +24,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from patchpnp.atomic import atomic_path
 from patchpnp.formats import read_split
-from patchpnp.inference.patches import ShiftedGridDenoiser
-from patchpnp.pipeline.atomic import atomic_path
+from patchpnp.patching.patches import ShiftedGridDenoiser
 from patchpnp.prior.loading import load_prior
 from patchpnp.runtime import keyed_generator, keyed_randn_per_sample, select_device, use_threads
 

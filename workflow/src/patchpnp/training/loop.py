@@ -1,7 +1,7 @@
 """The training loop: EDM2 loss, Adam, power EMA, checkpoints, resume, DDP.
 
 One function, :func:`train_prior`, trains one prior from resolved settings
-(see :func:`patchpnp.training.spec.resolve_prior`) and writes to its
+(see :func:`patchpnp.prior.spec.resolve_prior`) and writes to its
 folder::
 
     ema.pt            the EMA weights and everything needed to rebuild the network
@@ -24,6 +24,7 @@ gradients (NCCL on GPUs, gloo on the CPU).
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import sys
 import time
@@ -34,14 +35,14 @@ import torch.distributed as dist
 import yaml
 from tqdm import tqdm
 
+from patchpnp.atomic import atomic_path
 from patchpnp.errors import PatchpnpError
-from patchpnp.pipeline.atomic import atomic_path
 from patchpnp.prior import EDM2Loss, PowerEMA, learning_rate
 from patchpnp.prior.loading import build_network, size_multiple
+from patchpnp.prior.spec import describe_mismatch, resolve_prior, result_hash
 from patchpnp.runtime import autocast_dtype, start_processes, use_threads
 from patchpnp.training.images import ImageFiles
 from patchpnp.training.schemes import Scheme, step_generator
-from patchpnp.training.spec import describe_mismatch, result_hash
 
 log = logging.getLogger(__name__)
 LOG_FIELDS = ("step", "loss", "lr", "images_per_s", "seconds")
@@ -317,11 +318,34 @@ def train_command(
     stop_after: int | None = None,
 ) -> None:
     """``patchpnp train``: resolve the settings, then :func:`train_prior`."""
-    from patchpnp.training.spec import settings_from_options
-
     resolved = settings_from_options(settings, settings_file, config, prior)
     resume_from = {"auto": "auto", "never": None}.get(resume, resume)
     train_prior(
         resolved, data, out_dir, threads=threads, device=device, resume=resume_from,
         stop_after=stop_after,
     )  # fmt: skip
+
+
+def settings_from_options(
+    settings: str | None = None,
+    settings_file: str | None = None,
+    config: str | None = None,
+    prior: str | None = None,
+) -> dict:
+    """A prior's resolved settings from the ``train`` command's options: JSON (what the
+    workflow passes), a YAML file, or a workflow config and the prior's name in it."""
+    import yaml
+
+    if settings:
+        return json.loads(settings)
+    if settings_file:
+        with open(settings_file) as f:
+            return yaml.safe_load(f)
+    if not config or not prior:
+        raise ValueError("give --settings, --settings-file, or --config with --prior")
+    from patchpnp.pipeline.config import load_config
+
+    loaded = load_config(config)
+    if prior not in loaded["priors"]:
+        raise ValueError(f"prior '{prior}' is not in {config}: {list(loaded['priors'])}")
+    return resolve_prior(loaded, prior)

@@ -7,7 +7,7 @@ image axis of length ``N`` with ``P < N``: ``T = ceil((N + P - 1) / P)`` tiles
 image is padded by ``M`` on both sides, a shift ``a`` is drawn uniformly from
 ``[0, P)``, so that every offset mod ``P`` can be a seam, and the window
 ``[a, a + T P)`` of the padded canvas, which always contains the image, is cut into
-``T`` tiles (:class:`patchpnp.inference.tiling.AxisGrid`).
+``T`` tiles (:class:`patchpnp.patching.tiling.AxisGrid`).
 All tiles are denoised at the same sigma, put back, and the central ``N`` pixels are
 kept. Redrawing the shift at every call moves the seams, so they average out over a
 solver's steps; living inside the denoiser, the scheme works with any solver.
@@ -70,7 +70,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from patchpnp.inference.tiling import AxisGrid
+from patchpnp.patching.tiling import AxisGrid
 from patchpnp.prior.precond import coordinate_channels
 from patchpnp.runtime import keyed_randint, keyed_randn_per_sample
 

@@ -92,28 +92,3 @@ def describe_mismatch(old: dict, new: dict) -> str:
                 f"{'.'.join(key)}: {a.get(key, '<missing>')!r} -> {b.get(key, '<missing>')!r}"
             )
     return "; ".join(diffs)
-
-
-def settings_from_options(
-    settings: str | None = None,
-    settings_file: str | None = None,
-    config: str | None = None,
-    prior: str | None = None,
-) -> dict:
-    """A prior's resolved settings from the ``train`` command's options: JSON (what the
-    workflow passes), a YAML file, or a workflow config and the prior's name in it."""
-    import yaml
-
-    if settings:
-        return json.loads(settings)
-    if settings_file:
-        with open(settings_file) as f:
-            return yaml.safe_load(f)
-    if not config or not prior:
-        raise ValueError("give --settings, --settings-file, or --config with --prior")
-    from patchpnp.pipeline.config import load_config
-
-    loaded = load_config(config)
-    if prior not in loaded["priors"]:
-        raise ValueError(f"prior '{prior}' is not in {config}: {list(loaded['priors'])}")
-    return resolve_prior(loaded, prior)

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from patchpnp.errors import PatchpnpError
-from patchpnp.inference.tiling import AxisGrid
+from patchpnp.patching.tiling import AxisGrid
 
 MODES = ("forward", "gradient")
 AUTO = "auto"

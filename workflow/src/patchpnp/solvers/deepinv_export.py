@@ -6,7 +6,7 @@ deviation of white Gaussian noise in the same units. That is exactly the convent
 our image-space denoiser ``D01(x, s) = (D(2x - 1, 2s) + 1) / 2``
 (:class:`patchpnp.prior.precond.ImageSpaceDenoiser`), so the export converts no units:
 it loads the EMA weights, optionally wraps them in
-:class:`~patchpnp.inference.patches.ShiftedGridDenoiser`, and normalises ``sigma``
+:class:`~patchpnp.patching.patches.ShiftedGridDenoiser`, and normalises ``sigma``
 (a float, a 0-d tensor, a list or one value per sample) to one value per sample.
 
 The patch wrapper draws its grid shifts from its own generator, seeded by ``seed``,
@@ -18,7 +18,7 @@ tiles: memory stays bounded by the micro-batch, the gradient is autograd's.
 Example (the README's)::
 
     import deepinv as dinv
-    from patchpnp.prior.deepinv_export import deepinv_denoiser
+    from patchpnp.solvers.deepinv_export import deepinv_denoiser
 
     denoiser = deepinv_denoiser("results/priors/patch/ema.pt", patch_size=32)
     physics = dinv.physics.Denoising(dinv.physics.GaussianNoise(sigma=0.1))
@@ -32,7 +32,7 @@ import deepinv
 import torch
 from torch import nn
 
-from patchpnp.inference.patches import ShiftedGridDenoiser
+from patchpnp.patching.patches import ShiftedGridDenoiser
 from patchpnp.prior.loading import load_prior
 
 __all__ = ["PatchpnpDenoiser", "deepinv_denoiser", "per_sample_sigma"]

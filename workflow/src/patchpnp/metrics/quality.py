@@ -11,7 +11,7 @@ numpy arrays; every metric returns one value per image, ``[B]``, as a numpy arra
 (when ``x`` is a tensor) a float64 CPU tensor.
 
 LPIPS needs torchvision's ImageNet AlexNet weights, which torchvision downloads on
-first use. This module never downloads (:mod:`patchpnp.evaluation.lpips_weights` fetches
+first use. This module never downloads (:mod:`patchpnp.metrics.lpips_weights` fetches
 them, once, in the workflow's local rule ``lpips_weights``): :class:`LPIPSMetric` uses
 only the checkpoint it is given, or else the one in torch hub's cache, checked against
 the hash in its file name, and when there is none it records LPIPS as missing (NaN)
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from patchpnp.evaluation.lpips_weights import (
+from patchpnp.metrics.lpips_weights import (
     LPIPS_MODES,
     LPIPSWeightsError,
     alexnet_checkpoint_path,

@@ -35,8 +35,8 @@ import sys
 import urllib.request
 from pathlib import Path
 
+from patchpnp.atomic import atomic_path
 from patchpnp.errors import PatchpnpError
-from patchpnp.pipeline.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
