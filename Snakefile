@@ -72,7 +72,7 @@ rule all:
         # Multicoil MRI (mri.in_all: true in config/paper.yaml; the demo runs it as
         # `snakemake mri`, its own 30 minutes).
         rules.mri.input if config["mri"]["in_all"] else [],
-        # Beyond the paper (ALGORITHMS.md section 12): claim (b) across solvers and
+        # Beyond the paper (docs/methods.md section 12): claim (b) across solvers and
         # posterior uncertainty (in all in config/paper.yaml; the demo runs each as its
         # own target, `snakemake solvers` / `snakemake uncertainty`, 30 minutes each).
         rules.solvers.input if config["solvers"]["in_all"] else [],

@@ -226,6 +226,34 @@ def test_torch_free_commands_import_no_torch(repo_root, tmp_path, args, status):
     assert res.stdout.splitlines()[-1].split() == [str(status), "False"], res.stdout + res.stderr
 
 
+def test_planning_the_workflow_imports_no_torch(repo_root):
+    """Every Snakemake start (a dry run, each cluster job's) imports what the Snakefile
+    imports and digests every command's code: none of it may import torch, which would
+    cost each start seconds."""
+    import re
+    import subprocess
+    import sys
+
+    rules = [repo_root / "Snakefile", *sorted((repo_root / "workflow" / "rules").glob("*.smk"))]
+    found = (re.findall(r"^from (patchpnp\S*) import", p.read_text(), re.M) for p in rules)
+    modules = sorted({m for names in found for m in names})
+    assert "patchpnp.prior.spec" in modules and "patchpnp.pipeline.provenance" in modules
+    code = (
+        "import importlib, sys\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        "from patchpnp.commands import COMMANDS\n"
+        "from patchpnp.pipeline.provenance import command_code\n"
+        "for command in COMMANDS:\n"
+        "    command_code(command)\n"
+        "print('torch' in sys.modules)\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code], cwd=repo_root, capture_output=True, text=True
+    )
+    assert res.stdout.split() == ["False"], res.stdout + res.stderr
+
+
 def test_solvers_and_uncertainty_plans(demo_config):
     """snakemake solvers reuses our grid's cells and adds deepinv's; uncertainty's cells."""
     from patchpnp.pipeline.plan import SolversPlan, UncertaintyPlan

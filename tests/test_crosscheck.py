@@ -228,7 +228,8 @@ def tiny_case(tmp_path_factory):
 
 @pytest.mark.filterwarnings("ignore:LPIPS is recorded as missing")
 def test_run_crosscheck_reproduces_the_grid_cell(tiny_case, tmp_path):
-    from patchpnp.inference.cell import run_cell
+    from patchpnp.inference.cell import CellSpec, run_cell
+    from patchpnp.runtime import Runtime
 
     prior, data = tiny_case
     task_params = {"sigma_n": 0.025, "factor": 2, "kernel": "bicubic"}
@@ -240,7 +241,7 @@ def test_run_crosscheck_reproduces_the_grid_cell(tiny_case, tmp_path):
         task_params=task_params,
         solver_params=solver_params,
         limit=2,
-        device="cpu",
+        runtime=Runtime(device="cpu"),
     )
     assert set(table.method) == {"ours", "deepinv", "ours_ddpm_levels"} and len(table) == 6
     assert np.isfinite(table.psnr).all()
@@ -249,13 +250,9 @@ def test_run_crosscheck_reproduces_the_grid_cell(tiny_case, tmp_path):
         data,
         tmp_path / "r.h5",
         tmp_path / "m.csv",
-        task="sr",
-        task_params=task_params,
-        solver="diffpir",
-        solver_params=solver_params,
-        prior=prior,
+        cell=CellSpec("sr", task_params, "diffpir", solver_params, prior),
+        runtime=Runtime(device="cpu"),
         limit=2,
-        device="cpu",
         progress=False,
     )
     ours = table[table.method == "ours"].sort_values("image")

@@ -56,6 +56,12 @@ def test_volumes_are_deterministic_and_differ_between_indices():
     assert not np.allclose(a["recon"], c["recon"])
 
 
+def test_roles_are_the_splits_in_the_order_that_seeds_the_volumes():
+    """ROLES comes from patchpnp.layout.SPLITS; its order keys every volume's draws, so a
+    new split there must not move train, eval or tune (it would change every volume)."""
+    assert demo.ROLES == ("train", "eval", "tune")
+
+
 def test_bands_keep_roles_apart():
     _, mask = demo.load_head()
     b = demo.bands(mask, train_slices=12)

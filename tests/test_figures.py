@@ -12,7 +12,6 @@ from patchpnp.evaluation.figures import (
     border_zoom_box,
     memory_figure,
     padding_figure,
-    psnr,
     qualitative_figure,
 )
 
@@ -65,14 +64,6 @@ def assert_written(paths, stem):
     assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 1024
     assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 1024
     assert not list(png.parent.glob("*.part")), "no temporary file left behind"
-
-
-def test_psnr():
-    a = np.zeros((4, 4))
-    assert psnr(a, a) == float("inf")
-    assert psnr(a + 0.1, a) == pytest.approx(20.0)
-    with pytest.raises(ValueError):
-        psnr(a, np.zeros((2, 2)))
 
 
 def test_memory_figure(tmp_path, monkeypatch):

@@ -215,6 +215,7 @@ def test_every_gpu_rule_names_itself_to_a_command_with_a_knob():
         assert m[1] in KNOBS, f"rule {name} runs `patchpnp {m[1]}`, which has no knob in KNOBS"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_device_cuda_stops_the_workflow_before_any_job():
     res = subprocess.run(

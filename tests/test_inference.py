@@ -5,7 +5,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from patchpnp.inference.cell import InferenceError, check_cell, measurement_generators, run_cell
+from patchpnp.inference.cell import (
+    CellSpec,
+    InferenceError,
+    check_cell,
+    measurement_generators,
+    run_cell,
+)
+from patchpnp.metrics.quality import Scoring
+from patchpnp.runtime import Runtime
 from patchpnp.training.loop import train_prior
 from test_training import blobs, tiny_settings, write_split
 
@@ -55,9 +63,7 @@ def test_baseline_scores_the_measurement(tmp_path, eval_file):
         eval_file,
         tmp_path / "r.h5",
         tmp_path / "m.csv",
-        task="denoise",
-        task_params={"sigma_n": 0.1},
-        solver="baseline",
+        cell=CellSpec(task="denoise", task_params={"sigma_n": 0.1}, solver="baseline"),
         progress=False,
     )
     assert list(table["image"]) == [0, 1, 2, 3, 4]
@@ -93,21 +99,28 @@ def test_cells_follow_the_lpips_mode(tmp_path, eval_file):
     from patchpnp.metrics.quality import LPIPSUnavailableWarning
 
     missing = tmp_path / "resources" / "alexnet-owt-7be5be79.pth"
-    cell = dict(task="denoise", task_params={"sigma_n": 0.1}, solver="baseline", progress=False)
+    cell = dict(
+        cell=CellSpec(task="denoise", task_params={"sigma_n": 0.1}, solver="baseline"),
+        progress=False,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error", LPIPSUnavailableWarning)
-        off = run_cell(eval_file, tmp_path / "o.h5", tmp_path / "o.csv", lpips_mode="off", **cell)
+        off = run_cell(
+            eval_file, tmp_path / "o.h5", tmp_path / "o.csv", scoring=Scoring(lpips_mode="off"),
+            **cell,
+        )  # fmt: skip
     assert off["lpips"].isna().all()
     with pytest.raises(LPIPSWeightsError, match="LPIPS is required"):
         run_cell(
-            eval_file, tmp_path / "r.h5", tmp_path / "r.csv", lpips_weights=missing,
-            lpips_mode="required", **cell,
+            eval_file, tmp_path / "r.h5", tmp_path / "r.csv",
+            scoring=Scoring(lpips_weights=missing, lpips_mode="required"), **cell,
         )  # fmt: skip
     assert not (tmp_path / "r.h5").exists() and not (tmp_path / "r.csv").exists()
     with pytest.warns(LPIPSUnavailableWarning, match=str(missing)):
         auto = run_cell(
-            eval_file, tmp_path / "a.h5", tmp_path / "a.csv", lpips_weights=missing, **cell
-        )
+            eval_file, tmp_path / "a.h5", tmp_path / "a.csv",
+            scoring=Scoring(lpips_weights=missing), **cell,
+        )  # fmt: skip
     assert auto["lpips"].isna().all()
 
 
@@ -126,17 +139,11 @@ def test_cells_write_reconstructions_and_costs(
         eval_file,
         tmp_path / "r.h5",
         tmp_path / "m.csv",
-        task="sr",
-        task_params={"sigma_n": 0.025, "factor": 2},
-        solver=solver,
-        solver_params=params,
-        prior=tiny_prior,
-        size=size,
-        padding="reflect",
-        batch_images=2,
-        seed=4,
+        cell=CellSpec("sr", {"sigma_n": 0.025, "factor": 2}, solver, params, tiny_prior, size,
+                      "reflect", seed=4),
+        runtime=Runtime(batch_images=2),
         progress=False,
-    )
+    )  # fmt: skip
     assert np.isfinite(table["psnr"]).all() and (table["nfe"] == 4).all()
     assert (table["backward_passes"] == (4 if solver == "dps" else 0)).all()
     if size == 8:
@@ -149,17 +156,11 @@ def test_cells_write_reconstructions_and_costs(
         eval_file,
         tmp_path / "r2.h5",
         tmp_path / "m2.csv",
-        task="sr",
-        task_params={"sigma_n": 0.025, "factor": 2},
-        solver=solver,
-        solver_params=params,
-        prior=tiny_prior,
-        size=size,
-        padding="reflect",
-        batch_images=5,
-        seed=4,
+        cell=CellSpec("sr", {"sigma_n": 0.025, "factor": 2}, solver, params, tiny_prior, size,
+                      "reflect", seed=4),
+        runtime=Runtime(batch_images=5),
         progress=False,
-    )
+    )  # fmt: skip
     with h5py.File(tmp_path / "r2.h5") as f:
         np.testing.assert_allclose(f["recon"][:], recon, atol=1e-5)
 
@@ -169,18 +170,20 @@ def test_tune_picks_an_interior_value_or_widens(tmp_path, eval_file, tiny_prior,
     import patchpnp.inference.tune as tuning
 
     # A fake PSNR peaked at lam = 0.01, two decades below the starting centre.
-    def fake_cell(path, recon, metrics, **kw):
-        lam = kw["solver_params"]["lam"]
+    def fake_cell(path, recon, metrics, *, cell, **kw):
+        lam = cell.solver_params["lam"]
         return pd.DataFrame({"psnr": [30 - (np.log10(lam) + 2) ** 2]})
 
     monkeypatch.setattr(tuning, "run_cell", fake_cell)
     table, best = tuning.tune(
         [eval_file],
-        prior=tiny_prior,
-        solver="diffpir",
-        task="denoise",
-        task_params={"sigma_n": 0.1},
-        solver_params={"steps": 2, "lam": 1.0, "zeta": 0.3},
+        cell=CellSpec(
+            task="denoise",
+            task_params={"sigma_n": 0.1},
+            solver="diffpir",
+            solver_params={"steps": 2, "lam": 1.0, "zeta": 0.3},
+            prior=tiny_prior,
+        ),
     )
     assert best == pytest.approx(0.01) and table["interior"].all()
     assert table["value"].min() < 0.01 < table["value"].max()
@@ -196,11 +199,13 @@ def test_tune_runs_for_real(tmp_path, eval_file, tiny_prior):
 
     table, best = tune(
         [eval_file],
-        prior=tiny_prior,
-        solver="dps",
-        task="denoise",
-        task_params={"sigma_n": 0.1},
-        solver_params={"steps": 2, "zeta": 0.3, "sigma_start": 0.2},
+        cell=CellSpec(
+            task="denoise",
+            task_params={"sigma_n": 0.1},
+            solver="dps",
+            solver_params={"steps": 2, "zeta": 0.3, "sigma_start": 0.2},
+            prior=tiny_prior,
+        ),
         per_decade=1,
         max_widen=1,
     )
@@ -226,21 +231,25 @@ def test_auto_micro_batches_fit_the_budget_and_change_no_result(
     cal = tmp_path / "calibration.json"
     calibrate_command(str(tiny_prior), str(cal), device="cpu", threads=1)
     model = read_calibration(cal).models["gradient" if solver == "dps" else "forward"]
-    cell = dict(task="denoise", task_params={"sigma_n": 0.1}, solver=solver,
-                solver_params=params, prior=tiny_prior, size=8, batch_images=5,
-                progress=False, lpips_mode="off")  # fmt: skip
-    every = run_cell(eval_file, tmp_path / "a.h5", tmp_path / "a.csv", **cell)
+    spec = CellSpec("denoise", {"sigma_n": 0.1}, solver, params, tiny_prior, size=8)
+    cell = dict(cell=spec, scoring=Scoring(lpips_mode="off"), progress=False)
+    batch = Runtime(batch_images=5)
+    every = run_cell(eval_file, tmp_path / "a.h5", tmp_path / "a.csv", runtime=batch, **cell)
     budget = max(model.floor_mib, model.fixed_mib + 3.5 * model.per_image(64))
     tiles = 5 * 3 * 3  # 16-px images, 8-px tiles: 3 x 3 tiles each
     fits = [b for b in range(1, tiles + 1) if model.predict(b * 64, 64) <= budget]
     expected = max(fits, default=1)
     with caplog.at_level(logging.INFO, logger="patchpnp.inference.cell"):
         auto = run_cell(
-            eval_file, tmp_path / "b.h5", tmp_path / "b.csv", patch_batch="auto",
-            memory_budget=budget, calibration=cal, **cell,
+            eval_file, tmp_path / "b.h5", tmp_path / "b.csv", **cell,
+            runtime=Runtime(batch_images=5, patch_batch="auto", memory_budget=budget,
+                            calibration=cal),
         )  # fmt: skip
     assert f"patch_batch auto: {expected} tiles per call" in caplog.text
     np.testing.assert_allclose(auto["psnr"], every["psnr"], atol=1e-4)
     with pytest.raises(InferenceError, match="needs a memory calibration"):
-        run_cell(eval_file, tmp_path / "c.h5", tmp_path / "c.csv", patch_batch="auto", **cell)
+        run_cell(
+            eval_file, tmp_path / "c.h5", tmp_path / "c.csv", **cell,
+            runtime=Runtime(batch_images=5, patch_batch="auto"),
+        )  # fmt: skip
     assert not (tmp_path / "c.h5").exists()

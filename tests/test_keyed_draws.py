@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from patchpnp.inference.cell import run_cell
-from patchpnp.inference.mri_cell import Acquisition, run_mri_cell
+from patchpnp.inference.cell import CellSpec, run_cell
+from patchpnp.inference.mri_cell import Acquisition, Reconstruction, run_mri_cell
 from patchpnp.inference.posterior import run_posterior_cell
 from patchpnp.prior.spec import resolve_mri_prior
-from patchpnp.runtime import keyed_choice, keyed_generator, keyed_rand, keyed_randn
+from patchpnp.runtime import Runtime, keyed_choice, keyed_generator, keyed_rand, keyed_randn
 from patchpnp.training.loop import train_prior
 from test_inference import eval_file  # noqa: F401  (a fixture)
 from test_mri import mri_data  # noqa: F401  (a fixture)
@@ -184,15 +184,8 @@ def test_the_helpers_keep_the_numbers_of_a_plain_draw():
     assert keyed_choice(torch.tensor([0.0, 1.0, 0.0]), keyed_generator(0)) == 1
 
 
-CELL = {
-    "task": "sr",
-    "task_params": {"sigma_n": 0.025, "factor": 2},
-    "padding": "reflect",
-    "batch_images": 2,
-    "seed": 4,
-    "limit": 2,
-    "progress": False,
-}
+CELL = {"task": "sr", "task_params": {"sigma_n": 0.025, "factor": 2}, "seed": 4}
+RUN = {"runtime": Runtime(batch_images=2), "limit": 2, "progress": False}
 SOLVERS = {
     "diffpir": {"steps": 2, "lam": 1.0, "zeta": 0.3, "sigma_start": 0.3},
     "dps": {"steps": 2, "zeta": 0.3, "sigma_start": 0.3},
@@ -223,23 +216,18 @@ def test_cells_draw_on_their_generators_device(
                 eval_file,
                 tmp_path / f"{k}.h5",
                 tmp_path / f"{k}.csv",
-                **{**CELL, "padding": padding},
-                solver=solver,
-                solver_params=params,
-                prior=prior,
-                size=size,
-            )
+                cell=CellSpec(**CELL, solver=solver, solver_params=params, prior=prior,
+                              size=size, padding=padding),
+                **RUN,
+            )  # fmt: skip
             assert np.isfinite(table["psnr"]).all(), (solver, size, padding)
         posterior = run_posterior_cell(
             eval_file,
             tmp_path / "post.h5",
             tmp_path / "post.csv",
             samples=2,
-            **CELL,
-            solver="dps",
-            solver_params=SOLVERS["dps"],
-            prior=prior,
-            size=8,
+            cell=CellSpec(**CELL, solver="dps", solver_params=SOLVERS["dps"], prior=prior, size=8),
+            **RUN,
         )
         assert len(posterior) == 2
 
@@ -258,11 +246,13 @@ def test_cells_draw_on_their_generators_device(
             acquisition=Acquisition(
                 acceleration=2, center_fraction=0.25, sigma_n=0.01, cg_iters=2, mask="random"
             ),
-            method="diffusion",
-            solver="dps",
-            solver_params={"steps": 2, "zeta": 0.3, "sigma_start": 0.3},
-            prior=complex_prior,
-            size=8,
+            reconstruction=Reconstruction(
+                "diffusion",
+                solver="dps",
+                solver_params={"steps": 2, "zeta": 0.3, "sigma_start": 0.3},
+                prior=complex_prior,
+                size=8,
+            ),
             progress=False,
         )
         assert np.isfinite(table["psnr"]).all()

@@ -7,7 +7,6 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from patchpnp.metrics import quality as metrics
 from patchpnp.metrics.quality import (
     LPIPSMetric,
     LPIPSUnavailableWarning,
@@ -41,6 +40,96 @@ def test_psnr_known_values_per_image_torch_and_numpy():
     np.testing.assert_allclose(as_numpy[:2], [20.0, 40.0], rtol=1e-6)
     # data_range scales the peak: range 2 adds 20 log10(2) dB.
     assert psnr(x + 0.1, x, data_range=2.0)[0].item() == pytest.approx(20 + 20 * np.log10(2))
+
+
+def test_psnr_of_identical_images_is_inf_without_a_warning():
+    """One convention for MSE 0, scikit-image's and fastMRI's: +inf, never a clamped MSE."""
+    x = images(2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        as_torch = psnr(x, x.clone())
+        as_numpy = psnr(x.numpy(), x.numpy(), data_range=np.array([1.5, 10.0]))
+    assert as_torch.tolist() == [float("inf")] * 2
+    assert as_numpy.tolist() == [float("inf")] * 2
+    # One image identical, the other not: only the first is inf (no shared floor).
+    ref = x.numpy()
+    mixed = psnr(np.stack([ref[0], ref[1] + 1e-7]), ref)
+    assert mixed[0] == float("inf") and 130 < mixed[1] < 150
+    with pytest.raises(ValueError, match="shapes differ"):
+        psnr(ref, ref[:, :, :8])
+
+
+def test_every_psnr_of_the_package_is_this_one():
+    """No module but metrics/quality.py computes a PSNR: no other ``psnr`` function and no
+    other logarithm of an MSE, so the package has one convention for identical images."""
+    import ast
+    from pathlib import Path
+
+    import patchpnp
+
+    root = Path(patchpnp.__file__).parent
+    home = root / "metrics" / "quality.py"
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        if path == home:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.FunctionDef) and node.name.lower().strip("_") == "psnr":
+                found.append(f"{path.relative_to(root)}:{node.lineno} def {node.name}")
+            if isinstance(node, ast.Attribute) and node.attr == "log10":
+                found.append(f"{path.relative_to(root)}:{node.lineno} log10")
+    assert not found, found
+
+
+def test_the_grid_psnr_numbers_are_the_textbook_formula_bit_for_bit():
+    """The grid's, the MRI cells' and the posterior cells' PSNR columns are the same
+    numbers the package computed before it had one PSNR: ``10 log10(range^2 / MSE)``
+    with the MSE averaged in float64 per image, no clamp in the way."""
+    from patchpnp.inference.posterior import posterior_stats
+    from patchpnp.metrics.mri import magnitude, mri_scores
+
+    rng = np.random.default_rng(3)
+    for shape in [(3, 1, 32, 32), (2, 1, 64, 48), (4, 1, 17, 33)]:
+        gt = rng.random(shape) * 0.9
+        recon = gt + rng.normal(0.0, 0.05, shape)
+        mse = ((recon - gt) ** 2).reshape(shape[0], -1).mean(axis=1)
+        expect = 10 * np.log10(1.0 / mse)
+        assert psnr(recon, gt).tolist() == expect.tolist()
+        assert psnr(torch.from_numpy(recon), torch.from_numpy(gt)).tolist() == expect.tolist()
+        # posterior cells: the mean of K samples, and each sample's PSNR averaged
+        samples = gt + rng.normal(0.0, 0.05, (3, *shape))
+        cols, mean, _ = posterior_stats(samples, gt)
+        mean_mse = ((mean - gt) ** 2).reshape(shape[0], -1).mean(axis=1)
+        assert cols["psnr_of_mean"].tolist() == (10 * np.log10(1.0 / mean_mse)).tolist()
+        each = [
+            10 * np.log10(1.0 / ((s - gt) ** 2).reshape(shape[0], -1).mean(axis=1)) for s in samples
+        ]
+        assert cols["psnr_mean_of_samples"].tolist() == np.mean(each, axis=0).tolist()
+    # MRI cells: magnitudes, each slice with its own data range (fastMRI's volume maximum)
+    target = rng.normal(size=(3, 2, 24, 20)) * 40
+    recon = target + rng.normal(size=target.shape)
+    dr = rng.uniform(50, 200, 3)
+    t, r = magnitude(target), magnitude(recon)
+    expect = [10 * np.log10(dr[i] ** 2 / float(np.mean((t[i] - r[i]) ** 2))) for i in range(3)]
+    assert mri_scores(recon, target, dr)["psnr"].tolist() == expect
+
+
+def test_psnr_and_ssim_import_no_torch():
+    """The figures and fastMRI's scores compute PSNR on numpy arrays without torch."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import numpy as np\n"
+        "from patchpnp.metrics.mri import mri_scores\n"
+        "from patchpnp.metrics.quality import psnr, ssim\n"
+        "a = np.zeros((1, 8, 8))\n"
+        "assert psnr(a, a)[0] == float('inf') and ssim(a + 0.5, a + 0.5)[0] == 1.0\n"
+        "print('torch' in sys.modules)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.stdout.strip() == "False", res.stdout + res.stderr
 
 
 def test_band_rmse_separates_the_outer_band_from_the_interior():
@@ -124,7 +213,7 @@ def test_lpips_build_copies_every_backbone_layer_from_the_checkpoint(monkeypatch
     """
     torchvision = pytest.importorskip("torchvision")
     state = torchvision.models.alexnet(weights=None).state_dict()
-    monkeypatch.setattr(metrics.torch, "load", lambda *args, **kwargs: state)
+    monkeypatch.setattr(torch, "load", lambda *args, **kwargs: state)
     stand_in = tmp_path / "alexnet-owt-00000000.pth"
     stand_in.write_bytes(b"")
     model = LPIPSMetric(checkpoint=stand_in, verify_hash=False).model

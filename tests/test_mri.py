@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from patchpnp.data.demo import build_demo_folder
+from patchpnp.data.demo import DemoSimulation, build_demo_folder
 from patchpnp.data.fastmri import DataError
 from patchpnp.data.mri_extract import extract_mri_volumes
 from patchpnp.evaluation.mri_table import MRI_COLUMNS, mri_checks, mri_table, write_mri_table
@@ -14,6 +14,7 @@ from patchpnp.formats import FormatError, read_mri_split
 from patchpnp.inference.mri_cell import (
     Acquisition,
     MRIError,
+    Reconstruction,
     check_method,
     read_tuned,
     run_mri_cell,
@@ -36,14 +37,11 @@ def mri_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("mri")
     vols = build_demo_folder(
         root / "vols",
-        layout="multicoil",
+        simulation=DemoSimulation(
+            "multicoil", recon_size=32, train_slices=3, eval_slices=3, edge_slices=1, coils=4
+        ),
         n_train=2,
         n_eval=3,
-        recon_size=32,
-        train_slices=3,
-        eval_slices=3,
-        edge_slices=1,
-        coils=4,
         progress=False,
     )
     common = {"image_size": SIZE, "calib_width": 12, "progress": False}
@@ -118,9 +116,8 @@ def test_classical_cells_tune_and_score(tmp_path, mri_data):
         mri_data["eval"],
         tmp_path / "tune.csv",
         acquisition=acq,
-        method="sense",
+        reconstruction=Reconstruction("sense", iters=5),
         values=[1e-3, 1e-2, 1e-1],
-        iters=5,
         progress=False,
     )
     assert read_tuned(tmp_path / "tune.csv") == lam
@@ -132,9 +129,8 @@ def test_classical_cells_tune_and_score(tmp_path, mri_data):
             tmp_path / f"{method}.csv",
             dataset="d",
             acquisition=acq,
-            method=method,
+            reconstruction=Reconstruction(method, **kw),
             progress=False,
-            **kw,
         )
     zf = tables["zero_filled"]
     assert list(zf.columns[:7]) == [
@@ -163,11 +159,9 @@ def test_diffusion_cells_pair_whole_and_patch(tmp_path, mri_data, complex_prior)
             tmp_path / f"{size}.csv",
             dataset="d",
             acquisition=acq,
-            method="diffusion",
-            solver="diffpir",
-            solver_params=params,
-            prior=complex_prior,
-            size=size,
+            reconstruction=Reconstruction(
+                "diffusion", solver="diffpir", solver_params=params, prior=complex_prior, size=size
+            ),
             progress=False,
         )
     assert (tables[8]["size"] == "8").all() and (tables["whole"]["nfe"] == 2).all()
@@ -294,8 +288,8 @@ def test_data_range_is_the_scored_targets_volume_maximum(tmp_path, mri_data):
     assert two[0] == two[1] == pytest.approx(expect[:2].max())
     table = run_mri_cell(
         mri_data["eval"], tmp_path / "zf.h5", tmp_path / "zf.csv", dataset="d",
-        acquisition=Acquisition(acceleration=2, center_fraction=0.25), method="zero_filled",
-        progress=False,
+        acquisition=Acquisition(acceleration=2, center_fraction=0.25),
+        reconstruction=Reconstruction("zero_filled"), progress=False,
     )  # fmt: skip
     assert np.allclose(table["data_range"], expect)
     mse = table["nmse"] * (magnitude(split.images) ** 2).reshape(3, -1).mean(axis=1)
@@ -356,3 +350,16 @@ def test_data_consistency_uses_the_noise_estimated_from_kspace():
     y = op.A(x) + noise.to(torch.complex64)
     dc = data_consistency(op, x, y, 1.0).numpy() / sigma
     assert dc == pytest.approx([1.0, 1.0], rel=0.15)
+
+
+def test_mri_cells_take_a_number_of_tiles_per_call():
+    """``patch_batch: auto`` needs a memory calibration, which only the grid's cells take:
+    an MRI cell refuses it before reading anything."""
+    from patchpnp.runtime import Runtime
+
+    with pytest.raises(MRIError, match="patch_batch 'auto'"):
+        run_mri_cell(
+            "no-such-split.h5", "r.h5", "m.csv", dataset="d",
+            acquisition=Acquisition(acceleration=2, center_fraction=0.25),
+            reconstruction=Reconstruction("zero_filled"), runtime=Runtime(patch_batch="auto"),
+        )  # fmt: skip

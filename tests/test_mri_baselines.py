@@ -11,7 +11,8 @@ from patchpnp.inference.mri_baselines import (
     sense,
     zero_filled,
 )
-from patchpnp.metrics.mri import magnitude, mri_scores, nmse, psnr, ssim
+from patchpnp.metrics.mri import magnitude, mri_scores, nmse, ssim
+from patchpnp.metrics.quality import psnr
 from patchpnp.physics.mri import fastmri_line_mask
 from patchpnp.physics.multicoil import MulticoilMRI, to_channels
 from scipy.ndimage import gaussian_filter
@@ -236,12 +237,12 @@ def test_choose_interior_flags_an_edge_optimum():
 def test_metrics_known_values():
     rng = np.random.default_rng(0)
     img = rng.random((32, 32)) + 0.5
-    assert psnr(img, img, 1.5) == float("inf")
+    assert psnr(img[None], img[None], 1.5)[0] == float("inf")
     assert nmse(img, img) == 0.0
     assert ssim(img, img, 1.5) == pytest.approx(1.0)
     gt = np.ones((8, 8))
-    assert psnr(gt, gt + 0.1, 1.0) == pytest.approx(20.0)  # mse 0.01 -> 20 dB
-    assert psnr(gt, gt + 0.1, 10.0) == pytest.approx(40.0)
+    assert psnr(gt[None], gt[None] + 0.1, 1.0)[0] == pytest.approx(20.0)  # mse 0.01 -> 20 dB
+    assert psnr(gt[None], gt[None] + 0.1, 10.0)[0] == pytest.approx(40.0)
     assert nmse(gt, gt + 0.1) == pytest.approx(0.01)
     assert ssim(img, img + rng.normal(0, 0.2, img.shape), 1.5) < 0.9
 

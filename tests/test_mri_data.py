@@ -13,7 +13,7 @@ from patchpnp.data.coils import (
     ifft2c,
     rss,
 )
-from patchpnp.data.demo import build_demo_folder
+from patchpnp.data.demo import DemoSimulation, build_demo_folder
 from patchpnp.data.extract import center_crop, extract_volumes, merge_shards
 from patchpnp.data.fastmri import DataError
 from patchpnp.data.mri_extract import extract_mri_volumes, inspect_mri_volume
@@ -84,8 +84,9 @@ def test_compress_coils_keeps_a_rank_limited_signal_and_pads():
 def demo(tmp_path_factory):
     """Two training and two evaluation multicoil demo volumes, 32 x 32, 4 coils."""
     root = tmp_path_factory.mktemp("mri")
-    vols = build_demo_folder(root / "x", layout="multicoil", n_train=2, n_eval=2, recon_size=32,
-                             train_slices=4, eval_slices=3, edge_slices=1, coils=4,
+    simulation = DemoSimulation("multicoil", recon_size=32, train_slices=4, eval_slices=3,
+                                edge_slices=1, coils=4)  # fmt: skip
+    vols = build_demo_folder(root / "x", simulation=simulation, n_train=2, n_eval=2,
                              progress=False)  # fmt: skip
     return root, vols
 

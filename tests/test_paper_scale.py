@@ -154,16 +154,20 @@ def test_ratios_and_targets():
     assert check["time_ok"].tolist() == [True, True]
 
 
+@pytest.mark.slow
 def test_paper_profile_end_to_end(tmp_path):
     """The command on a tiny network: calibration, four configurations in fresh processes,
     the table, its summary and the figure."""
     from patchpnp.evaluation.figures import paper_scale_figure
 
     out = tmp_path / "paper_scale.csv"
+    from patchpnp.runtime import Runtime
+
     ps.paper_profile_command(
         output=str(out), network_config=str(_network_file(tmp_path)),
         calibration=str(tmp_path / "cal.json"), summary=str(tmp_path / "summary.md"),
-        solvers=["diffpir"], image_sizes=[32], sizes=[16], sampled_chunks=2, threads=1,
+        grid=ps.ScaleGrid(["diffpir"], [32], [16]), sampled_chunks=2,
+        runtime=Runtime(threads=1),
     )  # fmt: skip
     table = read_paper_scale(out)
     assert list(table.columns) == PAPER_SCALE_COLUMNS
@@ -181,15 +185,19 @@ def test_bad_input_stops_before_any_measurement(tmp_path):
     with pytest.raises(ps.PaperScaleError, match="network config not found"):
         ps.paper_profile_command(
             output=str(tmp_path / "o.csv"), network_config=str(tmp_path / "none.yaml"),
-            calibration=str(tmp_path / "c.json"), solvers=["dps"], image_sizes=[32], sizes=[16],
+            calibration=str(tmp_path / "c.json"), grid=ps.ScaleGrid(["dps"], [32], [16]),
         )  # fmt: skip
     with pytest.raises(ps.MicroBatchError, match="memory_limit"):
         ps.paper_profile_command(
             output=str(tmp_path / "o.csv"), network_config=str(_network_file(tmp_path)),
-            calibration=str(tmp_path / "c.json"), solvers=["dps"], image_sizes=[32], sizes=[16],
+            calibration=str(tmp_path / "c.json"), grid=ps.ScaleGrid(["dps"], [32], [16]),
             memory_limit="half",
         )  # fmt: skip
     assert not list(tmp_path.glob("*.csv")) and not (tmp_path / "c.json").exists()
+    with pytest.raises(ps.PaperScaleError, match="patch sides, not \\['whole'\\]"):
+        ps.ScaleGrid(["dps"], [32], ["whole", 16])  # --sizes parses as profile's does
+    with pytest.raises(ps.PaperScaleError, match="no image size"):
+        ps.ScaleGrid(["dps"], [], [16])
 
 
 def test_a_table_without_the_contract_columns_is_refused(tmp_path):

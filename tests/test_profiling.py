@@ -139,6 +139,7 @@ def test_plan_covers_both_sweeps():
     assert {j["image_size"] for j in grow} == {64, 128}
 
 
+@pytest.mark.slow
 def test_profiles_run_in_fresh_processes(tmp_path, eval_file, tiny_prior):  # noqa: F811
     jobs = profile_plan(["dps"], 16, [8, "whole"], [32], 8)
     table = run_profiles(

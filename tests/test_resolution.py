@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from patchpnp.data.demo import build_demo_folder
+from patchpnp.data.demo import DemoSimulation, build_demo_folder
 from patchpnp.data.fastmri import DataError, resolution_volumes, split_eval_volumes
 from patchpnp.evaluation.aggregate import AggregateError
 from patchpnp.evaluation.claims import CLAIMS_COLUMNS, claims_table
@@ -166,7 +166,8 @@ def test_the_demo_plan_builds_the_extra_volumes_in_a_part_of_their_own(demo_conf
 def test_the_extra_demo_volumes_continue_the_evaluation_volumes(tmp_path):
     """Built by their own job, volume k of the extra part equals evaluation volume
     n_eval + k of a folder built with more evaluation volumes in one go."""
-    kw = dict(layout="singlecoil", seed=3, recon_size=48, eval_slices=3, progress=False)
+    simulation = DemoSimulation("singlecoil", seed=3, recon_size=48, eval_slices=3)
+    kw = dict(simulation=simulation, progress=False)
     more = build_demo_folder(tmp_path / "a" / "f", n_eval=2, n_tune=1, n_more=1, first=3, **kw)
     assert [p.name for p in more] == ["file_mni_0003.h5"]  # the first three are not written
     assert [p.name for p in (tmp_path / "a" / "f").iterdir()] == ["file_mni_0003.h5"]

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
 import shutil
-import signal
-import subprocess
 import time
+from collections import Counter
 from pathlib import Path
 
 import h5py
@@ -20,43 +18,17 @@ import pytest
 import torch
 from workflow_runner import (
     ROOT,
-    runner_env,
+    copy_workdir,
+    dry_run,
+    result_files,
     snakemake,
-    snakemake_command,
     tiny_demo_config,
     write_config,
 )
 
-pytestmark = pytest.mark.slow
-
-JOB = re.compile(r"^(?:local)?rule (\w+):$")
-
-
-def planned_jobs(text: str) -> list[tuple[str, list[str]]]:
-    """(rule, outputs) for every job a dry run lists."""
-    jobs: list[tuple[str, list[str]]] = []
-    for line in text.splitlines():
-        match = JOB.match(line.strip())
-        if match:
-            jobs.append((match.group(1), []))
-        elif jobs and line.startswith("    output: "):
-            jobs[-1][1].extend(p.strip() for p in line[len("    output: ") :].split(","))
-    return jobs
-
-
-def dry_run(workdir: Path, config: dict, env: dict | None = None) -> list[tuple[str, list[str]]]:
-    res = snakemake(workdir, "-n", configfile=write_config(workdir / "alt", config), extra_env=env)
-    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
-    return planned_jobs(res.stdout)
-
-
-def result_files(results: Path) -> dict[str, int]:
-    """Modification times of every result (logs and benchmarks aside)."""
-    return {
-        str(p.relative_to(results)): p.stat().st_mtime_ns
-        for p in results.rglob("*")
-        if p.is_file() and "logs" not in p.relative_to(results).parts
-    }
+# One xdist worker runs them all, in order: the rerun tests dry-run in the one folder of
+# the killed-and-restarted run (tests/conftest.py), each with its own config.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("killed_and_restarted")]
 
 
 def assert_results_readable(results: Path) -> None:
@@ -72,49 +44,6 @@ def assert_results_readable(results: Path) -> None:
             assert len(pd.read_csv(path)) > 0, path
     for path in results.rglob("ema.pt"):
         torch.load(path, map_location="cpu", weights_only=False)
-
-
-@pytest.fixture(scope="module")
-def killed_and_restarted(tmp_path_factory):
-    """The tiny workflow killed outright (SIGKILL to Snakemake and its jobs) once
-    the priors are trained and some grid cells are done, then started again."""
-    work = tmp_path_factory.mktemp("killed")
-    config = tiny_demo_config()
-    configfile = write_config(work, config)
-    log = (work / "first.log").open("w")
-    first = subprocess.Popen(
-        snakemake_command(work, "--cores", "2", configfile=configfile),
-        cwd=work,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=runner_env(),
-        start_new_session=True,
-    )
-    metrics = work / "results" / "metrics"
-    deadline = time.monotonic() + 400
-    while time.monotonic() < deadline and first.poll() is None:
-        if len(list(metrics.rglob("*.csv"))) >= 3:
-            break
-        time.sleep(0.2)
-    assert first.poll() is None, "the workflow ended before it could be killed"
-    os.killpg(first.pid, signal.SIGKILL)
-    first.wait()
-    log.close()
-    before = result_files(work / "results")
-
-    unlock = snakemake(work, "--unlock", configfile=configfile)
-    assert unlock.returncode == 0, unlock.stderr[-2000:]
-    pending = dry_run(work, config)
-    second = snakemake(work, "--cores", "2", configfile=configfile)
-    assert second.returncode == 0, second.stderr[-3000:]
-    return {
-        "work": work,
-        "config": config,
-        "before": before,
-        "pending": pending,
-        "after": result_files(work / "results"),
-        "second": second,
-    }
 
 
 def test_restart_after_kill_redoes_no_finished_job(killed_and_restarted):
@@ -265,22 +194,25 @@ def test_lpips_status_is_recorded_and_the_mode_reruns_only_the_inference_cells(
     assert not any(rule.startswith("demo_volumes") for rule in rules), rules
 
 
-def test_weights_appearing_after_unavailable_rerun_the_rule_and_the_cells(killed_and_restarted):
+def test_weights_appearing_after_unavailable_rerun_the_rule_and_the_cells(
+    killed_and_restarted, tmp_path
+):
     """The fix (a file at resources/lpips/) reruns lpips_weights, and with it the cells,
-    on the next run; nothing upstream."""
+    on the next run; nothing upstream. (On a copy: other tests copy the run's folder.)"""
     run = killed_and_restarted
-    status = json.loads((run["work"] / "resources" / "lpips" / "status.json").read_text())
+    work = copy_workdir(run["work"], tmp_path / "work")
+    status = json.loads((work / "resources" / "lpips" / "status.json").read_text())
     if status["available"]:
         pytest.skip("this machine's torch hub cache holds the weights")
-    weights = run["work"] / "resources" / "lpips" / "alexnet-owt-7be5be79.pth"
+    weights = work / "resources" / "lpips" / "alexnet-owt-7be5be79.pth"
     weights.write_bytes(b"what curl brought")
     try:
-        jobs = dry_run(run["work"], run["config"])
+        jobs = dry_run(work, run["config"])
     finally:
         weights.unlink()
     assert "lpips_weights" in _rules(jobs) and len(_outputs(jobs, "infer_cell")) == 10
     assert not _rules(jobs) & UPSTREAM
-    jobs = dry_run(run["work"], run["config"])  # the file gone again: nothing to redo
+    jobs = dry_run(work, run["config"])  # the file gone again: nothing to redo
     assert not [job for job in jobs if job[0] != "all"], jobs
 
 
@@ -307,13 +239,15 @@ def test_changing_a_solver_module_reruns_the_jobs_that_import_it(killed_and_rest
 
 
 def test_stand_in_cluster_runs_every_job_as_its_own_process_and_survives_faults(
-    killed_and_restarted, tmp_path
+    killed_and_restarted, tiny_demo_priors, tmp_path
 ):
     """The local-cluster profile (cluster-generic executor, one background process
-    per job) runs the smallest config. One cell fails once and succeeds on the retry
+    per job) runs the smallest config, from a copy of the session's data and priors
+    (tests/conftest.py: tiny_demo_priors). One cell fails once and succeeds on the retry
     the profile allows; another fails every time: it fails alone, the independent
     jobs finish (--keep-going), and a clean rerun completes only what is missing.
     The numbers equal the local run's: each job is self-contained."""
+    copy_workdir(tiny_demo_priors, tmp_path)
     config = tiny_demo_config()
     # The smallest grid that still has every kind of job: one prior, both solvers.
     config["priors"] = {"patch": config["priors"]["patch"]}
@@ -341,9 +275,17 @@ def test_stand_in_cluster_runs_every_job_as_its_own_process_and_survives_faults(
     assert len(list((results / "metrics").rglob("*.csv"))) == 2 * 2 + 1 - 1
     assert (results / "figures" / "fig3_memory.png").is_file()
     assert not (results / "tables" / "table1.csv").exists()
-    jobs = list((tmp_path / ".snakemake" / "local-cluster").glob("*.sh"))
-    # every job (targets and localrules aside) went through submit.py, retries included
-    assert len(jobs) >= 20
+    scripts = (tmp_path / ".snakemake" / "local-cluster").glob("*.sh")
+    submitted = Counter(re.search(r"--target-jobs '(\w+):", p.read_text())[1] for p in scripts)
+    # every job (targets and localrules aside) went through submit.py, retries included:
+    # one script per job the run started as a rule (a restart is started again)
+    out = first.stdout + first.stderr
+    started = Counter(re.findall(r"^rule (\w+):$", out, re.M))
+    assert out.count("Trying to restart job") == 2
+    assert submitted == started, (submitted, started)
+    assert submitted["infer_cell"] == 4 + 2  # the 4 cells, the 2 faulty ones once more
+    kinds = {"calibrate_memory", "tile_check", "profile", "infer_cell", "infer_baseline"}
+    assert kinds <= set(submitted), submitted
 
     before = result_files(results)
     second = snakemake(tmp_path, *profile, configfile=configfile, timeout=600)

@@ -312,7 +312,7 @@ def test_info_counts_calls_backward_passes_and_tiles(name, backward):
 # -- the first state -------------------------------------------------------------------------
 def test_first_state_noise_is_the_level_the_denoiser_is_told():
     """Denoising: y already carries sigma_n, so only sqrt(s0^2 - sigma_n^2) is added and y
-    is not clamped; elsewhere the guess is clamped and s0 added (ALGORITHMS.md section 6)."""
+    is not clamped; elsewhere the guess is clamped and s0 added (docs/methods.md section 6)."""
     x = torch.full((2, 1, 64, 64), 0.02)  # dark: clamping y would fold its noise
     op = make_operator("denoise")
     y = op.measure(x, 0.2, gens(1, 2))

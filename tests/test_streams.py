@@ -1,4 +1,4 @@
-"""Common random numbers (ALGORITHMS.md section 10): keyed streams, and what they buy.
+"""Common random numbers (docs/methods.md section 10): keyed streams, and what they buy.
 
 A solve's draws are keyed by (seed, image, purpose, step), so cells that differ only in
 the inference size or the padding see the same solver noise. With a pointwise denoiser,

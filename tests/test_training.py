@@ -292,6 +292,7 @@ def test_nan_loss_stops_with_step_and_keeps_last_checkpoint(tmp_path, data, monk
     assert torch.load(states[0], weights_only=False)["step"] == 2
 
 
+@pytest.mark.slow
 def test_ddp_with_two_cpu_processes(tmp_path, data):
     """torchrun, gloo: two processes split each batch; one set of weights comes out."""
     import json
@@ -329,8 +330,9 @@ def test_ddp_with_two_cpu_processes(tmp_path, data):
     assert all(torch.isfinite(p).all() for p in denoiser.parameters())
 
 
+@pytest.mark.slow
 def test_tiny_prior_learns_to_denoise(tmp_path):
-    """Loosely the issue's quality bar: one call beats the noisy input at every sigma."""
+    """A loose quality bar: one call beats the noisy input at every sigma."""
     train = [write_split(tmp_path / "train.h5", blobs(256, 16, 0))]
     evals = [write_split(tmp_path / "eval.h5", blobs(32, 16, 99))]
     settings = tiny_settings(
@@ -367,6 +369,7 @@ def test_denoise_check_noise_is_per_image_and_averaged_over_draws(tmp_path):
         denoise_check(prior, evals, draws=0)
 
 
+@pytest.mark.slow
 def test_training_killed_outright_resumes_from_its_checkpoint(tmp_path, data):
     """SIGKILL to a running `patchpnp train` (no chance to clean up), then the same
     command again: it resumes from the last checkpoint and ends with the weights of

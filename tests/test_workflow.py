@@ -2,8 +2,14 @@
 
 import pytest
 import yaml
-from fastmri_files import write_folder
-from workflow_runner import ROOT, snakemake, tiny_demo_config, tiny_mri_config, write_config
+from workflow_runner import (
+    ROOT,
+    copy_workdir,
+    snakemake,
+    tiny_demo_config,
+    tiny_mri_config,
+    write_config,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -105,17 +111,6 @@ def test_longer_priors_overlay_merges_into_the_demo(tmp_path):
         for key in ("lr_ref", "ema_sigma_rel", "precision"):
             assert settings["training"][key] == demo["training"][key]
     assert not (tmp_path / "results").exists()
-
-
-@pytest.fixture
-def paper_fastmri(tmp_path):
-    """A fastMRI location with the paper's folders, holding small valid volumes."""
-    root = tmp_path / "fastmri"
-    write_folder(root / "knee_singlecoil_train", 4, "singlecoil", n_slices=12, size=16)
-    write_folder(root / "knee_singlecoil_val", 72, "singlecoil", n_slices=3, size=16)
-    write_folder(root / "brain_multicoil_train", 3, "multicoil", n_slices=12, size=16, coils=2)
-    write_folder(root / "brain_multicoil_val", 210, "multicoil", n_slices=3, size=16, coils=2)
-    return root
 
 
 def test_paper_config_dry_run(tmp_path, paper_fastmri):
@@ -254,20 +249,24 @@ def test_paper_config_without_fastmri_location_stops_early(tmp_path):
 def test_missing_fastmri_volumes_stop_before_any_job(tmp_path, paper_fastmri, target, message):
     import shutil
 
+    root = paper_fastmri  # the session's, read only: a folder goes from a copy
     if target == "all":
-        shutil.rmtree(paper_fastmri / "brain_multicoil_val")
+        root = shutil.copytree(paper_fastmri, tmp_path / "fastmri")
+        shutil.rmtree(root / "brain_multicoil_val")
+    work = tmp_path / "work"
+    work.mkdir()
     res = snakemake(
-        tmp_path,
+        work,
         "--cores",
         "1",
         target,
         "--config",
-        f"fastmri_root={paper_fastmri}",
+        f"fastmri_root={root}",
         configfile=ROOT / "config" / "paper.yaml",
     )
     assert res.returncode != 0
     assert message in res.stdout + res.stderr
-    assert not (tmp_path / "results").exists()
+    assert not (work / "results").exists()
 
 
 def test_bad_config_value_stops_before_any_job(tmp_path):
@@ -351,12 +350,14 @@ def test_tiny_mri_runs_end_to_end(tmp_path):
     assert "## Checks" in (tmp_path / "results/tables/mri.md").read_text()
 
 
-def test_tiny_solvers_and_uncertainty_run_end_to_end(tmp_path):
+def test_tiny_solvers_and_uncertainty_run_end_to_end(tmp_path, killed_and_restarted):
     """`snakemake solvers uncertainty` on the tiny demo: a deepinv solver's weight tuned
     and its cells beside our grid's, the table with claim (b) per solver, and K = 2
-    posterior samples whole and through 8 px tiles with their table and figure."""
+    posterior samples whole and through 8 px tiles with their table and figure. It starts
+    from a copy of the session's finished tiny demo (data, priors and grid built)."""
     import pandas as pd
 
+    copy_workdir(killed_and_restarted["work"], tmp_path)
     config = tiny_demo_config()
     res = snakemake(
         tmp_path,

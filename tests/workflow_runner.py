@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -76,6 +78,55 @@ def snakemake(
         timeout=timeout,
         cwd=workdir,
     )
+
+
+JOB = re.compile(r"^(?:local)?rule (\w+):$")
+
+
+def planned_jobs(text: str) -> list[tuple[str, list[str]]]:
+    """(rule, outputs) for every job a dry run lists."""
+    jobs: list[tuple[str, list[str]]] = []
+    for line in text.splitlines():
+        match = JOB.match(line.strip())
+        if match:
+            jobs.append((match.group(1), []))
+        elif jobs and line.startswith("    output: "):
+            jobs[-1][1].extend(p.strip() for p in line[len("    output: ") :].split(","))
+    return jobs
+
+
+def dry_run(workdir: Path, config: dict, env: dict | None = None) -> list[tuple[str, list[str]]]:
+    """The jobs ``snakemake -n`` plans in ``workdir`` under ``config`` (written to
+    ``workdir/alt``, so the run's own config file stays as it was)."""
+    res = snakemake(workdir, "-n", configfile=write_config(workdir / "alt", config), extra_env=env)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    return planned_jobs(res.stdout)
+
+
+def result_files(results: Path) -> dict[str, int]:
+    """Modification times of every result (logs and benchmarks aside)."""
+    return {
+        str(p.relative_to(results)): p.stat().st_mtime_ns
+        for p in results.rglob("*")
+        if p.is_file() and "logs" not in p.relative_to(results).parts
+    }
+
+
+def copy_workdir(source: Path, dest: Path) -> Path:
+    """A copy of a Snakemake working folder that the copy's runs take as built: every
+    file with its modification time (copy2), and Snakemake's metadata, so a copied
+    output is neither missing nor older than its inputs and no rerun trigger fires.
+    The locks and run logs of the source stay behind."""
+    shutil.copytree(
+        source,
+        dest,
+        symlinks=True,
+        dirs_exist_ok=True,
+        ignore=lambda folder, names: (
+            {"locks", "log"} & set(names) if Path(folder).name == ".snakemake" else set()
+        ),
+    )
+    return dest
 
 
 def tiny_demo_config() -> dict:

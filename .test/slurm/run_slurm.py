@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The tiny demo workflow through the real SLURM executor on the one-node cluster of
-start-slurm.sh, and the checks of issue 27 (items 5 and 6b):
+start-slurm.sh, and its checks:
 
 1. every job Snakemake runs outside ``localrules`` went through sbatch: SLURM holds
    one job per submission, under the run's name, with the rule in its comment;

@@ -130,7 +130,7 @@ rule infer:
         plan.cell_files("metrics"),
 
 
-# Tuning (ALGORITHMS.md section 8): lambda / zeta per (prior, solver, task) on the
+# Tuning (docs/methods.md section 8): lambda / zeta per (prior, solver, task) on the
 # tuning slices, disjoint from the evaluation slices. Not part of `all`: run
 # `snakemake tune` and copy results/tune/chosen.yaml into the config.
 rule tune_solver:

@@ -1,4 +1,4 @@
-# Multicoil MRI reconstruction from k-space (snakemake mri; ALGORITHMS.md section 11):
+# Multicoil MRI reconstruction from k-space (snakemake mri; docs/methods.md section 11):
 # extraction with ESPIRiT maps, priors on complex images, classical baselines with
 # their lam tuned on the tuning slices, the diffusion grid, the table and a figure.
 

@@ -329,3 +329,20 @@ rule results:
             prior=list(config["priors"]),
             patch=plan.patch_sizes()[:1],
         ),
+
+
+# docs/results.md: every measured table under results/ in one dated document. Not in
+# all, since it rewrites a tracked file: run it after the targets whose tables it should
+# hold (it reads whichever exist and lists the absent ones).
+rule results_doc:
+    input:
+        rules.results.input,
+    output:
+        "docs/results.md",
+    log:
+        f"{LOGS}/results_doc.log",
+    params:
+        configs=workflow.configfiles,
+        code=command_code("results-doc"),
+    shell:
+        "patchpnp results-doc results --output {output:q} --configs {params.configs:q} > {log} 2>&1"

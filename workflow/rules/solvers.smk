@@ -1,4 +1,4 @@
-# Beyond the paper (ALGORITHMS.md section 12): claim (b) across solvers, and posterior
+# Beyond the paper (docs/methods.md section 12): claim (b) across solvers, and posterior
 # uncertainty, each its own target (snakemake solvers / snakemake uncertainty) and
 # budget; part of all where solvers.in_all / uncertainty.in_all (config/paper.yaml).
 # deepinv's solvers' cells live under results/solvers/ in the grid's cell layout; our

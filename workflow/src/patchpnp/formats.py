@@ -12,7 +12,7 @@ attrs       :data:`SPLIT_SETTINGS`, ``n_volumes``, ``n_images``
 =========  ===========================  ==============================================
 
 **MRI split file** (``results/mri/data/{dataset}/{split}.h5``; ``patchpnp mri-extract`` /
-``merge``), what the k-space reconstruction task (ALGORITHMS.md section 11) reads: a split
+``merge``), what the k-space reconstruction task (docs/methods.md section 11) reads: a split
 file whose ``images`` are the complex coil-combined targets as 2 channels (real,
 imaginary) ``[n, 2, S, S]``, ``scale`` the volume's constant that divided them, plus
 
@@ -55,6 +55,8 @@ SPLIT_SETTINGS = ("split", "image_size", "crop_size", "edge_slices", "scale_perc
 # its per-image datasets beyond a split file's (kspace and maps: eval / tune only).
 MRI_SETTINGS = ("calib_width", "coils")
 MRI_EXTRAS = (DATA_RANGE, KSPACE, MAPS)
+# fastMRI's k-space file layouts (patchpnp.data.fastmri.RECONSTRUCTION_KEY reads both).
+FASTMRI_LAYOUTS = ("singlecoil", "multicoil")
 # The keys of an MRI cell (snakemake mri): the first columns of its metrics file.
 MRI_CELL_KEYS = ("dataset", "acceleration", "mask", "method", "prior", "solver", "size")
 

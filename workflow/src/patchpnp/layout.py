@@ -65,7 +65,7 @@ GPU_CHECK_SUMMARY = f"{RESULTS}/gpu_check/gpu_check.md"
 TABLES = f"{RESULTS}/tables"
 FIGURES = f"{RESULTS}/figures"
 
-# -- multicoil MRI reconstruction (snakemake mri; ALGORITHMS.md section 11) -------------------
+# -- multicoil MRI reconstruction (snakemake mri; docs/methods.md section 11) -------------------
 MRI = f"{RESULTS}/mri"
 MRI_SPLIT = f"{MRI}/data/{{dataset}}/{{split}}.h5"
 MRI_SHARD = f"{MRI}/data/{{dataset}}/shards/{{split}}_{{shard}}.h5"
@@ -80,9 +80,11 @@ MRI_TUNE_SOLVER = f"{MRI}/tune/{_MRI_ACQ}/{{prior}}/{{solver}}.csv"  # snakemake
 MRI_TABLE = f"{TABLES}/mri"  # .csv / .md
 # The classical reconstructions of an acquisition (the {method} of MRI_CLASSICAL).
 MRI_CLASSICAL_METHODS = ("zero_filled", "sense", "cs_wavelet")
+MRI_DIFFUSION = "diffusion"  # a diffusion solver around a prior (the MRI_CELL cells)
+MRI_METHODS = (*MRI_CLASSICAL_METHODS, MRI_DIFFUSION)  # every MRI cell's method
 MRI_FIGURE = f"{FIGURES}/mri"  # .png / .pdf
 
-# -- claim (b) across solvers (snakemake solvers; ALGORITHMS.md section 12) ---------------------
+# -- claim (b) across solvers (snakemake solvers; docs/methods.md section 12) ---------------------
 # deepinv's solvers' cells, in the grid's cell layout under their own folder (our solvers'
 # cells are the grid's own); their weights tuned on the tuning slices.
 SOLVERS_DIR = f"{RESULTS}/solvers"
@@ -91,7 +93,7 @@ SOLVERS_TUNE = f"{SOLVERS_DIR}/tune/{{prior}}/{{solver}}/{{task}}.csv"
 SOLVERS_TABLE = f"{TABLES}/solvers"  # .csv / .md
 SOLVERS_CLAIMS = f"{TABLES}/solvers_claims"  # .csv / .md: claim (b) per solver
 
-# -- posterior samples (snakemake uncertainty; ALGORITHMS.md section 12) ------------------------
+# -- posterior samples (snakemake uncertainty; docs/methods.md section 12) ------------------------
 UNCERTAINTY_DIR = f"{RESULTS}/uncertainty"
 UNCERTAINTY_CELL = f"{UNCERTAINTY_DIR}/{_CELL}"  # .h5 (mean, sd) / .csv (per image)
 UNCERTAINTY_TABLE = f"{TABLES}/uncertainty"  # .csv / .md

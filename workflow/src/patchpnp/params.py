@@ -12,6 +12,11 @@ NOISE = "sigma_n"  # every task's measurement noise, in [0, 1] image units
 # The U-Net's precision (training.precision, inference.precision): auto is bfloat16
 # autocast where the hardware computes it natively (patchpnp.runtime.autocast_dtype).
 PRECISIONS = ("auto", "float32", "bfloat16")
+# LPIPS (metrics.lpips): auto, n/a without the weights; required: fail; off: not computed
+# (patchpnp.metrics.quality.lpips_metric).
+LPIPS_MODES = ("auto", "required", "off")
+# Where a job computes (patchpnp.runtime.select_device): auto is the job's GPU, else the CPU.
+DEVICES = ("auto", "cpu", "cuda")
 
 # Per solver, the parameters a config may give for a task (besides steps), and those it must.
 # deepinv's posterior-sampling solvers (patchpnp.solvers.deepinv_solvers), run on our
@@ -27,7 +32,9 @@ SOLVER_REQUIRED = {
     "diffpir": {"lam", "zeta"},
     **{name: {"weight"} for name in DEEPINV_SOLVERS},
 }
-# The one parameter `snakemake tune` sweeps per solver (ALGORITHMS.md section 8).
+# Our own solvers (patchpnp.solvers.SOLVERS), the others being deepinv's.
+OUR_SOLVERS = tuple(name for name in SOLVER_KEYS if name not in DEEPINV_SOLVERS)
+# The one parameter `snakemake tune` sweeps per solver (docs/methods.md section 8).
 TUNED = {"diffpir": "lam", "dps": "zeta", **{name: "weight" for name in DEEPINV_SOLVERS}}
 
 # Per task, the keys a config may give: the noise and the forward model's parameters.
@@ -39,6 +46,8 @@ TASK_KEYS = {
 }
 # Forward-model parameters that the code, not the config, sets.
 TASK_INTERNAL = {"mri": {"seed"}}
+# The mri task's k-space line masks (its key mask; patchpnp.physics.mri.line_mask).
+MASK_TYPES = ("equispaced", "random")
 
 
 def operator_params(task_params: dict) -> dict:

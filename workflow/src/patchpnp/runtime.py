@@ -7,11 +7,14 @@ command picks its device, its precision and draws its random numbers the same wa
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 import torch
 
 from patchpnp.errors import PatchpnpError
-from patchpnp.params import PRECISIONS
+from patchpnp.params import DEVICES, PRECISIONS
 
 
 class DeviceError(PatchpnpError, RuntimeError):
@@ -41,7 +44,7 @@ def select_device(
     ``cuda`` on a machine without a GPU raises :class:`DeviceError` naming ``key``
     and what was found.
     """
-    if device not in ("auto", "cpu", "cuda"):
+    if device not in DEVICES:
         raise DeviceError(f"{key} must be auto, cpu or cuda, not {device!r}")
     if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
@@ -84,6 +87,35 @@ def use_threads(threads: int | None) -> None:
     """Give torch ``threads`` CPU threads (None: leave torch's default)."""
     if threads:
         torch.set_num_threads(int(threads))
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how a job computes (the command line's ``--device``, ``--threads``,
+    ``--precision``, ``--batch-images``, ``--patch-batch``, ``--memory-budget`` and
+    ``--calibration``); a command reads the fields it uses. Apart from ``precision``
+    these change the cost of a job, not its numbers.
+
+    ``device``: :func:`select_device`'s; ``threads``: torch CPU threads (None: torch's
+    default); ``precision``: the U-Net's autocast (:func:`autocast_dtype`);
+    ``batch_images``: images per solve; ``patch_batch``: tiles per network call, None for
+    all at once, or ``auto``: the largest micro-batch within ``memory_budget`` (MiB, or a
+    percentage of the whole images' working memory) by the memory model in
+    ``calibration`` (:mod:`patchpnp.patching.micro_batch`).
+    """
+
+    device: str = "auto"
+    threads: int | None = None
+    precision: str = "float32"
+    batch_images: int = 8
+    patch_batch: int | str | None = None
+    memory_budget: float | str | None = "25%"
+    calibration: str | Path | None = None
+
+    def start(self) -> torch.device:
+        """Give torch the threads and return the device (:func:`select_device`)."""
+        use_threads(self.threads)
+        return select_device(self.device)
 
 
 def cpu_has_native_bf16() -> bool:

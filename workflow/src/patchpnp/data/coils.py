@@ -1,4 +1,4 @@
-"""Coil sensitivities and coil combination for multicoil MRI (ALGORITHMS.md section 11).
+"""Coil sensitivities and coil combination for multicoil MRI (docs/methods.md section 11).
 
 Arrays put coils on axis -3: one slice is ``[C, H, W]``, a volume ``[S, C, H, W]``.
 Everything here is numpy (sigpy on its CPU device for ESPIRiT); the centred

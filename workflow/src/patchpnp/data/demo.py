@@ -37,10 +37,13 @@ import torch
 import torch.nn.functional as F
 
 from patchpnp.atomic import atomic_path
+from patchpnp.layout import RESOLUTION_SPLIT, SPLITS
 
 TEMPLATE_FILE = "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
 AXIS_NAMES = ("SAG", "COR", "AX")  # template axes 0 (x, L-R), 1 (y, P-A), 2 (z, I-S)
-ROLES = ("train", "eval", "tune")
+# The splits a volume serves (the resolution split's volumes are more eval ones). The
+# order seeds each volume's draws: train, eval, tune, as tests/test_demo.py checks.
+ROLES = tuple(s for s in SPLITS if s != RESOLUTION_SPLIT)
 GAP = 3  # template slices (mm) between bands of different roles
 EVAL_BAND = 3  # distinct central-slice positions per evaluation / tuning band
 TRAIN_MARGIN = 6  # extra positions in a training band, so slabs start at different places
@@ -322,23 +325,33 @@ def folder_stream(name: str) -> int:
     return zlib.crc32(name.encode())
 
 
+@dataclass(frozen=True)
+class DemoSimulation:
+    """How every volume of a demo folder is simulated (:class:`DemoVolumeSpec` per volume):
+    its ``layout``, the ``seed``, the reconstruction's side, anatomical slices per training
+    volume and per evaluation / tuning slab, noise-only slices at each end of a training
+    volume, coils, the readout's oversampling and the k-space noise."""
+
+    layout: str  # singlecoil | multicoil
+    seed: int = 0
+    recon_size: int = 96
+    train_slices: int = 16
+    eval_slices: int = 7
+    edge_slices: int = 2
+    coils: int = 4
+    readout_oversampling: int = 1
+    noise: float = 0.01
+
+
 def build_demo_folder(
     out_dir: str | Path,
     *,
-    layout: str,
+    simulation: DemoSimulation,
     n_train: int = 0,
     n_eval: int = 0,
     n_tune: int = 0,
     n_more: int = 0,
     first: int = 0,
-    seed: int = 0,
-    recon_size: int = 96,
-    train_slices: int = 16,
-    eval_slices: int = 7,
-    edge_slices: int = 2,
-    coils: int = 4,
-    readout_oversampling: int = 1,
-    noise: float = 0.01,
     progress: bool = True,
 ) -> list[Path]:
     """Write one demo folder: ``n_train`` training volumes, then the evaluation and tuning
@@ -365,20 +378,21 @@ def build_demo_folder(
         if i < first:
             counters[role] += 1
             continue
+        sim = simulation
         spec = DemoVolumeSpec(
             role=role,
-            layout=layout,
+            layout=sim.layout,
             index=counters[role],
-            seed=seed,
+            seed=sim.seed,
             stream=stream,
-            recon_size=recon_size,
-            n_slices=train_slices if role == "train" else eval_slices,
-            edge_slices=edge_slices if role == "train" else 0,
-            coils=coils,
-            readout_oversampling=readout_oversampling,
-            noise=noise,
+            recon_size=sim.recon_size,
+            n_slices=sim.train_slices if role == "train" else sim.eval_slices,
+            edge_slices=sim.edge_slices if role == "train" else 0,
+            coils=sim.coils,
+            readout_oversampling=sim.readout_oversampling,
+            noise=sim.noise,
         )
         counters[role] += 1
         written.append(out / f"file_mni_{i:04d}.h5")
-        write_volume(spec, written[-1], train_slices=train_slices)
+        write_volume(spec, written[-1], train_slices=sim.train_slices)
     return written

@@ -1,6 +1,6 @@
 """Slice extraction: fastMRI volumes -> one HDF5 file of [0, 1] images per split.
 
-ALGORITHMS.md section 1. Training split: every slice of each volume except the
+docs/methods.md section 1. Training split: every slice of each volume except the
 first and last ``edge_slices`` (noise-only in fastMRI). Evaluation and tuning
 splits: the central slice of each volume. Each slice is centre-cropped to
 ``crop_size`` (if larger), resized to ``image_size`` (antialiased bicubic),

@@ -24,7 +24,6 @@ import numpy as np
 from patchpnp.errors import PatchpnpError
 
 RECONSTRUCTION_KEY = {"singlecoil": "reconstruction_esc", "multicoil": "reconstruction_rss"}
-LAYOUTS = ("singlecoil", "multicoil")
 
 
 class DataError(PatchpnpError, ValueError):

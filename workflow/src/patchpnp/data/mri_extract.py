@@ -1,6 +1,6 @@
 """MRI extraction: multicoil fastMRI k-space -> one MRI split file per split.
 
-ALGORITHMS.md section 11; the file contract is in :mod:`patchpnp.formats`. Slices
+docs/methods.md section 11; the file contract is in :mod:`patchpnp.formats`. Slices
 are chosen as for magnitude extraction (:func:`patchpnp.data.extract.slice_indices`).
 Per volume:
 

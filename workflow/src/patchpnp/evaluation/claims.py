@@ -1,4 +1,4 @@
-"""Verdicts on the paper's four claims and the padding ablation (ALGORITHMS.md section 10).
+"""Verdicts on the paper's four claims and the padding ablation (docs/methods.md section 10).
 
 The paper's effects are 0.0-0.4 dB while per-image PSNR spreads 1-2 dB, so every claim
 is judged on paired per-image differences ``d_i`` (same image, same solver noise through
@@ -52,6 +52,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -73,6 +74,7 @@ from patchpnp.layout import WHOLE, size_tag
 __all__ = [
     "CLAIMS_COLUMNS",
     "MEMORY_CLAIMS",
+    "ClaimSettings",
     "claims_display",
     "claims_table",
     "cluster_bootstrap_mean",
@@ -110,6 +112,19 @@ MEMORY_FALLS, MEMORY_PLATEAUS = "d_memory_falls", "d_memory_plateaus"
 MEMORY_CLAIMS = (MEMORY_FALLS, MEMORY_PLATEAUS)
 PLATEAU_FRACTION = 0.10  # the default of claims.plateau_fraction
 N_BOOT = 10000
+
+
+@dataclass(frozen=True)
+class ClaimSettings:
+    """How the claims are judged (:func:`claims_table`): the equivalence margin (dB) of
+    claims (a) and (b), the whole-image and patch-trained priors of claims (a) and (c),
+    the profiled prior shown in the memory rows and claim (d)'s plateau bar."""
+
+    margin_db: float = 0.5
+    whole_prior: str = WHOLE
+    patch_prior: str = "patch"
+    profile_prior: str = "n/a"
+    plateau_fraction: float = PLATEAU_FRACTION
 
 
 # -- verdicts ------------------------------------------------------------------------------
@@ -342,7 +357,7 @@ def _same_prior(cells: _Cells, other: Callable[[str], tuple], names: tuple[str, 
 
 
 def _inference(cells: _Cells) -> list[dict]:
-    return _same_prior(cells, lambda size: (WHOLE,), ("{size}", "whole"))
+    return _same_prior(cells, lambda size: (WHOLE,), ("{size}", WHOLE))
 
 
 def _resilience(cells: _Cells, whole: str, patch: str) -> list[dict]:
@@ -365,7 +380,7 @@ def _resilience(cells: _Cells, whole: str, patch: str) -> list[dict]:
 
 
 def _padding(cells: _Cells) -> list[dict]:
-    return _same_prior(cells, lambda size: (size, ZEROS), ("reflect", "zeros"))
+    return _same_prior(cells, lambda size: (size, ZEROS), (REFLECT, ZEROS))
 
 
 def _cell(dataset, prior, solver, task, size, d: pd.Series, detail: str) -> dict:
@@ -569,7 +584,7 @@ def claims_table(
     *,
     seed: int,
     margin_db: float = 0.5,
-    whole_prior: str = "whole",
+    whole_prior: str = WHOLE,
     patch_prior: str = "patch",
     profile_prior: str = "n/a",
     paper_scale: pd.DataFrame | None = None,
@@ -652,7 +667,7 @@ def write_claims(
     preface = (
         "# Claim verdicts\n\n"
         "Paired per-image PSNR differences with 95% bootstrap intervals over images "
-        "(ALGORITHMS.md section 10). A cell of a comparable claim (a, b) is reproduced "
+        "(docs/methods.md section 10). A cell of a comparable claim (a, b) is reproduced "
         f"when its interval lies inside [-{margin_db:g}, {margin_db:g}] dB and contradicted "
         "when it lies entirely outside; of a directional claim (c, padding) when it excludes "
         "0 on the claimed (positive) or the other side. Pooled rows (`all`; per inference "

@@ -43,6 +43,8 @@ from patchpnp.formats import (
     open_h5,
     read_image,
 )
+from patchpnp.layout import WHOLE
+from patchpnp.metrics.quality import band_rmse, psnr
 
 __all__ = [
     "FigureError",
@@ -50,7 +52,6 @@ __all__ = [
     "memory_figure",
     "mri_figure",
     "padding_figure",
-    "psnr",
     "qualitative_figure",
     "read_profiles",
 ]
@@ -66,15 +67,6 @@ _ZOOM_COLOR = "tab:red"
 
 class FigureError(PatchpnpError, ValueError):
     """An input of a figure is missing or malformed; the message names the file or column."""
-
-
-def psnr(a, b) -> float:
-    """PSNR in dB for data range 1 (inf for identical images); numpy, no torch import."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if a.shape != b.shape:
-        raise ValueError(f"image shapes differ: {a.shape} vs {b.shape}")
-    mse = float(np.mean((a - b) ** 2))
-    return float("inf") if mse == 0 else float(-10.0 * np.log10(mse))
 
 
 # -- figure plumbing ---------------------------------------------------------------------------
@@ -167,7 +159,7 @@ def _measurement(path, index: int, gt: np.ndarray) -> tuple[np.ndarray, float]:
             k = gt.shape[0] // m.shape[2]
             if k > 1 and (m.shape[2] * k, m.shape[3] * k) == gt.shape:
                 shown = np.repeat(np.repeat(m[index, 0].astype(np.float64), k, 0), k, 1)
-    return shown, psnr(recon, gt)
+    return shown, float(psnr(recon[None], gt[None])[0])
 
 
 # -- Fig. 1: padding -------------------------------------------------------------------------
@@ -214,8 +206,6 @@ def padding_figure(
     reflection's (red where zeros err more) and each |error| on one scale, so where the
     paddings differ is seen over the whole slice, not only in the box.
     """
-    from patchpnp.metrics.quality import band_rmse
-
     gt = _image(gt_h5, IMAGES, index)
     zeros = _image(zeros_h5, RECON, index, gt.shape, "zeros")
     reflect = _image(reflect_h5, RECON, index, gt.shape, "reflect")
@@ -231,8 +221,8 @@ def padding_figure(
             if j:
                 b, interior = band_rmse(img[None, None], gt[None, None], band)
                 ratio = float(b[0] / interior[0])
-                full = f"PSNR {psnr(img, gt):.2f} dB, band {ratio:.2f}"
-                part = f"box {psnr(crop, gt_crop):.2f} dB"
+                full = f"PSNR {psnr(img[None], gt[None])[0]:.2f} dB, band {ratio:.2f}"
+                part = f"box {psnr(crop[None], gt_crop[None])[0]:.2f} dB"
             _panel(axes[0, j], img, title, full)
             axes[0, j].add_patch(
                 Rectangle((x0 - 0.5, y0 - 0.5), w, h, fill=False, ec=_ZOOM_COLOR, lw=1.2)
@@ -280,7 +270,7 @@ def qualitative_figure(rows: Sequence[dict], out_stem, index: int = 0) -> tuple[
                 raise FigureError(f"rows[{i}]['panels'][{k}]: expected (label, recon_h5)")
             label, path = panel
             img = _image(path, RECON, index, gt.shape)
-            cells.append((str(label), img, psnr(img, gt)))
+            cells.append((str(label), img, float(psnr(img[None], gt[None])[0])))
         loaded.append((str(row["task"]), cells))
     ncols = max(len(cells) for _, cells in loaded)
     first = [title for title, _, _ in loaded[0][1]]
@@ -331,8 +321,7 @@ def mri_figure(rows: Sequence[dict], out_stem, index: int = 0) -> tuple[Path, Pa
             img = _magnitudes(path, RECON, index)
             if img.shape != gt.shape:
                 raise FigureError(f"{path}: image shape {img.shape} differs from {gt.shape}")
-            mse = float(np.mean((img - gt) ** 2))
-            cells.append((str(label), img, 10 * np.log10(top**2 / mse) if mse else np.inf))
+            cells.append((str(label), img, float(psnr(img[None], gt[None], top)[0])))
         loaded.append((str(row["label"]), gt / top, [(t, im / top, p) for t, im, p in cells]))
     ncols = 1 + max(len(c) for _, _, c in loaded)
     err_max = 0.25
@@ -369,7 +358,7 @@ def read_profiles(profile_csvs: str | os.PathLike | Iterable[str | os.PathLike])
     if df.empty:
         raise FigureError("no profile rows in the given CSVs")
     df[["inference_size", "image_size"]] = df[["inference_size", "image_size"]].astype(int)
-    df["config"] = np.where(df["mode"] == "whole", "whole", "patch, batch " + df["patch_batch"])
+    df["config"] = np.where(df["mode"] == WHOLE, WHOLE, "patch, batch " + df["patch_batch"])
     return df
 
 
@@ -388,8 +377,8 @@ def _sweep_x(part: pd.DataFrame, sweep: str):
     patch = sorted(part.loc[part["mode"] == "patch", "inference_size"].unique())
     pos = {p: k for k, p in enumerate(patch)}
     pairs = zip(part["mode"], part["inference_size"], strict=True)
-    x = [len(patch) if mode == "whole" else pos[size] for mode, size in pairs]
-    labels = [str(p) for p in patch] + [f"whole {n[0]}"] * bool((part["mode"] == "whole").any())
+    x = [len(patch) if mode == WHOLE else pos[size] for mode, size in pairs]
+    labels = [str(p) for p in patch] + [f"whole {n[0]}"] * bool((part["mode"] == WHOLE).any())
     return pd.Series(x, index=part.index), list(range(len(labels))), labels, "inference size P"
 
 
@@ -402,7 +391,7 @@ def memory_figure(profile_csvs, out_stem) -> tuple[Path, Path]:
     mean of two runs would not be a measurement any row records."""
     df = read_profiles(profile_csvs)
     hue_order = sorted(df["solver"].unique())
-    style_order = ["whole", *sorted(set(df["config"]) - {"whole"})]
+    style_order = [WHOLE, *sorted(set(df["config"]) - {WHOLE})]
     with _figure(len(_METRICS), 2, (11.0, 10.0), "whitegrid", sharex="col") as (fig, axes):
         for j, sweep in enumerate(profile_table.PROFILE_SWEEPS):
             part = df[df["sweep"] == sweep]
@@ -453,7 +442,7 @@ def paper_scale_figure(csv: str | os.PathLike, out_stem) -> tuple[Path, Path]:
                  sharex=True) as (fig, axes):  # fmt: skip
         for j, n in enumerate(sizes):
             part = df[df["image_size"] == n]
-            patch = part[part["patch_batch_mode"] != "whole"]
+            patch = part[part["patch_batch_mode"] != WHOLE]
             for i, (col, ylabel) in enumerate(_METRICS):
                 ax = axes[i, j]
                 if patch[col].notna().any():
@@ -462,7 +451,7 @@ def paper_scale_figure(csv: str | os.PathLike, out_stem) -> tuple[Path, Path]:
                         hue_order=solvers, style_order=modes, palette=colours, markers=True,
                         errorbar=None, ax=ax, legend=i == 0 and j == 0,
                     )  # fmt: skip
-                for solver, row in part[part["patch_batch_mode"] == "whole"].groupby("solver"):
+                for solver, row in part[part["patch_batch_mode"] == WHOLE].groupby("solver"):
                     value = row[col].iloc[0]
                     if np.isfinite(value):
                         ax.axhline(value, color=colours[solver], linewidth=4, alpha=0.3)
@@ -476,7 +465,7 @@ def paper_scale_figure(csv: str | os.PathLike, out_stem) -> tuple[Path, Path]:
             skipped = part[part["status"] != "measured"]
             note = "".join(
                 f"\nnot run: {r.solver} {r.patch_batch_mode}"
-                + ("" if r.patch_batch_mode == "whole" else f" P={r.inference_size}")
+                + ("" if r.patch_batch_mode == WHOLE else f" P={r.inference_size}")
                 for r in skipped.itertuples()
             )
             axes[0, j].set_title(f"N = {n} ({devices}); wide band: whole image{note}")

@@ -29,6 +29,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -118,15 +119,15 @@ class _Check:
 def _paper_data(config: dict, scratch: Path, images: int) -> tuple[Path, Path | None]:
     """The grid's evaluation split and the MRI one (None without an MRI task), built
     from the demo head at the config's shapes."""
-    from patchpnp.data.demo import build_demo_folder
+    from patchpnp.data.demo import DemoSimulation, build_demo_folder
     from patchpnp.data.extract import extract_volumes
     from patchpnp.data.mri_extract import extract_mri_volumes
 
     data = config["data"]
     crop = int(data.get("crop_size", data["image_size"]))
     vols = build_demo_folder(
-        scratch / "singlecoil", layout="singlecoil", n_eval=1, recon_size=crop,
-        eval_slices=images, progress=False,
+        scratch / "singlecoil", n_eval=1, progress=False,
+        simulation=DemoSimulation("singlecoil", recon_size=crop, eval_slices=images),
     )  # fmt: skip
     grid = scratch / "eval.h5"
     extract_volumes(
@@ -136,10 +137,10 @@ def _paper_data(config: dict, scratch: Path, images: int) -> tuple[Path, Path | 
     if not mri.get("in_all") and not mri.get("datasets"):
         return grid, None
     coils = int(mri.get("coils") or 8)
-    vols = build_demo_folder(
-        scratch / "multicoil", layout="multicoil", n_eval=1, recon_size=mri["image_size"],
-        eval_slices=images, coils=2 * coils, readout_oversampling=2, progress=False,
-    )  # fmt: skip
+    simulation = DemoSimulation("multicoil", recon_size=mri["image_size"], eval_slices=images,
+                                coils=2 * coils, readout_oversampling=2)  # fmt: skip
+    vols = build_demo_folder(scratch / "multicoil", simulation=simulation, n_eval=1,
+                             progress=False)  # fmt: skip
     mri_split = scratch / "mri_eval.h5"
     extract_mri_volumes(
         vols, "eval", mri_split, image_size=mri["image_size"], calib_width=mri["calib_width"],
@@ -195,11 +196,12 @@ def run_gpu_check(
     import torch
 
     from patchpnp.inference.calibration import calibrate_command
-    from patchpnp.inference.cell import run_cell
-    from patchpnp.inference.mri_cell import Acquisition, run_mri_cell
+    from patchpnp.inference.cell import CellSpec, run_cell
+    from patchpnp.inference.mri_cell import run_mri_cell
     from patchpnp.inference.posterior import run_posterior_cell
+    from patchpnp.metrics.quality import Scoring
     from patchpnp.prior.spec import resolve_mri_prior, resolve_prior
-    from patchpnp.runtime import use_threads
+    from patchpnp.runtime import Runtime, use_threads
     from patchpnp.training.loop import train_prior
 
     device = require_cuda() if device is None else torch.device(device)
@@ -235,20 +237,23 @@ def run_gpu_check(
                 lambda: calibrate_command(str(patch_prior), str(calibration), on, threads,
                                           inf["precision"]),
             )  # fmt: skip
-        common = {
-            "task": task, "task_params": inf["tasks"][task], "batch_images": inf["batch_images"],
-            "seed": config["seed"], "device": on, "precision": inf["precision"],
-            "lpips_mode": "off", "progress": False, "patch_batch": inf.get("patch_batch"),
-            "memory_budget": inf.get("memory_budget", "25%"),
-            "calibration": calibration if calibration.exists() else None,
-        }  # fmt: skip
+        runtime = Runtime(
+            device=on, precision=inf["precision"], batch_images=inf["batch_images"],
+            patch_batch=inf.get("patch_batch"), memory_budget=inf.get("memory_budget", "25%"),
+            calibration=calibration if calibration.exists() else None,
+        )  # fmt: skip
+        common = {"runtime": runtime, "scoring": Scoring(lpips_mode="off"), "progress": False}
+
+        def spec(solver, size, padding, prior) -> CellSpec:
+            params = _solver_params(config, solver, task, steps)
+            return CellSpec(task, inf["tasks"][task], solver, params, prior, size, padding,
+                            seed=config["seed"])  # fmt: skip
 
         def cell(solver, size, padding, prior, **over):
-            params = _solver_params(config, solver, task, steps)
             out = scratch / f"{solver}-{size}-{padding}-{len(check.rows)}"
             return lambda: run_cell(
-                grid, f"{out}.h5", f"{out}.csv", solver=solver, solver_params=params,
-                prior=prior, size=size, padding=padding, **{**common, **over},
+                grid, f"{out}.h5", f"{out}.csv", cell=spec(solver, size, padding, prior),
+                **{**common, "runtime": replace(runtime, **over)},
             )  # fmt: skip
 
         for kind, solver, size, padding in _cell_kinds(config):
@@ -265,14 +270,13 @@ def run_gpu_check(
             "posterior", f"dps {task}, {samples} samples", n, largest,
             lambda: run_posterior_cell(
                 grid, scratch / "post.h5", scratch / "post.csv", samples=samples,
-                solver="dps", solver_params=_solver_params(config, "dps", task, steps),
-                prior=patch_prior, size=largest, padding="reflect", **common,
+                cell=spec("dps", largest, "reflect", patch_prior), **common,
             ),
         )  # fmt: skip
 
         if mri_split is not None:
             _mri_cells(config, check, scratch, mri_split, images, steps, threads,
-                       Acquisition, run_mri_cell, resolve_mri_prior, train_prior, on)  # fmt: skip
+                       run_mri_cell, resolve_mri_prior, train_prior, on)  # fmt: skip
 
         # CUDA against the CPU: one whole-image DiffPIR cell, the same keyed noise, with
         # a prior whose network shapes the estimate (gains 1: see _active_network).
@@ -322,9 +326,12 @@ def _active_network(prior: Path, out: Path) -> Path:
     return out
 
 
-def _mri_cells(config, check, scratch, split, images, steps, threads, Acquisition,
+def _mri_cells(config, check, scratch, split, images, steps, threads,
                run_mri_cell, resolve_mri_prior, train_prior, on):  # fmt: skip
     """Train the MRI prior two steps, then a DiffPIR cell whole and at the smallest patch."""
+    from patchpnp.inference.mri_cell import Acquisition, Reconstruction
+    from patchpnp.runtime import Runtime
+
     mri = config["mri"]
     name = WHOLE if WHOLE in mri["priors"] else mri["priors"][0]
     settings = _per_gpu(resolve_mri_prior(config, name))
@@ -351,11 +358,15 @@ def _mri_cells(config, check, scratch, split, images, steps, threads, Acquisitio
             "mri", f"{solver} {acc}x {mri['masks'][0]}", mri["image_size"], size,
             lambda size=size, out=out: run_mri_cell(
                 split, f"{out}.h5", f"{out}.csv", dataset="check", acquisition=acquisition,
-                method="diffusion", solver=solver, solver_params=params,
-                prior=prior_dir / "ema.pt", size=size, padding=mri.get("padding", "reflect"),
-                patch_batch=mri.get("patch_batch"), batch_images=mri["batch_images"],
-                seed=config["seed"], device=on, threads=threads,
-                precision=mri.get("precision", "float32"), progress=False,
+                reconstruction=Reconstruction(
+                    "diffusion", solver=solver, solver_params=params, prior=prior_dir / "ema.pt",
+                    size=size, padding=mri.get("padding", "reflect"),
+                ),
+                runtime=Runtime(
+                    device=on, threads=threads, precision=mri.get("precision", "float32"),
+                    batch_images=mri["batch_images"], patch_batch=mri.get("patch_batch"),
+                ),
+                seed=config["seed"], progress=False,
             ),
         )  # fmt: skip
 

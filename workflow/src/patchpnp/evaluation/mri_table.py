@@ -4,7 +4,7 @@ One row per cell: an acquisition (dataset, mask, acceleration) and a method; dif
 rows also name the prior, the solver and the inference size. Patch rows carry the
 paired per-image PSNR difference to the whole-image cell of the same prior and solver
 (same slices, same measurements, same solver noise), with its 95% bootstrap interval.
-The markdown adds the checks of issue 17: every diffusion cell beats zero filling, and
+The markdown adds two checks: every diffusion cell beats zero filling, and
 at 4x the best diffusion cell beats the best classical one.
 """
 
@@ -25,6 +25,7 @@ from patchpnp.evaluation.aggregate import (
     to_markdown,
 )
 from patchpnp.formats import MRI_CELL_KEYS
+from patchpnp.layout import WHOLE
 
 MRI_COLUMNS = [
     "dataset",
@@ -62,7 +63,7 @@ def read_cells(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
 
 
 def _size_rank(size: str) -> float:
-    return -np.inf if size == "whole" else -float(size)
+    return -np.inf if size == WHOLE else -float(size)
 
 
 def mri_table(df: pd.DataFrame, seed: int) -> pd.DataFrame:
@@ -86,8 +87,8 @@ def mri_table(df: pd.DataFrame, seed: int) -> pd.DataFrame:
             "nfe": part["nfe"].iloc[0],
             "lam": part["lam"].iloc[0] if "lam" in part else np.nan,
         }
-        if cell["method"] == "diffusion" and cell["size"] != "whole":
-            whole_key = tuple({**cell, "size": "whole"}[k] for k in KEYS)
+        if cell["method"] == "diffusion" and cell["size"] != WHOLE:
+            whole_key = tuple({**cell, "size": WHOLE}[k] for k in KEYS)
             if whole_key in cells:
                 d = paired_difference(
                     part.set_index("image")["psnr"],
@@ -108,7 +109,7 @@ def mri_table(df: pd.DataFrame, seed: int) -> pd.DataFrame:
 
 
 def mri_checks(table: pd.DataFrame) -> list[str]:
-    """The issue's two checks, one line per acquisition, with the numbers behind them."""
+    """The two checks, one line per acquisition, with the numbers behind them."""
     lines = []
     for (dataset, mask, acc), part in table.groupby(["dataset", "mask", "acceleration"]):
         where = f"{dataset} {mask} {acc}x"

@@ -8,7 +8,7 @@ without autograd; DPS: its data gradient on a denoising step, the vector-Jacobia
 product through the denoiser, in one pass through the tiles). Each patch
 size runs with three micro-batches (``patch_batch_mode``):
 
-- ``auto``: the largest micro-batch within ``memory_budget`` (ALGORITHMS.md section 4),
+- ``auto``: the largest micro-batch within ``memory_budget`` (docs/methods.md section 4),
   chosen from a memory calibration of this network measured first, as the grid does;
 - ``one``: one tile per network call;
 - ``all``: every tile in one call (PaDIS's way).
@@ -45,6 +45,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -52,6 +53,7 @@ import pandas as pd
 from patchpnp.atomic import atomic_path
 from patchpnp.evaluation.profile_table import PAPER_SCALE_COLUMNS, PATCH_BATCH_MODES
 from patchpnp.inference.calibration import denoiser_call
+from patchpnp.layout import WHOLE
 from patchpnp.metrics.fresh_process import run_fresh
 from patchpnp.patching.micro_batch import (
     Calibration,
@@ -63,7 +65,7 @@ from patchpnp.patching.micro_batch import (
     read_calibration,
 )
 from patchpnp.patching.tiling import AxisGrid
-from patchpnp.runtime import keyed_rand, keyed_randn
+from patchpnp.runtime import Runtime, keyed_rand, keyed_randn
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,27 @@ CALIBRATION_SCALES = (1, 2, 4, 8)
 
 class PaperScaleError(MicroBatchError):
     """A network config or a limit the paper-scale profile cannot use; the message names it."""
+
+
+@dataclass(frozen=True)
+class ScaleGrid:
+    """What the paper-scale profile measures (:func:`scale_plan`): each of ``solvers`` at
+    each of ``image_sizes`` (at least one), whole and at each patch side of ``sizes``
+    smaller than the image."""
+
+    solvers: Sequence[str]
+    image_sizes: Sequence[int]
+    sizes: Sequence[int]
+
+    def __post_init__(self):
+        if not self.image_sizes:
+            raise PaperScaleError("paper-scale profile: no image size (--image-sizes)")
+        sides = [s for s in self.sizes if isinstance(s, str) or int(s) < 1]
+        if sides:
+            raise PaperScaleError(
+                f"paper-scale profile: sizes are patch sides, not {sides} (whole images "
+                "are profiled at every image size)"
+            )
 
 
 def read_network(path: str | os.PathLike) -> dict:
@@ -106,7 +129,7 @@ def scale_plan(
     for solver in solvers:
         for n in image_sizes:
             jobs.append(dict(solver=solver, image_size=int(n), inference_size=int(n),
-                             patch_batch_mode="whole"))  # fmt: skip
+                             patch_batch_mode=WHOLE))  # fmt: skip
             for p in sizes:
                 if int(p) >= int(n):
                     continue
@@ -124,7 +147,7 @@ def grid_tiles(image_size: int, patch: int) -> int:
 def micro_batch_for(job: dict, calibration: Calibration, budget) -> int | None:
     """Tiles per network call of a job (None for whole images)."""
     mode, n, p = job["patch_batch_mode"], job["image_size"], job["inference_size"]
-    if mode == "whole":
+    if mode == WHOLE:
         return None
     tiles = grid_tiles(n, p)
     if mode == "all":
@@ -238,7 +261,7 @@ def measure_job(
     micro_batch = micro_batch_for(job, cal, budget)
     predicted = predicted_working(job, cal, micro_batch)
     n, p = job["image_size"], job["inference_size"]
-    whole = job["patch_batch_mode"] == "whole"
+    whole = job["patch_batch_mode"] == WHOLE
     tiles = 1 if whole else grid_tiles(n, p)
     row = {**job, "patch_batch": micro_batch, "tiles_per_call": tiles,
            "predicted_working_mib": predicted,
@@ -320,8 +343,8 @@ def add_ratios(table: pd.DataFrame) -> pd.DataFrame:
     t = table.copy()
     side = t["image_size"].astype(float)
     t["pixel_ratio"] = t["tiles_per_call"] * t["inference_size"] ** 2 / side**2
-    t.loc[t["patch_batch_mode"] == "whole", "pixel_ratio"] = 1.0
-    whole = t[t["patch_batch_mode"] == "whole"].set_index(["solver", "image_size"])
+    t.loc[t["patch_batch_mode"] == WHOLE, "pixel_ratio"] = 1.0
+    whole = t[t["patch_batch_mode"] == WHOLE].set_index(["solver", "image_size"])
     key = pd.MultiIndex.from_frame(t[["solver", "image_size"]])
     w_mem = whole["peak_working_mib"].reindex(key).to_numpy()
     w_sec = whole["seconds_per_call"].reindex(key).to_numpy()
@@ -333,7 +356,7 @@ def add_ratios(table: pd.DataFrame) -> pd.DataFrame:
 def target_check(
     table: pd.DataFrame, image_size: int, budget_share: float, time_factor: float = 1.3
 ) -> pd.DataFrame:
-    """The issue's paper-scale targets for the auto rows at ``image_size``: working
+    """The paper-scale targets of the auto micro-batch at ``image_size``: working
     memory at most ``budget_share`` of whole, time at most ``time_factor`` x pixel ratio x
     whole."""
     auto = table[(table["patch_batch_mode"] == "auto") & (table["image_size"] == image_size)]
@@ -371,24 +394,23 @@ def paper_profile_command(
     output: str,
     network_config: str,
     calibration: str,
-    solvers: Sequence[str],
-    image_sizes: Sequence[int],
-    sizes: Sequence[int],
-    memory_budget: str = "25%",
+    grid: ScaleGrid,
     memory_limit: str = "50%",
     sampled_chunks: int = 4,
     summary: str | None = None,
-    device: str = "auto",
-    threads: int | None = None,
     seed: int = 0,
-    precision: str = "float32",
+    runtime: Runtime | None = None,
 ) -> str:
-    """``patchpnp paper-profile``: calibrate the random-weight network, then run every
-    configuration in its own process; write the table (CSV) and its summary atomically."""
+    """``patchpnp paper-profile``: calibrate the random-weight network (written to
+    ``calibration``), then run every configuration of ``grid`` in its own process; write
+    the table (CSV) and its summary atomically. ``runtime``: the device, threads,
+    precision and ``patch_batch: auto``'s memory budget."""
     from tqdm import tqdm
 
+    runtime = runtime or Runtime()
+    device, threads, precision = runtime.device, runtime.threads, runtime.precision
     network = read_network(network_config)  # bad input fails before any measurement
-    budget = as_budget(memory_budget)
+    budget = as_budget(runtime.memory_budget)
     parse_budget(budget)
     limit_mib(as_budget(memory_limit), 1.0)
     if sampled_chunks < 1:
@@ -402,7 +424,7 @@ def paper_profile_command(
         Path(tmp).write_text(json.dumps(cal, indent=2, sort_keys=True))
     log.info("calibration: %s (%.0f s)", cal["models"], time.perf_counter() - t0)
     rows = []
-    jobs = scale_plan(solvers, image_sizes, sizes)
+    jobs = scale_plan(grid.solvers, grid.image_sizes, grid.sizes)
     for job in tqdm(jobs, desc="paper-scale profiles"):
         args = ["--worker", json.dumps(job), "--calibration", calibration,
                 "--memory-budget", budget, "--memory-limit", memory_limit,

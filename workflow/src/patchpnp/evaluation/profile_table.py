@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from patchpnp.formats import FormatError
+from patchpnp.layout import WHOLE
 
 PROFILE_COLUMNS = [
     "solver",
@@ -31,7 +32,7 @@ PROFILE_COLUMNS = [
 ]
 # The paper-scale profile (``results/profile/paper_scale.csv``, ``patchpnp paper-profile``):
 # a random-weight network of the paper's size, whole against each patch size and
-# micro-batch mode. The first ten columns are the issue's contract; ``pixel_ratio`` is
+# micro-batch mode. The first ten columns are the file's contract; ``pixel_ratio`` is
 # tiles x P^2 / N^2 (1 for whole); the ratios compare with the whole image of the same
 # solver and size; ``timed_tiles`` < ``tiles_per_call`` marks an extrapolated time.
 PATCH_BATCH_MODES = ("auto", "one", "all")  # the grid's choice, one tile per call, PaDIS's
@@ -58,7 +59,7 @@ PAPER_SCALE_COLUMNS = [
 PROFILE_REQUIRED = PROFILE_COLUMNS[: PROFILE_COLUMNS.index("tiles_per_call")] + [
     "peak_total_mib", "peak_working_mib", "seconds_per_call"
 ]  # fmt: skip
-PROFILE_MODES = ("whole", "patch")
+PROFILE_MODES = (WHOLE, "patch")
 PROFILE_SWEEPS = ("inference_size", "image_size")
 _PROFILE_NUMERIC = ("inference_size", "image_size", "peak_total_mib", "peak_working_mib",
                     "seconds_per_call")  # fmt: skip
@@ -109,7 +110,7 @@ def read_paper_scale(path: str | os.PathLike) -> pd.DataFrame:
     """The paper-scale profile table, checked so an error names the file and column."""
     dtype = {"solver": str, "patch_batch_mode": str, "status": str}
     df = _read_table(Path(path), "paper-scale profile", dtype, PAPER_SCALE_COLUMNS)
-    modes = ("whole", *PATCH_BATCH_MODES)
+    modes = (WHOLE, *PATCH_BATCH_MODES)
     bad = df.loc[~df["patch_batch_mode"].isin(modes), "patch_batch_mode"]
     if len(bad):
         raise FormatError(f"{path}: patch_batch_mode {bad.iloc[0]!r}; expected one of {modes}")

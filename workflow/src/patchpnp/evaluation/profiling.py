@@ -30,6 +30,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -39,12 +40,13 @@ import torch.nn.functional as F
 from patchpnp.atomic import atomic_path
 from patchpnp.evaluation.profile_table import PROFILE_COLUMNS
 from patchpnp.formats import read_split
+from patchpnp.layout import WHOLE
 from patchpnp.metrics.fresh_process import run_fresh
 from patchpnp.metrics.memory import PeakMemory
 from patchpnp.patching.micro_batch import as_budget, auto_patch_batch, call_mode, read_calibration
 from patchpnp.patching.patches import ShiftedGridDenoiser
 from patchpnp.physics import make_operator
-from patchpnp.runtime import keyed_randn
+from patchpnp.runtime import Runtime, keyed_randn
 from patchpnp.solvers import make_solver
 from patchpnp.solvers.streams import SolveStreams
 
@@ -64,11 +66,11 @@ def profile_plan(
     jobs = []
     for solver in solvers:
         for size in sizes:
-            if size == "whole" or int(size) >= image_size:
+            if size == WHOLE or int(size) >= image_size:
                 jobs.append(
                     dict(
                         solver=solver,
-                        mode="whole",
+                        mode=WHOLE,
                         patch_batch="none",
                         inference_size=image_size,
                         image_size=image_size,
@@ -91,7 +93,7 @@ def profile_plan(
             jobs.append(
                 dict(
                     solver=solver,
-                    mode="whole",
+                    mode=WHOLE,
                     patch_batch="none",
                     inference_size=n,
                     image_size=n,
@@ -162,7 +164,7 @@ def profile_one(
     # Warm-up: one whole-image step on a tiny image pays library initialisation and
     # first-call costs before the baseline is taken. It stays tiny so the heap it leaves
     # behind adds little to the CPU total's resident baseline.
-    _, engine = _build(prior, {**job, "mode": "whole", "image_size": 16}, 1)
+    _, engine = _build(prior, {**job, "mode": WHOLE, "image_size": 16}, 1)
     x = _test_image(eval_h5, 16).to(dev)
     engine.solve(x, sigma_n, SolveStreams(0, [0]))
 
@@ -200,22 +202,21 @@ def run_profiles(
     prior: str | Path,
     eval_h5: str | Path,
     steps: int = 3,
-    device: str = "auto",
-    threads: int = 1,
-    memory_budget: float | str = "25%",
-    calibration: str | Path | None = None,
-    precision: str = "float32",
+    runtime: Runtime | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Run every job in its own process and write the table (CSV) atomically."""
+    """Run every job in its own process and write the table (CSV) atomically. ``runtime``
+    (default: one thread): the device, threads, precision, and for ``patch_batch: auto``
+    jobs the memory budget and calibration."""
     from tqdm import tqdm
 
+    rt = runtime or Runtime(threads=1)
     rows = []
     for job in tqdm(jobs, desc="profiles", disable=not progress):
         args = ["--worker", json.dumps(job), "--prior", prior, "--eval", eval_h5,
-                "--steps", steps, "--device", device, "--threads", threads,
-                "--memory-budget", memory_budget, "--precision", precision,
-                *(["--calibration", calibration] if calibration else [])]  # fmt: skip
+                "--steps", steps, "--device", rt.device, "--threads", rt.threads,
+                "--memory-budget", rt.memory_budget, "--precision", rt.precision,
+                *(["--calibration", rt.calibration] if rt.calibration else [])]  # fmt: skip
         row = run_fresh("patchpnp.evaluation.profiling", args, f"profile {job}")
         log.info(
             "%s %s P=%s batch=%s N=%s: %.1f MiB total, %.1f MiB working, %.4f s/call",
@@ -241,21 +242,18 @@ def profile_command(
     image_sizes: Sequence[int] = (),
     sweep_patch: int,
     steps: int = 3,
-    device: str = "auto",
-    threads: int = 1,
-    memory_budget: str | None = None,
-    calibration: str | None = None,
-    precision: str = "float32",
+    runtime: Runtime | None = None,
 ) -> str:
     """``patchpnp profile``: every configuration of the plan, one fresh process each;
-    with a ``memory_budget`` and a ``calibration``, also the micro-batch ``patch_batch:
-    auto`` chooses."""
-    auto = bool(memory_budget and calibration)
+    with the runtime's ``memory_budget`` and ``calibration``, also the micro-batch
+    ``patch_batch: auto`` chooses. ``runtime`` default: one thread, no budget."""
+    runtime = runtime or Runtime(threads=1, memory_budget=None)
+    auto = bool(runtime.memory_budget and runtime.calibration)
     jobs = profile_plan(solvers, image_size, sizes, image_sizes, sweep_patch, auto=auto)
+    budget = as_budget(runtime.memory_budget or "25%")
     table = run_profiles(
-        jobs, output, prior=prior, eval_h5=eval_h5, steps=steps, device=device,
-        threads=threads, memory_budget=as_budget(memory_budget or "25%"),
-        calibration=calibration, precision=precision,
+        jobs, output, prior=prior, eval_h5=eval_h5, steps=steps,
+        runtime=replace(runtime, memory_budget=budget),
     )  # fmt: skip
     return table.to_string(index=False)
 

@@ -1,7 +1,7 @@
 """Does a run resolve the paper's effects? The half-width bars, checked cell by cell.
 
 The paper's effects are 0.0-0.4 dB, so a run that reports them must measure more
-sharply than that. Two bars (config ``resolution.bars``; issue 14 item 3):
+sharply than that. Two bars (config ``resolution.bars``; docs/methods.md section 10):
 
 - every reflect-padded patch cell's paired interval against its whole-image cell
   (``dpsnr_lo``/``dpsnr_hi`` of the extended table) has a half-width of at most

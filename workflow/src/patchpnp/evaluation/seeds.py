@@ -1,4 +1,4 @@
-"""``snakemake seeds``: the claims and cells across training runs (ALGORITHMS.md section 10).
+"""``snakemake seeds``: the claims and cells across training runs (docs/methods.md section 10).
 
 The claims' intervals resample images given the trained priors; they say nothing about
 another training run of the same recipe. ``snakemake seeds`` retrains every prior under
@@ -160,7 +160,7 @@ def seeds_command(
     training_seeds: Sequence[int],
     seed: int = 0,
     margin_db: float = 0.5,
-    whole_prior: str = "whole",
+    whole_prior: str = WHOLE,
     patch_prior: str = "patch",
 ) -> str:
     """``patchpnp seeds-table``: write ``<out_claims>.{csv,md}`` and ``<out_cells>.{csv,md}``.

@@ -1,6 +1,6 @@
 """``snakemake solvers``: claim (b) across solvers, as a table and as verdicts.
 
-One row per (dataset, task, prior, solver, size) of the comparison (ALGORITHMS.md
+One row per (dataset, task, prior, solver, size) of the comparison (docs/methods.md
 section 12): our solvers' grid cells beside deepinv's, every patch row with its paired
 patch-minus-whole PSNR difference and 95% bootstrap interval (same images, same solver
 noise: common random numbers hold for deepinv's solvers too). The claim-(b) verdicts,
@@ -101,7 +101,7 @@ def solvers_table_command(
     claims_md = (
         "# Claim (b) across solvers: verdicts\n\n"
         f"A cell is comparable when its 95% interval lies inside [-{margin_db:g}, "
-        f"{margin_db:g}] dB (ALGORITHMS.md section 10). Pooled rows, per solver and "
+        f"{margin_db:g}] dB (docs/methods.md section 10). Pooled rows, per solver and "
         "inference size, per solver, per inference size over all solvers, then over every "
         "cell: reproduced only when every cell in them is, contradicted when any cell is "
         "(the claim is universal); the mean and its interval describe them.\n\n"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from patchpnp.evaluation.aggregate import extended_table, read_metrics, write_tables
 from patchpnp.evaluation.claims import (
-    PLATEAU_FRACTION,
+    ClaimSettings,
     claims_table,
     read_paper_scale,
     read_profiles,
@@ -27,15 +27,11 @@ def tables_command(
     out_dir: str,
     image_shape: Sequence[int],
     seed: int = 0,
+    claims: ClaimSettings | None = None,
     profiles: Sequence[str] = (),
-    margin_db: float = 0.5,
-    whole_prior: str = "whole",
-    patch_prior: str = "patch",
-    profile_prior: str = "n/a",
     claims_metrics: Sequence[str] = (),
     bars: Sequence[float] | None = None,
     paper_scale: str | None = None,
-    plateau_fraction: float = PLATEAU_FRACTION,
 ) -> str:
     """Write every table under ``out_dir``; return Table 1 and the claims as markdown.
 
@@ -45,17 +41,20 @@ def tables_command(
     half-width bars ``(cell_db, pooled_db)`` of ``resolution.{csv,md}``
     (:mod:`patchpnp.evaluation.resolution`); None writes no resolution check.
     ``paper_scale``: the paper-scale profile, on which claim (d) is then judged (else on
-    ``profiles``); ``plateau_fraction``: claim (d)'s plateau bar.
+    ``profiles``). ``claims``: how they are judged (default :class:`ClaimSettings`'s);
+    ``seed``: the bootstrap seed of every interval.
     """
+    settings = claims or ClaimSettings()
+    margin_db, plateau_fraction = settings.margin_db, settings.plateau_fraction
     frame = read_metrics(metrics)
-    claims = claims_table(
+    verdicts = claims_table(
         read_metrics([*metrics, *claims_metrics]) if claims_metrics else frame,
         read_profiles(profiles),
         seed=seed,
         margin_db=margin_db,
-        whole_prior=whole_prior,
-        patch_prior=patch_prior,
-        profile_prior=profile_prior,
+        whole_prior=settings.whole_prior,
+        patch_prior=settings.patch_prior,
+        profile_prior=settings.profile_prior,
         paper_scale=read_paper_scale(paper_scale) if paper_scale else None,
         plateau_fraction=plateau_fraction,
     )
@@ -63,9 +62,9 @@ def tables_command(
     resolution = None
     if bars is not None:
         cell_db, pooled_db = bars
-        resolution = resolution_table(extended, claims, cell_db=cell_db, pooled_db=pooled_db)
+        resolution = resolution_table(extended, verdicts, cell_db=cell_db, pooled_db=pooled_db)
     written = write_tables(frame, out_dir, seed, tuple(image_shape), extended=extended)
-    written |= write_claims(claims, out_dir, margin_db, plateau_fraction)
+    written |= write_claims(verdicts, out_dir, margin_db, plateau_fraction)
     shown = [written["table1.md"], written["claims.md"]]
     if resolution is not None:
         shown.append(write_resolution(resolution, out_dir)["resolution.md"])

@@ -1,4 +1,4 @@
-"""``snakemake uncertainty``: the posterior cells' table and figures (ALGORITHMS.md
+"""``snakemake uncertainty``: the posterior cells' table and figures (docs/methods.md
 section 12).
 
 The table has one row per posterior cell (:mod:`patchpnp.inference.posterior`), each
@@ -25,6 +25,7 @@ from patchpnp.evaluation.figures import FigureError, _figure, _image, _panel, _s
 from patchpnp.formats import IMAGES
 from patchpnp.inference.posterior import MEAN, POSTERIOR_COLUMNS, SD
 from patchpnp.layout import WHOLE, LayoutError, parse_uncertainty_path
+from patchpnp.metrics.quality import psnr
 
 __all__ = ["UNCERTAINTY_COLUMNS", "uncertainty_figure", "uncertainty_table"]
 
@@ -138,8 +139,7 @@ def uncertainty_figure(
     with _figure(len(loaded), 4, (7.6, 2.0 * len(loaded)), "white") as (fig, axes):
         for i, (label, mean, err, sd) in enumerate(loaded):
             first = i == 0
-            mse = float(np.mean((mean - truth) ** 2))
-            score = 10 * np.log10(1 / mse) if mse else np.inf
+            score = float(psnr(mean[None], truth[None])[0])
             _panel(axes[i][0], np.clip(truth, 0, 1), titles[0] if first else None)
             axes[i][0].set_ylabel(label, fontsize="medium")
             _panel(axes[i][1], np.clip(mean, 0, 1), titles[1] if first else None, f"{score:.2f} dB")

@@ -35,7 +35,8 @@ def measure_call(denoiser, side: int, batch: int, mode: str, device) -> float:
 
 
 def denoiser_call(denoiser, x, v, mode: str, sigma: float = 0.5) -> None:
-    """One denoiser call at level ``sigma`` in a solver's mode (:func:`call_mode`):
+    """One denoiser call at level ``sigma`` in a solver's mode
+    (:func:`patchpnp.patching.micro_batch.call_mode`):
     ``forward`` without autograd (DiffPIR), or ``gradient``, DPS's data gradient on a
     denoising step with measurement ``v`` (:func:`patchpnp.solvers.dps.data_gradient`:
     one pass through the tiles). Memory and time do not depend on ``sigma``."""

@@ -1,6 +1,6 @@
 """One cell of the experiment grid: a prior, a solver, a task and an inference size.
 
-ALGORITHMS.md sections 4-7. A cell reads the evaluation slices, simulates each
+docs/methods.md sections 4-7. A cell reads the evaluation slices, simulates each
 measurement ``y = A x + n`` (noise drawn from a generator keyed by the config
 seed, the task and the image's identity, so every cell of a task sees the same
 ``y``), reconstructs with the solver around the whole-image or the
@@ -30,6 +30,7 @@ import logging
 import time
 import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -41,8 +42,10 @@ from patchpnp.atomic import atomic_path
 from patchpnp.errors import PatchpnpError
 from patchpnp.formats import read_split, write_recon
 from patchpnp.inference.tuned import read_chosen
+from patchpnp.layout import NO_PADDING, PADDINGS, WHOLE
 from patchpnp.metrics.quality import (
     LPIPSMetric,
+    Scoring,
     band_rmse,
     data_consistency,
     lpips_metric,
@@ -51,10 +54,10 @@ from patchpnp.metrics.quality import (
 )
 from patchpnp.params import SOLVER_KEYS, operator_params
 from patchpnp.patching.micro_batch import AUTO, auto_patch_batch, parse_budget, read_calibration
-from patchpnp.patching.patches import PADDING_MODES, ShiftedGridDenoiser
+from patchpnp.patching.patches import ShiftedGridDenoiser
 from patchpnp.physics import make_operator
 from patchpnp.prior.loading import load_prior
-from patchpnp.runtime import keyed_generator, select_device, use_threads
+from patchpnp.runtime import Runtime, keyed_generator
 from patchpnp.solvers import SolveStreams, image_key, make_solver
 
 log = logging.getLogger(__name__)
@@ -64,6 +67,30 @@ DEFAULT_BAND = 4  # pixels of the outer band of the boundary-artifact score
 
 class InferenceError(PatchpnpError, ValueError):
     """A cell cannot run with these settings; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """What one cell computes: ``solver`` (its ``solver_params``; ``baseline``: the
+    measurement's own score) around ``prior`` on ``task`` (its ``task_params``, ``sigma_n``
+    among them), at inference ``size`` (``whole`` or the patch side P) with ``padding``.
+
+    ``tuned``: a tuning table (:func:`patchpnp.inference.tuned.read_chosen`) whose chosen
+    value replaces the solver's tuned parameter. ``seed`` keys the measurement noise and
+    the solver's draws; ``sample``: the posterior-sample index, which keys every stream
+    of the solve, grid included (:class:`~patchpnp.solvers.SolveStreams`); 0 is the grid's.
+    """
+
+    task: str
+    task_params: dict
+    solver: str
+    solver_params: dict | None = None
+    prior: str | Path | None = None
+    size: str | int = WHOLE
+    padding: str = "reflect"
+    tuned: str | Path | None = None
+    seed: int = 0
+    sample: int = 0
 
 
 def _task_stream(task: str) -> int:
@@ -88,8 +115,8 @@ def check_cell(task: str, task_params: dict, solver: str, size, padding: str) ->
             f"task '{task}': sigma_n must be > 0 (the solvers and the data "
             f"consistency divide by it), got {task_params.get('sigma_n')}"
         )
-    if size != "whole" and padding not in PADDING_MODES:
-        raise InferenceError(f"unknown padding {padding!r}; expected one of {PADDING_MODES}")
+    if size != WHOLE and padding not in PADDINGS:
+        raise InferenceError(f"unknown padding {padding!r}; expected one of {PADDINGS}")
 
 
 def run_cell(
@@ -97,72 +124,56 @@ def run_cell(
     recon_path: str | Path,
     metrics_path: str | Path,
     *,
-    task: str,
-    task_params: dict,
-    solver: str,
-    solver_params: dict | None = None,
-    prior: str | Path | None = None,
-    size="whole",
-    padding: str = "reflect",
-    patch_batch: int | str | None = None,
-    memory_budget: float | str = "25%",
-    calibration: str | Path | None = None,
-    batch_images: int = 8,
-    seed: int = 0,
-    device: str = "auto",
-    threads: int | None = None,
-    precision: str = "float32",
+    cell: CellSpec,
+    runtime: Runtime | None = None,
+    scoring: Scoring | None = None,
     limit: int | None = None,
     lpips: LPIPSMetric | None = None,
-    lpips_weights: str | Path | None = None,
-    lpips_mode: str = "auto",
-    band: int | None = None,
-    tuned: str | Path | None = None,
-    sample: int = 0,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Run one grid cell (or a baseline with ``solver='baseline'``); return its metrics.
+    """Run one grid cell (or a baseline with ``solver='baseline'``) on the first ``limit``
+    images of ``data``; return its metrics.
 
-    ``band``: the outer band (pixels) of the boundary-artifact score, default
-    :data:`DEFAULT_BAND`. LPIPS: ``lpips`` when given (a metric shared by several
-    cells), else :func:`~patchpnp.metrics.quality.lpips_metric` of ``lpips_weights``
-    (the AlexNet checkpoint; the workflow passes its ``resources/`` copy) and
-    ``lpips_mode`` (``auto``, ``required``: fail before any work, or ``off``).
-    ``patch_batch``: tiles per network call; ``None`` all at once; ``"auto"`` the largest
-    micro-batch within ``memory_budget`` (MiB, or a percentage of the whole images'
-    working memory) by the memory model in ``calibration``
-    (:mod:`patchpnp.patching.micro_batch`). ``precision``: the U-Net's autocast
-    (``inference.precision``; :func:`patchpnp.runtime.autocast_dtype`). ``tuned``: a
-    tuning table (:func:`patchpnp.inference.tune.read_chosen`) whose chosen value replaces
-    the solver's tuned parameter. ``sample``: the posterior-sample index, which keys the
-    solver noise only (:class:`~patchpnp.solvers.SolveStreams`); 0 is the grid's.
+    ``runtime`` (default :class:`~patchpnp.runtime.Runtime`'s): the device, threads,
+    precision, images per batch and tiles per network call (``patch_batch``: ``auto``
+    needs its ``calibration``). ``scoring`` (default
+    :class:`~patchpnp.metrics.quality.Scoring`'s): the outer band of the
+    boundary-artifact score (default :data:`DEFAULT_BAND`) and LPIPS: ``lpips`` when
+    given (a metric shared by several cells), else
+    :func:`~patchpnp.metrics.quality.lpips_metric` of the scoring's ``lpips_weights`` (the
+    AlexNet checkpoint; the workflow passes its ``resources/`` copy) and ``lpips_mode``
+    (``auto``, ``required``: fail before any work, or ``off``).
     """
-    band = DEFAULT_BAND if band is None else int(band)
-    if tuned is not None:
-        solver_params = {**(solver_params or {}), **read_chosen(tuned, solver)}
+    runtime, scoring = runtime or Runtime(), scoring or Scoring()
+    task, task_params, solver, prior = cell.task, cell.task_params, cell.solver, cell.prior
+    size, padding, seed, sample = cell.size, cell.padding, cell.seed, cell.sample
+    solver_params, batch_images = cell.solver_params, runtime.batch_images
+    patch_batch, memory_budget = runtime.patch_batch, runtime.memory_budget
+    band = DEFAULT_BAND if scoring.band is None else int(scoring.band)
+    if cell.tuned is not None:
+        solver_params = {**(solver_params or {}), **read_chosen(cell.tuned, solver)}
     split = read_split(data, limit)
     x_all, sources, slices = torch.from_numpy(split.images), split.source, split.slice
     check_cell(task, task_params, solver, size, padding)
-    auto = patch_batch == AUTO and size != "whole" and solver != "baseline"
+    auto = patch_batch == AUTO and size != WHOLE and solver != "baseline"
     if auto:
         parse_budget(memory_budget)
-        cal = read_calibration(calibration) if calibration else None
+        cal = read_calibration(runtime.calibration) if runtime.calibration else None
         if cal is None:
             raise InferenceError("patch_batch auto needs a memory calibration (--calibration)")
     elif isinstance(patch_batch, str) and patch_batch != AUTO:
         raise InferenceError(f"patch_batch must be a number, null or 'auto', not {patch_batch!r}")
-    use_threads(threads)
-    dev = select_device(device)
+    dev = runtime.start()
     if lpips is None:
-        lpips = lpips_metric(dev, lpips_weights, lpips_mode)
+        lpips = lpips_metric(dev, scoring.lpips_weights, scoring.lpips_mode)
     sigma_n = float(task_params["sigma_n"])
     operator = make_operator(task, **operator_params(task_params))
     denoiser = None
     if solver != "baseline":
         if prior is None:
             raise InferenceError(f"solver '{solver}' needs a prior")
-        denoiser, _ = load_prior(prior, dev, precision=precision)
-        if size != "whole":
+        denoiser, _ = load_prior(prior, dev, precision=runtime.precision)
+        if size != WHOLE:
             if auto:
                 images = min(batch_images, len(x_all))
                 patch_batch = auto_patch_batch(
@@ -233,7 +244,7 @@ def run_cell(
             "task": task,
             "solver": solver,
             "size": str(size),
-            "padding": padding if size != "whole" else "none",
+            "padding": padding if size != WHOLE else NO_PADDING,
             "band": int(band),
             "sigma_n": sigma_n,
             "seed": seed,

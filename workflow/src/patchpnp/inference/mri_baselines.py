@@ -1,4 +1,4 @@
-"""Classical multicoil MRI reconstructions: the baselines of ALGORITHMS.md section 11.
+"""Classical multicoil MRI reconstructions: the baselines of docs/methods.md section 11.
 
 Each method reconstructs one batch measured by a :class:`~patchpnp.physics.multicoil.MulticoilMRI`
 operator (bound to that batch's coil maps) and returns real ``[B, 2, H, W]`` images

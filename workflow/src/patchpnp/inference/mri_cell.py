@@ -1,6 +1,6 @@
 """One cell of the MRI grid: a multicoil acquisition and a reconstruction method.
 
-ALGORITHMS.md section 11. A cell reads an MRI split file (:mod:`patchpnp.formats`),
+docs/methods.md section 11. A cell reads an MRI split file (:mod:`patchpnp.formats`),
 undersamples each slice's measured k-space retrospectively with the acquisition's
 line mask (``y = M k``: the data's own noise, as an MRI reader expects, not noise we
 add), reconstructs with one method and scores the magnitude images as fastMRI does
@@ -24,7 +24,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import h5py
@@ -36,20 +36,21 @@ from tqdm import tqdm
 from patchpnp.atomic import atomic_path
 from patchpnp.errors import PatchpnpError
 from patchpnp.formats import MRI_CELL_KEYS, MRISplit, read_mri_split, write_recon
-from patchpnp.inference.mri_baselines import METHODS as CLASSICAL
 from patchpnp.inference.mri_baselines import choose_interior, lambda_grid, reconstruct
+from patchpnp.inference.tuned import TunedValueError, chosen_row
+from patchpnp.layout import MRI_DIFFUSION as DIFFUSION
+from patchpnp.layout import MRI_METHODS, NO_PADDING, WHOLE
 from patchpnp.metrics.mri import kspace_noise_sigma, mri_scores, volume_data_range
 from patchpnp.metrics.quality import data_consistency
 from patchpnp.physics.multicoil import MulticoilMRI
-from patchpnp.runtime import select_device, use_threads
+from patchpnp.runtime import Runtime
 from patchpnp.solvers.streams import image_key
 
 log = logging.getLogger(__name__)
 
-DIFFUSION = "diffusion"
-METHODS = (*CLASSICAL, DIFFUSION)
 TUNED = ("sense", "cs_wavelet")  # the classical methods with a regularisation weight
 NONE = "none"  # prior / solver of a classical cell
+MRI_RUNTIME = Runtime(batch_images=12)  # an MRI cell's default: 12 slices per batch
 
 
 class MRIError(PatchpnpError, ValueError):
@@ -83,6 +84,23 @@ class Acquisition:
             seed,
             self.cg_iters,
         )
+
+
+@dataclass(frozen=True)
+class Reconstruction:
+    """How a cell reconstructs: a classical ``method`` (``zero_filled``; ``sense`` and
+    ``cs_wavelet`` with their weight ``lam`` and ``iters`` iterations) or ``diffusion``:
+    ``solver`` (its ``solver_params``) around ``prior``, a prior trained on complex images,
+    whole or through the shifted grid of ``size``-px tiles padded with ``padding``."""
+
+    method: str
+    lam: float | None = None
+    iters: int | None = None
+    solver: str | None = None
+    solver_params: dict | None = None
+    prior: str | Path | None = None
+    size: str | int = WHOLE
+    padding: str = "reflect"
 
 
 def volume_mask_seed(seed: int, volume: str) -> int:
@@ -121,8 +139,8 @@ def _reconstructor(
 
 def check_method(method: str, solver: str | None, prior, lam) -> None:
     """Refuse a cell that cannot run, before anything is loaded."""
-    if method not in METHODS:
-        raise MRIError(f"unknown MRI method {method!r}; expected one of {METHODS}")
+    if method not in MRI_METHODS:
+        raise MRIError(f"unknown MRI method {method!r}; expected one of {MRI_METHODS}")
     if method == DIFFUSION:
         from patchpnp.solvers import SOLVERS
 
@@ -207,7 +225,7 @@ def _load_denoiser(prior, size, padding, patch_batch, device, precision):
             f"{prior}: the prior was trained on {settings['network']['img_channels']}-channel "
             f"images; MRI reconstruction needs one trained on complex (2-channel) images"
         )
-    if str(size) != "whole":
+    if str(size) != WHOLE:
         denoiser = ShiftedGridDenoiser(
             denoiser, int(size), padding=padding, patch_batch=patch_batch
         )
@@ -221,37 +239,37 @@ def run_mri_cell(
     *,
     dataset: str,
     acquisition: Acquisition,
-    method: str,
-    lam: float | None = None,
-    iters: int | None = None,
-    solver: str | None = None,
-    solver_params: dict | None = None,
-    prior: str | Path | None = None,
-    size="whole",
-    padding: str = "reflect",
-    patch_batch: int | None = None,
-    batch_images: int = 12,
+    reconstruction: Reconstruction,
+    runtime: Runtime | None = None,
     seed: int = 0,
-    device: str = "auto",
-    threads: int | None = None,
-    precision: str = "float32",
     limit: int | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Run one MRI cell and write its reconstructions and per-image metrics."""
+    """Run one MRI cell on the first ``limit`` slices of ``data`` and write its
+    reconstructions and per-image metrics. ``runtime`` (default: :data:`MRI_RUNTIME`):
+    the device, threads, precision, ``batch_images`` and a number of tiles per network
+    call (``patch_batch``; ``auto`` is the grid's only, which calibrates its priors)."""
+    runtime = runtime or MRI_RUNTIME
+    method, lam, solver = reconstruction.method, reconstruction.lam, reconstruction.solver
+    prior, size, padding = reconstruction.prior, reconstruction.size, reconstruction.padding
     check_method(method, solver, prior, lam)
+    if isinstance(runtime.patch_batch, str):
+        raise MRIError(
+            f"patch_batch {runtime.patch_batch!r}: an MRI cell takes a number of tiles per "
+            "network call, or none for all at once"
+        )
     split = read_mri_split(data, limit)
-    use_threads(threads)
-    dev = select_device(device)
+    dev = runtime.start()
     denoiser = None
     if method == DIFFUSION:
-        denoiser = _load_denoiser(prior, size, padding, patch_batch, dev, precision)
+        denoiser = _load_denoiser(prior, size, padding, runtime.patch_batch, dev,
+                                  runtime.precision)  # fmt: skip
     recon_fn = _reconstructor(
         method,
         lam=lam,
-        iters=iters,
+        iters=reconstruction.iters,
         solver=solver,
-        solver_params=solver_params,
+        solver_params=reconstruction.solver_params,
         denoiser=denoiser,
         sigma_n=acquisition.sigma_n,
     )
@@ -262,14 +280,14 @@ def run_mri_cell(
         "method": method,
         "prior": NONE if method != DIFFUSION else Path(str(prior)).parent.name,
         "solver": NONE if method != DIFFUSION else solver,
-        "size": str(size) if method == DIFFUSION else "whole",
+        "size": str(size) if method == DIFFUSION else WHOLE,
     }
     desc = f"{method} {keys['solver']} {keys['size']} x{acquisition.acceleration}"
     recon, y, table = run_split(
         split,
         acquisition,
         recon_fn,
-        batch_images=batch_images,
+        batch_images=runtime.batch_images,
         seed=seed,
         device=dev,
         desc=desc,
@@ -278,7 +296,7 @@ def run_mri_cell(
     table = table.assign(**keys, lam=np.nan if lam is None else float(lam))
     table = table[[*MRI_CELL_KEYS, *[c for c in table.columns if c not in MRI_CELL_KEYS]]]
     attrs = {**{k: str(v) for k, v in keys.items()}, **asdict(acquisition), "seed": seed}
-    attrs["padding"] = padding if str(size) != "whole" else "none"
+    attrs["padding"] = padding if str(size) != WHOLE else NO_PADDING
     with atomic_path(recon_path) as tmp, h5py.File(tmp, "w") as f:
         write_recon(f, recon.numpy(), y.numpy(), attrs)
     with atomic_path(metrics_path) as tmp:
@@ -297,38 +315,35 @@ def tune_mri(
     output: str | Path,
     *,
     acquisition: Acquisition,
-    method: str,
+    reconstruction: Reconstruction,
     values: list[float],
-    iters: int | None = None,
-    solver: str | None = None,
-    solver_params: dict | None = None,
-    prior: str | Path | None = None,
-    batch_images: int = 12,
+    runtime: Runtime | None = None,
     seed: int = 0,
-    device: str = "cpu",
-    threads: int | None = None,
-    precision: str = "float32",
     limit: int | None = None,
     progress: bool = True,
 ) -> float:
-    """Sweep one parameter over ``values`` on the tuning slices: a classical method's
-    ``lam``, or a diffusion solver's (:data:`patchpnp.params.TUNED`: DiffPIR's ``lam``,
-    DPS's ``zeta``) with ``prior`` at whole-image inference. Writes the sweep (mean PSNR,
-    SSIM, NMSE per value, the chosen row marked) and returns the value of best mean PSNR.
-    A best value on the grid's edge is logged as a warning and marked ``interior =
-    False`` (:func:`~patchpnp.inference.mri_baselines.choose_interior`)."""
+    """Sweep one parameter of ``reconstruction`` over ``values`` on the tuning slices: a
+    classical method's ``lam``, or a diffusion solver's (:data:`patchpnp.params.TUNED`:
+    DiffPIR's ``lam``, DPS's ``zeta``) with its prior at whole-image inference (its size
+    and padding do not count). Writes the sweep (mean PSNR, SSIM, NMSE per value, the
+    chosen row marked) and returns the value of best mean PSNR. A best value on the grid's
+    edge is logged as a warning and marked ``interior = False``
+    (:func:`~patchpnp.inference.mri_baselines.choose_interior`). ``runtime`` default:
+    :data:`MRI_RUNTIME` on the CPU."""
     from patchpnp.params import TUNED as SOLVER_TUNED
 
+    runtime = runtime or replace(MRI_RUNTIME, device="cpu")
+    method, iters, solver = reconstruction.method, reconstruction.iters, reconstruction.solver
+    solver_params, prior = reconstruction.solver_params, reconstruction.prior
     if method not in (*TUNED, DIFFUSION):
         raise MRIError(f"only {(*TUNED, DIFFUSION)} have a parameter to tune, not {method!r}")
     check_method(method, solver, prior, 0.0)
     param = SOLVER_TUNED[solver] if method == DIFFUSION else "lam"
     split = read_mri_split(data, limit)
-    use_threads(threads)
-    dev = select_device(device)
+    dev = runtime.start()
     denoiser = None
     if method == DIFFUSION:
-        denoiser = _load_denoiser(prior, "whole", "reflect", None, dev, precision)
+        denoiser = _load_denoiser(prior, WHOLE, "reflect", None, dev, runtime.precision)
     rows = []
     desc = f"tune {solver or method} {param} x{acquisition.acceleration}"
     for value in tqdm(values, desc=desc, disable=not progress):
@@ -342,8 +357,9 @@ def tune_mri(
             sigma_n=acquisition.sigma_n,
         )
         _, _, table = run_split(
-            split, acquisition, fn, batch_images=batch_images, seed=seed, device=dev, progress=False
-        )
+            split, acquisition, fn, batch_images=runtime.batch_images, seed=seed, device=dev,
+            progress=False,
+        )  # fmt: skip
         rows.append({param: value, **table[["psnr", "ssim", "nmse"]].mean().to_dict()})
     sweep = pd.DataFrame(rows)
     choice = choose_interior(values, sweep["psnr"].to_numpy())
@@ -363,113 +379,73 @@ def tune_mri(
 
 
 def read_tuned(path: str | Path) -> float:
-    """The chosen ``lam`` of a classical method's sweep written by :func:`tune_mri`."""
-    sweep = pd.read_csv(path)
-    if "lam" not in sweep.columns:
-        raise MRIError(f"{path}: not a lam sweep (columns {list(sweep.columns)})")
-    chosen = sweep.loc[sweep["chosen"].astype(bool), "lam"]
-    if len(chosen) != 1 or not math.isfinite(float(chosen.iloc[0])):
-        raise MRIError(f"{path}: a tuning sweep must mark exactly one chosen lam")
-    return float(chosen.iloc[0])
+    """The chosen ``lam`` of a classical method's sweep written by :func:`tune_mri`
+    (its one chosen row, read by :func:`patchpnp.inference.tuned.chosen_row`)."""
+    try:
+        lam = float(chosen_row(path, columns=("lam",))["lam"])
+    except TunedValueError as err:
+        raise MRIError(f"{err} (a classical method's lam sweep)") from None
+    if not math.isfinite(lam):
+        raise MRIError(f"{path}: the chosen lam is {lam}, not a number")
+    return lam
 
 
 def mri_cell_command(
     data: str,
-    recon: str,
-    metrics: str,
+    recon_path: str,
+    metrics_path: str,
+    *,
     dataset: str,
-    method: str,
-    acceleration: int,
-    center_fraction: float,
-    mask: str,
-    sigma_n: float,
-    cg_iters: int,
-    lam: float | None = None,
+    acquisition: Acquisition,
+    reconstruction: Reconstruction,
     lam_file: str | None = None,
-    iters: int | None = None,
-    solver: str | None = None,
-    solver_params: dict | None = None,
-    prior: str | None = None,
-    size="whole",
-    padding: str = "reflect",
-    patch_batch: int | None = None,
-    batch_images: int = 12,
+    runtime: Runtime | None = None,
     seed: int = 0,
-    device: str = "auto",
-    threads: int | None = None,
-    precision: str = "float32",
     limit: int | None = None,
 ) -> str:
-    """``patchpnp mri-cell``: one MRI cell (``--lam-file``: a tuning sweep's choice)."""
+    """``patchpnp mri-cell``: one MRI cell (``--lam-file``: a tuning sweep's choice of the
+    reconstruction's ``lam``). ``seed`` keys the solver's draws and a random mask."""
     if lam_file is not None:
-        lam = read_tuned(lam_file)
-    acquisition = Acquisition(acceleration, center_fraction, mask, seed, sigma_n, cg_iters)
+        reconstruction = replace(reconstruction, lam=read_tuned(lam_file))
     table = run_mri_cell(
         data,
-        recon,
-        metrics,
+        recon_path,
+        metrics_path,
         dataset=dataset,
-        acquisition=acquisition,
-        method=method,
-        lam=lam,
-        iters=iters,
-        solver=solver,
-        solver_params=solver_params,
-        prior=prior,
-        size=size,
-        padding=padding,
-        patch_batch=patch_batch,
-        batch_images=batch_images,
+        acquisition=replace(acquisition, mask_seed=seed),
+        reconstruction=reconstruction,
+        runtime=runtime,
         seed=seed,
-        device=device,
-        threads=threads,
-        precision=precision,
         limit=limit,
     )
-    return f"{metrics}: PSNR {table['psnr'].mean():.2f} dB over {len(table)} slices"
+    return f"{metrics_path}: PSNR {table['psnr'].mean():.2f} dB over {len(table)} slices"
 
 
 def mri_tune_command(
     data: str,
     output: str,
-    method: str,
-    acceleration: int,
-    center_fraction: float,
-    mask: str,
-    sigma_n: float,
-    cg_iters: int,
+    *,
+    acquisition: Acquisition,
+    reconstruction: Reconstruction,
     lam_center: float,
     decades: float,
     points: int,
-    iters: int | None = None,
-    solver: str | None = None,
-    solver_params: dict | None = None,
-    prior: str | None = None,
-    batch_images: int = 12,
+    runtime: Runtime | None = None,
     seed: int = 0,
-    device: str = "cpu",
-    threads: int | None = None,
-    precision: str = "float32",
     limit: int | None = None,
 ) -> str:
     """``patchpnp mri-tune``: a classical method's lam, or a diffusion solver's lam / zeta,
-    swept on a log grid over the tuning slices."""
-    acquisition = Acquisition(acceleration, center_fraction, mask, seed, sigma_n, cg_iters)
+    swept on a log grid over the tuning slices. ``seed`` keys the solver's draws and a
+    random mask."""
     best = tune_mri(
         data,
         output,
-        acquisition=acquisition,
-        method=method,
+        acquisition=replace(acquisition, mask_seed=seed),
+        reconstruction=reconstruction,
         values=[float(v) for v in lambda_grid(lam_center, decades, points)],
-        iters=iters,
-        solver=solver,
-        solver_params=solver_params,
-        prior=prior,
-        batch_images=batch_images,
+        runtime=runtime,
         seed=seed,
-        device=device,
-        threads=threads,
-        precision=precision,
         limit=limit,
     )
-    return f"{output}: {solver or method} x{acceleration} chose {best:.4g}"
+    what = reconstruction.solver or reconstruction.method
+    return f"{output}: {what} x{acquisition.acceleration} chose {best:.4g}"

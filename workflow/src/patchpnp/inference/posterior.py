@@ -1,4 +1,4 @@
-"""Posterior samples of one cell and how well their spread covers the error (ALGORITHMS.md
+"""Posterior samples of one cell and how well their spread covers the error (docs/methods.md
 section 12).
 
 A posterior cell runs the grid cell (:func:`patchpnp.inference.cell.run_cell`) ``K``
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import h5py
@@ -38,8 +39,10 @@ import pandas as pd
 
 from patchpnp.atomic import atomic_path
 from patchpnp.formats import RECON, read_split
-from patchpnp.inference.cell import InferenceError, run_cell
-from patchpnp.metrics.quality import LPIPSMetric
+from patchpnp.inference.cell import CellSpec, InferenceError, run_cell
+from patchpnp.layout import NO_PADDING, WHOLE
+from patchpnp.metrics.quality import LPIPSMetric, Scoring, psnr
+from patchpnp.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +58,6 @@ POSTERIOR_COLUMNS = [
     "coverage_2sd",
     "zero_sd_fraction",
 ]
-
-
-def _psnr(x: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """PSNR (data range 1) per image over all axes but the first."""
-    mse = ((x - ref) ** 2).reshape(x.shape[0], -1).mean(axis=1)
-    return 10 * np.log10(1.0 / np.maximum(mse, 1e-20))
 
 
 def posterior_stats(samples: np.ndarray, truth: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray]:
@@ -92,8 +89,8 @@ def posterior_stats(samples: np.ndarray, truth: np.ndarray) -> tuple[dict, np.nd
         return np.where(n_spread > 0, covered / np.maximum(n_spread, 1), np.nan)
 
     columns = {
-        "psnr_of_mean": _psnr(mean, truth),
-        "psnr_mean_of_samples": np.mean([_psnr(s, truth) for s in samples], axis=0),
+        "psnr_of_mean": psnr(mean, truth),
+        "psnr_mean_of_samples": np.mean([psnr(s, truth) for s in samples], axis=0),
         "sd_mean": per_image(sd),
         "coverage_1sd": coverage(1),
         "coverage_2sd": coverage(2),
@@ -108,21 +105,29 @@ def run_posterior_cell(
     metrics_path: str | Path,
     *,
     samples: int,
-    **cell,
+    cell: CellSpec,
+    runtime: Runtime | None = None,
+    scoring: Scoring | None = None,
+    limit: int | None = None,
+    progress: bool = True,
 ) -> pd.DataFrame:
-    """Run ``samples`` posterior samples of the cell ``cell`` (:func:`run_cell`'s keywords,
-    ``sample`` excepted) and write their mean, spread and coverage; return the table."""
+    """Run ``samples`` posterior samples of ``cell`` (with :func:`run_cell`'s ``runtime``,
+    ``scoring``, ``limit`` and ``progress``; the cell's ``sample`` is drawn here) and write
+    their mean, spread and coverage; return the table."""
     if int(samples) != samples or samples < 2:
         raise InferenceError(f"samples must be an integer >= 2, got {samples}")
-    if "sample" in cell:
-        raise InferenceError("run_posterior_cell draws the samples itself: do not pass sample")
-    split = read_split(data, cell.get("limit"))
+    if cell.sample != 0:
+        raise InferenceError("run_posterior_cell draws the samples itself: leave sample at 0")
+    split = read_split(data, limit)
     recons, seconds = [], np.zeros(len(split.images))
     lpips = LPIPSMetric(enabled=False)  # the statistics here are pixelwise; no AlexNet
     with tempfile.TemporaryDirectory() as scratch:
         for k in range(int(samples)):
             h5, csv = Path(scratch) / f"{k}.h5", Path(scratch) / f"{k}.csv"
-            table = run_cell(data, h5, csv, sample=k, lpips=lpips, **cell)
+            table = run_cell(
+                data, h5, csv, cell=replace(cell, sample=k), runtime=runtime, scoring=scoring,
+                limit=limit, lpips=lpips, progress=progress,
+            )  # fmt: skip
             seconds += table["seconds"].to_numpy()
             with h5py.File(h5, "r") as f:
                 recons.append(f[RECON][()])
@@ -138,13 +143,14 @@ def run_posterior_cell(
             "seconds": seconds,
         }
     )
+    size = str(cell.size)
     attrs = {
-        "task": cell.get("task", ""),
-        "solver": cell.get("solver", ""),
-        "size": str(cell.get("size", "whole")),
-        "padding": cell.get("padding", "reflect") if str(cell.get("size")) != "whole" else "none",
+        "task": cell.task,
+        "solver": cell.solver,
+        "size": size,
+        "padding": cell.padding if size != WHOLE else NO_PADDING,
         "samples": int(samples),
-        "seed": int(cell.get("seed", 0)),
+        "seed": int(cell.seed),
     }
     with atomic_path(Path(recon_path)) as tmp, h5py.File(tmp, "w") as f:
         f.create_dataset(MEAN, data=mean.astype(np.float32))
@@ -162,7 +168,3 @@ def run_posterior_cell(
         out["coverage_2sd"].mean(),
     )
     return out
-
-
-# What ``**cell`` takes (the CLI's test checks the options against it).
-run_posterior_cell.forwards_to = run_cell

@@ -1,4 +1,4 @@
-"""Tuning a solver's step size on held-out slices (ALGORITHMS.md section 8).
+"""Tuning a solver's step size on held-out slices (docs/methods.md section 8).
 
 For one (prior, solver, task), each value of a log-spaced grid of the tuned
 parameter (``lam`` for DiffPIR, ``zeta`` for DPS, ``weight`` for deepinv's solvers;
@@ -15,15 +15,18 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 
 from patchpnp.atomic import atomic_path
-from patchpnp.inference.cell import run_cell
-from patchpnp.layout import parse_tune_path
+from patchpnp.inference.cell import CellSpec, run_cell
+from patchpnp.inference.tuned import chosen_row
+from patchpnp.layout import WHOLE, parse_tune_path
 from patchpnp.metrics.quality import LPIPSMetric
 from patchpnp.params import TUNED
+from patchpnp.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -37,21 +40,17 @@ def log_grid(center: float, decades: float = 1.0, per_decade: int = 3) -> list[f
 def tune(
     data: Sequence[str | Path],
     *,
-    prior: str | Path,
-    solver: str,
-    task: str,
-    task_params: dict,
-    solver_params: dict,
-    seed: int = 0,
-    batch_images: int = 8,
+    cell: CellSpec,
+    runtime: Runtime | None = None,
     per_decade: int = 3,
     decades: float = 1.0,
     max_widen: int = 3,
-    threads: int | None = None,
-    device: str = "auto",
-    precision: str = "float32",
 ) -> tuple[pd.DataFrame, float]:
-    """Sweep the solver's tuned parameter; return the table and the chosen value."""
+    """Sweep the tuned parameter of ``cell``'s solver around its value in the cell's
+    ``solver_params``, each value a whole-image cell on every split of ``data`` (the
+    cell's size and tuning table do not count); return the table and the chosen value."""
+    cell = replace(cell, size=WHOLE, tuned=None)
+    solver, task, solver_params = cell.solver, cell.task, cell.solver_params
     name = TUNED[solver]
     centre = float(solver_params[name])
     values = log_grid(centre, decades, per_decade)
@@ -69,16 +68,8 @@ def tune(
                         path,
                         Path(scratch) / f"{i}.h5",
                         Path(scratch) / f"{i}.csv",
-                        task=task,
-                        task_params=task_params,
-                        solver=solver,
-                        solver_params={**solver_params, name: v},
-                        prior=prior,
-                        seed=seed,
-                        batch_images=batch_images,
-                        threads=threads,
-                        device=device,
-                        precision=precision,
+                        cell=replace(cell, solver_params={**solver_params, name: v}),
+                        runtime=runtime,
                         lpips=lpips,
                         progress=False,
                     )
@@ -127,8 +118,7 @@ def summarise(tables: Sequence[str | Path], output: str | Path) -> dict:
 
     chosen: dict = {}
     for path in tables:
-        t = pd.read_csv(path)
-        row = t[t["chosen"]].iloc[0]
+        row = chosen_row(path)
         prior = parse_tune_path(path)["prior"]
         chosen.setdefault(row["solver"], {"priors": {}})["priors"].setdefault(prior, {})[
             row["task"]
@@ -146,25 +136,13 @@ def tune_command(
     data: Sequence[str],
     *,
     output: str,
-    prior: str,
-    solver: str,
-    task: str,
-    task_params: dict,
-    solver_params: dict,
-    seed: int = 0,
-    batch_images: int = 8,
-    device: str = "auto",
-    threads: int | None = None,
-    precision: str = "float32",
+    cell: CellSpec,
+    runtime: Runtime | None = None,
     per_decade: int = 3,
     decades: float = 1.0,
 ) -> str:
     """``patchpnp tune``: sweep, write the table with the choice marked, return it as text."""
-    table, _ = tune(
-        data, prior=prior, solver=solver, task=task, task_params=task_params,
-        solver_params=solver_params, seed=seed, batch_images=batch_images, threads=threads,
-        device=device, precision=precision, per_decade=per_decade, decades=decades,
-    )  # fmt: skip
+    table, _ = tune(data, cell=cell, runtime=runtime, per_decade=per_decade, decades=decades)
     write_tuning(table, output)
     return table.to_string(index=False)
 

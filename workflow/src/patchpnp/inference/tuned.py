@@ -1,13 +1,18 @@
-"""Reading a tuning table's choice (written by :mod:`patchpnp.inference.tune`).
+"""Reading a tuning table's choice: the one reader of every sweep the workflow writes.
 
 A tuning table has one row per swept value (``solver, task, parameter, value, psnr,
-chosen, interior``). A cell that runs with the tuned value reads it from here, so the
-value comes from the recorded sweep and is never copied by hand. Torch-free.
+chosen, interior``, written by :mod:`patchpnp.inference.tune`). A cell that runs with
+the tuned value reads it from here, so the value comes from the recorded sweep and is
+never copied by hand; ``patchpnp tune-summary`` (:func:`patchpnp.inference.tune.summarise`)
+and the solvers table read the chosen row here too, and so does an MRI cell its
+classical method's ``lam`` sweep (:func:`patchpnp.inference.mri_cell.read_tuned`; one row
+per ``lam``, marked ``chosen`` the same way). Torch-free.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
 import pandas as pd
 
@@ -21,13 +26,20 @@ class TunedValueError(PatchpnpError, ValueError):
     """A tuning table that does not hold one choice for the solver; the message says why."""
 
 
-def chosen_row(path: str | os.PathLike) -> pd.Series:
-    """The chosen row of the tuning table at ``path`` (refused unless there is exactly one)."""
+# The columns of a tuning table (patchpnp.inference.tune) that its choice is read from.
+TABLE_COLUMNS = ("solver", "parameter", "value")
+
+
+def chosen_row(path: str | os.PathLike, columns: Iterable[str] = TABLE_COLUMNS) -> pd.Series:
+    """The chosen row of the tuning table at ``path`` (refused unless there is exactly one).
+
+    ``columns``: those the table must have besides ``chosen`` (a tuning table's by default).
+    """
     try:
         table = pd.read_csv(path)
     except (OSError, pd.errors.EmptyDataError, pd.errors.ParserError) as err:
         raise TunedValueError(f"{path}: not a readable tuning table ({err})") from err
-    need = {"solver", "parameter", "value", "chosen"}
+    need = {*columns, "chosen"}
     if missing := sorted(need - set(table.columns)):
         raise TunedValueError(f"{path}: missing columns {missing}; expected {sorted(need)}")
     chosen = table[table["chosen"].astype(str).str.lower() == "true"]

@@ -37,11 +37,11 @@ from pathlib import Path
 
 from patchpnp.atomic import atomic_path
 from patchpnp.errors import PatchpnpError
+from patchpnp.params import LPIPS_MODES
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "LPIPS_MODES",
     "LPIPSWeightsError",
     "TORCHVISION_URL",
     "WEIGHTS_NAME",
@@ -58,7 +58,6 @@ __all__ = [
 # (and the workflow's planning) does not import torchvision; a test checks they agree.
 TORCHVISION_URL = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
 WEIGHTS_NAME = TORCHVISION_URL.rsplit("/", 1)[1]
-LPIPS_MODES = ("auto", "required", "off")
 DOWNLOAD_TIMEOUT = 20.0  # seconds without a byte before a download attempt gives up
 
 _HASH_IN_NAME = re.compile(r"-([a-f0-9]+)\.")  # torch.hub's convention: name-<sha256 prefix>.ext

@@ -1,4 +1,4 @@
-"""Peak memory of a piece of work, total and working (ALGORITHMS.md section 7).
+"""Peak memory of a piece of work, total and working (docs/methods.md section 7).
 
 :class:`PeakMemory` reports two figures in MiB for the work between ``start()`` and
 ``stop()``:

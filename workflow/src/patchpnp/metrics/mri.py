@@ -1,4 +1,4 @@
-"""fastMRI's evaluation metrics for complex MRI reconstructions (ALGORITHMS.md section 11).
+"""fastMRI's evaluation metrics for complex MRI reconstructions (docs/methods.md section 11).
 
 numpy and scikit-image only (no torch): these follow fastMRI's ``evaluate.py``.
 
@@ -26,7 +26,9 @@ the scanner's own noise, whose level no config knows. :func:`kspace_noise_sigma`
 estimates it per slice from the k-space corners (the highest spatial frequencies, where
 the signal has decayed), so a reconstruction consistent with the data scores about 1.
 
-NMSE is ``||gt - pred||^2 / ||gt||^2`` (scale-free, no data range). SSIM is
+PSNR is the package's one :func:`patchpnp.metrics.quality.psnr` (``+inf`` for identical
+images, as fastMRI's), given each image's data range. NMSE is ``||gt - pred||^2 /
+||gt||^2`` (scale-free, no data range). SSIM is
 ``skimage.metrics.structural_similarity`` with its defaults (7 x 7 uniform window), as
 fastMRI's ``evaluate.ssim`` calls it, on 2D magnitude slices.
 """
@@ -35,12 +37,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from patchpnp.metrics.quality import psnr
+
 __all__ = [
     "kspace_noise_sigma",
     "magnitude",
     "mri_scores",
     "nmse",
-    "psnr",
     "ssim",
     "volume_data_range",
 ]
@@ -73,15 +76,6 @@ def nmse(gt, pred) -> float:
     return float(np.sum((a - b) ** 2) / np.sum(a**2))
 
 
-def psnr(gt, pred, data_range: float) -> float:
-    """``10 log10(data_range^2 / MSE)`` in dB; inf for identical images."""
-    a, b = _pair(gt, pred)
-    mse = float(np.mean((a - b) ** 2))
-    if mse == 0.0:
-        return float("inf")
-    return float(10.0 * np.log10(float(data_range) ** 2 / mse))
-
-
 def ssim(gt, pred, data_range: float) -> float:
     """SSIM of two 2D images: skimage's ``structural_similarity`` (7 x 7 window)."""
     from skimage.metrics import structural_similarity
@@ -111,7 +105,7 @@ def mri_scores(recon, target, data_range) -> dict[str, np.ndarray]:
     if not np.all(dr > 0):
         raise ValueError(f"data_range must be positive, got {dr}")
     return {
-        "psnr": np.array([psnr(t[i], r[i], dr[i]) for i in range(n)]),
+        "psnr": psnr(r, t, dr),
         "ssim": np.array([ssim(t[i], r[i], dr[i]) for i in range(n)]),
         "nmse": np.array([nmse(t[i], r[i]) for i in range(n)]),
     }

@@ -1,4 +1,4 @@
-"""Image-quality and consistency metrics, per image (ALGORITHMS.md section 7).
+"""Image-quality and consistency metrics, per image (docs/methods.md section 7).
 
 PSNR uses ``data_range = 1`` on [0, 1] images. fastMRI's convention (data range = the
 volume's maximum, on images in scanner units) is not reported: the evaluation images
@@ -8,7 +8,11 @@ imitation of it.
 
 Images are batches ``[B, C, H, W]`` (or ``[B, H, W]``) in [0, 1] units, torch tensors or
 numpy arrays; every metric returns one value per image, ``[B]``, as a numpy array or
-(when ``x`` is a tensor) a float64 CPU tensor.
+(when ``x`` is a tensor) a float64 CPU tensor. :func:`psnr` is the package's only PSNR
+(the grid, MRI's fastMRI scores, posterior cells, the denoiser check and the figures all
+call it). Importing this module does not import torch: PSNR and SSIM of numpy arrays
+stay torch-free (the figures, :mod:`patchpnp.metrics.mri`), and torch is imported where
+a tensor or the LPIPS network is used.
 
 LPIPS needs torchvision's ImageNet AlexNet weights, which torchvision downloads on
 first use. This module never downloads (:mod:`patchpnp.metrics.lpips_weights` fetches
@@ -22,19 +26,25 @@ LPIPS. :func:`lpips_metric` builds it for a mode of the config key ``metrics.lpi
 from __future__ import annotations
 
 import logging
+import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from patchpnp.metrics.lpips_weights import (
-    LPIPS_MODES,
     LPIPSWeightsError,
     alexnet_checkpoint_path,
     sha256_prefix_ok,
 )
-from patchpnp.physics.base import LinearOperator
+from patchpnp.params import LPIPS_MODES
+
+if TYPE_CHECKING:
+    import torch
+
+    from patchpnp.physics.base import LinearOperator
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +61,15 @@ __all__ = [
 
 
 # -- array plumbing ------------------------------------------------------------------------
+def _is_tensor(x) -> bool:
+    """Whether ``x`` is a torch tensor (there is none unless torch was imported)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
 def _as_numpy(x) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        return x.detach().to("cpu", torch.float64).numpy()
+    if _is_tensor(x):
+        return x.detach().to("cpu", sys.modules["torch"].float64).numpy()
     return np.asarray(x, dtype=np.float64)
 
 
@@ -69,8 +85,8 @@ def _as_batch(x) -> np.ndarray:
 
 def _like(values: np.ndarray, x):
     """Return per-image ``values`` as the kind of array ``x`` is (tensor or numpy)."""
-    if isinstance(x, torch.Tensor):
-        return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float64))
+    if _is_tensor(x):
+        return sys.modules["torch"].from_numpy(np.ascontiguousarray(values, dtype=np.float64))
     return values
 
 
@@ -83,9 +99,20 @@ def _pair(x, ref) -> tuple[np.ndarray, np.ndarray]:
 
 # -- PSNR / SSIM -----------------------------------------------------------------------------
 def psnr(x, ref, data_range: float | np.ndarray | torch.Tensor = 1.0):
-    """Per-image PSNR ``10 log10(data_range^2 / MSE)`` in dB (inf for identical images).
+    """Per-image PSNR ``10 log10(data_range^2 / MSE)`` in dB: the package's one PSNR.
 
-    ``data_range`` is a float (1 for [0, 1] images) or one value per image.
+    ``x`` and ``ref`` are batches ``[B, C, H, W]`` or ``[B, H, W]`` (one image ``a``:
+    ``psnr(a[None], b[None])[0]``); the MSE is the mean over each image's pixels and
+    channels, in float64. ``data_range`` is a float (1 for [0, 1] images) or one value
+    per image (fastMRI's volume maximum, :func:`patchpnp.metrics.mri.mri_scores`).
+
+    Identical images (MSE 0) score ``+inf``, as scikit-image's
+    ``peak_signal_noise_ratio`` and fastMRI's ``evaluate.psnr`` do, without a warning.
+    The MSE is never clamped: a floor (1e-12, say) would report a perfect
+    reconstruction as an arbitrary finite 120 dB and hide it inside a mean. The tables
+    need no special case: identical images never occur in a grid (every task adds
+    noise: the config refuses ``sigma_n <= 0``), and if one did, its cell's mean would
+    be ``inf``, in plain sight rather than 120 dB.
     """
     a, b = _pair(x, ref)
     mse = ((a - b) ** 2).reshape(a.shape[0], -1).mean(axis=1)
@@ -140,6 +167,8 @@ def data_consistency(
     sigma_n^2`` and the score of the ground truth is 1 up to ``O(1/sqrt(m))``. Well below
     1 means the reconstruction fits the noise; well above, it ignores the measurements.
     """
+    import torch
+
     if not sigma_n > 0:
         raise ValueError(f"data consistency needs sigma_n > 0, got {sigma_n}")
     x_hat = torch.as_tensor(x_hat)
@@ -186,6 +215,8 @@ class LPIPSMetric:
         verify_hash: bool = True,
         enabled: bool = True,
     ):
+        import torch
+
         self.device = torch.device(device)
         self.model = None
         self.available = False
@@ -224,6 +255,7 @@ class LPIPSMetric:
                 self.reason = why
                 raise ValueError(why)
         import lpips
+        import torch
         import torchvision
 
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -247,12 +279,14 @@ class LPIPSMetric:
 
     @staticmethod
     def _copy_features(slice_: torch.nn.Module, alexnet: torch.nn.Module) -> int:
+        from torch import nn
+
         copied = 0
         for name, module in slice_.named_children():
             source = alexnet.features[int(name)]
             if type(source) is not type(module):
                 raise RuntimeError(f"lpips AlexNet layer {name} is not torchvision's")
-            if isinstance(module, torch.nn.Conv2d):
+            if isinstance(module, nn.Conv2d):
                 module.load_state_dict(source.state_dict(), strict=True)
                 copied += 1
         return copied
@@ -270,6 +304,8 @@ class LPIPSMetric:
                 self._warned = True
             return _like(np.full(a.shape[0], np.nan), x)
 
+        import torch
+
         def prepare(v: np.ndarray) -> torch.Tensor:
             t = torch.from_numpy(v).to(self.device, torch.float32).clamp(0.0, 1.0)
             if t.shape[1] == 1:
@@ -283,6 +319,18 @@ class LPIPSMetric:
     def __repr__(self) -> str:
         state = "available" if self.available else f"unavailable: {self.reason}"
         return f"LPIPSMetric({state})"
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """How a grid cell scores beyond PSNR and SSIM (``--lpips-weights``, ``--lpips-mode``,
+    ``--band``): LPIPS of :func:`lpips_metric`'s ``weights`` and ``mode``, and the outer
+    band (pixels) of the boundary-artifact score (:func:`band_rmse`; None: the cell's
+    default)."""
+
+    lpips_weights: str | Path | None = None
+    lpips_mode: str = "auto"
+    band: int | None = None
 
 
 def lpips_metric(

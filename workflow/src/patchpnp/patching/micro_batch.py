@@ -1,7 +1,7 @@
 """How many tiles one network call may take: the micro-batch that fits a memory budget.
 
 Patch inference saves memory only when the tiles go through the network in
-micro-batches (ALGORITHMS.md section 4): all tiles at once cost more than the whole
+micro-batches (docs/methods.md section 4): all tiles at once cost more than the whole
 image, one at a time costs up to 3x the time at small tiles. ``patch_batch: auto``
 takes the largest micro-batch whose working memory stays within a budget.
 

@@ -22,7 +22,7 @@ included) through an index map, so a margin of any width works (``M >= N`` refle
 back and forth) and the gradient folds back onto the copied pixels exactly.
 
 Random draws. The shifts and the margin noise of a call come from the generators the
-caller passes (one per sample: the solver's *grid* stream, ALGORITHMS.md section 10),
+caller passes (one per sample: the solver's *grid* stream, docs/methods.md section 10),
 never from the solver's noise stream, so tiling changes nothing else in a solve.
 
 Coordinate channels (PaDIS priors). Training shows the network crops of the image with
@@ -70,11 +70,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from patchpnp.layout import PADDINGS
 from patchpnp.patching.tiling import AxisGrid
 from patchpnp.prior.precond import coordinate_channels
 from patchpnp.runtime import keyed_randint, keyed_randn_per_sample
-
-PADDING_MODES = ("zeros", "reflect", "replicate")
 
 # ``cotangent(values, sample, rows, cols)``: the cotangent on the image pixels
 # ``[sample, :, rows, cols]``, computed from the denoised ``values`` there ([C, h, w])
@@ -420,8 +419,8 @@ class ShiftedGridDenoiser(nn.Module):
         noisy_margin: bool = True,
     ):
         super().__init__()
-        if padding not in PADDING_MODES:
-            raise ValueError(f"unknown padding {padding!r}; valid: {list(PADDING_MODES)}")
+        if padding not in PADDINGS:
+            raise ValueError(f"unknown padding {padding!r}; valid: {list(PADDINGS)}")
         if int(patch_size) != patch_size or patch_size < 1:
             raise ValueError(f"patch_size must be a positive integer, got {patch_size}")
         if patch_batch is not None and (int(patch_batch) != patch_batch or patch_batch < 1):

@@ -1,4 +1,4 @@
-"""The shifted grid's geometry per image axis (ALGORITHMS.md section 4), without torch,
+"""The shifted grid's geometry per image axis (docs/methods.md section 4), without torch,
 so that config checks and workflow planning can use it cheaply."""
 
 from __future__ import annotations

@@ -116,7 +116,7 @@ class LinearOperator:
         (the guess is smooth or dominated by other errors: bicubic upsampling, zero
         filling). Operators whose guess is the noisy measurement itself return
         ``sigma_n``, so a solver's first state tops the noise up to its starting level
-        instead of adding the whole level on top (ALGORITHMS.md section 6).
+        instead of adding the whole level on top (docs/methods.md section 6).
         """
         return torch.zeros_like(torch.as_tensor(sigma_n, dtype=torch.float64))
 

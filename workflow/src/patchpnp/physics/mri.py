@@ -12,11 +12,10 @@ from collections.abc import Sequence
 
 import torch
 
+from patchpnp.params import MASK_TYPES
 from patchpnp.runtime import keyed_rand
 
 from .base import GeneratorLike, LinearOperator, as_batch_weight, per_sample_shape, randn_like_batch
-
-MASK_TYPES = ("equispaced", "random")
 
 
 def fft2c(x: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Multicoil Cartesian MRI: ``y_c = M F S_c x + n`` (ALGORITHMS.md section 11).
+"""Multicoil Cartesian MRI: ``y_c = M F S_c x + n`` (docs/methods.md section 11).
 
 ``x`` is a complex image carried as a real 2-channel image ``[B, 2, H, W]`` (real,
 imaginary), so the solvers, the priors and the patch wrapper see a real tensor.

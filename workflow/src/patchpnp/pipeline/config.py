@@ -15,6 +15,7 @@ import jsonschema
 import yaml
 
 from patchpnp.errors import PatchpnpError
+from patchpnp.layout import WHOLE
 from patchpnp.params import DEEPINV_SOLVERS, SOLVER_KEYS, SOLVER_REQUIRED, TASK_KEYS
 from patchpnp.patching.micro_batch import MicroBatchError, parse_budget
 
@@ -220,13 +221,13 @@ def _mri_checks(config: dict[str, Any]) -> list[str]:
             f"config key 'mri.calib_width': {mri['calib_width']} exceeds mri.image_size {size}"
         )
     levels = 2 ** (len(config["network"]["channel_mult"]) - 1)
-    for p in [size, *(s for s in mri["sizes"] if s != "whole")]:
+    for p in [size, *(s for s in mri["sizes"] if s != WHOLE)]:
         if p % levels:
             out.append(
                 f"config key 'mri.sizes' / 'mri.image_size': {p} is not a multiple of "
                 f"{levels}, which the network's levels need"
             )
-    for p in (s for s in mri["sizes"] if s != "whole"):
+    for p in (s for s in mri["sizes"] if s != WHOLE):
         if p >= size:
             out.append(f"config key 'mri.sizes': patch {p} is not smaller than {size}; use whole")
     for acc, fraction in mri["accelerations"].items():
@@ -310,9 +311,9 @@ def _comparison_checks(config: dict[str, Any]) -> list[str]:
             if prior not in config["priors"]:
                 out.append(f"config key '{section}.priors': '{prior}' is not a key of priors")
         for p in config[section]["sizes"]:
-            if p != "whole" and p >= size:
+            if p != WHOLE and p >= size:
                 out.append(f"config key '{section}.sizes': patch {p} is not smaller than {size}")
-    if "whole" not in comp["sizes"]:
+    if WHOLE not in comp["sizes"]:
         out.append("config key 'solvers.sizes': needs 'whole' (claim (b) compares with it)")
     if comp["ours"]:
         for p in comp["sizes"]:
@@ -380,7 +381,7 @@ def _inference_checks(config: dict[str, Any]) -> list[str]:
         2 ** (len({**config["network"], **p.get("network", {})}["channel_mult"]) - 1)
         for p in config["priors"].values()
     }
-    for p in (s for s in inf["sizes"] if s != "whole"):
+    for p in (s for s in inf["sizes"] if s != WHOLE):
         if p >= size:
             out.append(
                 f"config key 'inference.sizes': patch {p} is not smaller than the "
@@ -397,7 +398,7 @@ def _inference_checks(config: dict[str, Any]) -> list[str]:
         if solver not in inf["solvers"]:
             out.append(f"config key 'inference.padding_solvers': '{solver}' is not a solver")
     for size in inf.get("padding_sizes") or []:
-        if size not in inf["sizes"] or size == "whole":
+        if size not in inf["sizes"] or size == WHOLE:
             out.append(
                 f"config key 'inference.padding_sizes': {size!r} is not a patch size of "
                 f"inference.sizes {inf['sizes']}"
@@ -411,7 +412,7 @@ def _report_checks(config: dict[str, Any]) -> list[str]:
     inf = config["inference"]
     if prof["prior"] not in config["priors"]:
         out.append(f"config key 'profile.prior': '{prof['prior']}' is not a prior")
-    for p in (s for s in prof["sizes"] if s != "whole"):
+    for p in (s for s in prof["sizes"] if s != WHOLE):
         if p > prof["image_size"]:
             out.append(
                 f"config key 'profile.sizes': patch {p} exceeds profile.image_size "

@@ -201,7 +201,7 @@ class Plan:
 
     # -- reporting -----------------------------------------------------------------------
     def patch_sizes(self) -> list[int]:
-        return sorted(int(s) for s in self.config["inference"]["sizes"] if s != "whole")
+        return sorted(int(s) for s in self.config["inference"]["sizes"] if s != WHOLE)
 
     def paddings_for(self, solver: str, size) -> list[str]:
         """The paddings ``solver`` runs at patch ``size``: every one listed where both
@@ -274,7 +274,7 @@ def _by_int(mapping: dict) -> dict:
 
 
 class MRIPlan:
-    """What ``snakemake mri`` computes (config section ``mri``; ALGORITHMS.md section 11):
+    """What ``snakemake mri`` computes (config section ``mri``; docs/methods.md section 11):
     per multicoil dataset and acquisition (mask, acceleration), the classical baselines
     and every (prior, solver, inference size) diffusion cell."""
 

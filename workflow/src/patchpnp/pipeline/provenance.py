@@ -4,12 +4,13 @@ Snakemake tracks a rule's shell command, its params and its inputs, but not the
 Python package the command calls. A rule passes :func:`command_code` of the
 ``patchpnp`` command it runs as a param, so it reruns when that code changes
 (Snakemake's ``params`` rerun trigger). What a command runs is read from the code
-itself: the import closure of the module whose function the command calls, found
-from the syntax trees (no hand-kept lists that drift from the imports). The digest
-covers the parsed syntax tree, so comments and formatting do not count, and it
-hashes the modules Python would import, so an installed copy and an editable
-checkout are both covered. Nothing is imported: planning the workflow stays quick
-and torch-free.
+itself: the import closure of the modules that the command's entry in the CLI's table
+(:data:`patchpnp.commands.COMMANDS`) names, its function's and its option classes',
+found from the syntax trees (no hand-kept lists that drift from the imports). The
+digest covers the parsed syntax tree, so comments and formatting do not count, and it
+hashes the modules Python would import, so an installed copy and an editable checkout
+are both covered. Nothing but the table (torch-free) is imported: planning the workflow
+stays quick and torch-free.
 """
 
 from __future__ import annotations
@@ -38,11 +39,24 @@ def _source_path(module: str) -> Path:
     raise ValueError(f"{module!r} is not a Python source module that can be found")
 
 
-def _parse(module: str) -> tuple[ast.Module, bool]:
-    """The syntax tree of ``module`` and whether it is a package (``__init__.py``)."""
+def _source(module: str) -> tuple[str, Path]:
+    """The source text of ``module`` and its file."""
     path = _source_path(module)
     with open(path, encoding="utf-8") as fh:
-        return ast.parse(fh.read(), filename=str(path)), path.name == "__init__.py"
+        return fh.read(), path
+
+
+@cache
+def _parse_source(source: str, filename: str) -> ast.Module:
+    """A syntax tree, kept per source text: a command's closure shares most modules
+    with the others', and planning the workflow digests every command's."""
+    return ast.parse(source, filename=filename)
+
+
+def _parse(module: str) -> tuple[ast.Module, bool]:
+    """The syntax tree of ``module`` and whether it is a package (``__init__.py``)."""
+    source, path = _source(module)
+    return _parse_source(source, str(path)), path.name == "__init__.py"
 
 
 @cache
@@ -58,7 +72,6 @@ def code_digest(*modules: str) -> str:
 
 
 PACKAGE = "patchpnp"
-CLI = "patchpnp.cli"
 
 
 def _is_module(name: str) -> bool:
@@ -98,6 +111,15 @@ def _imported(nodes, module: str, is_package: bool, package: str = PACKAGE) -> s
 
 
 @cache
+def _imports_in(source: str, filename: str, module: str, package: str) -> frozenset[str]:
+    """:func:`_imported` over a whole module, kept per source text (walking every
+    syntax tree once per command is most of the cost of planning the workflow)."""
+    tree = _parse_source(source, filename)
+    is_package = Path(filename).name == "__init__.py"
+    return frozenset(_imported(ast.walk(tree), module, is_package, package))
+
+
+@cache
 def import_closure(*entries: str, package: str = PACKAGE) -> tuple[str, ...]:
     """Every module of ``package`` that importing ``entries`` loads, found from the
     syntax trees alone (imports inside functions included), sorted."""
@@ -107,33 +129,26 @@ def import_closure(*entries: str, package: str = PACKAGE) -> tuple[str, ...]:
         if module in seen:
             continue
         seen.add(module)
-        tree, is_package = _parse(module)
-        todo.extend(_imported(ast.walk(tree), module, is_package, package) - seen)
+        source, path = _source(module)
+        todo.extend(_imports_in(source, str(path), module, package) - seen)
     return tuple(sorted(seen))
 
 
 def command_target(command: str) -> str:
-    """The ``module:function`` that ``patchpnp <command>`` runs, read from the CLI's
-    syntax tree: its ``command(sub, "<name>", "<module:function>", ...)`` call."""
-    tree, _ = _parse(CLI)
-    for node in ast.walk(tree):
-        if (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Name)
-            and node.func.id == "command"
-            and len(node.args) >= 3
-            and all(isinstance(a, ast.Constant) for a in node.args[1:3])
-            and node.args[1].value == command
-        ):
-            return node.args[2].value
-    raise ValueError(f"the CLI has no command {command!r}")
+    """The ``module:function`` that ``patchpnp <command>`` runs (the CLI's table)."""
+    from patchpnp.commands import find_command
+
+    return find_command(command).target
 
 
 @cache
 def command_modules(command: str) -> tuple[str, ...]:
     """What ``patchpnp <command>`` runs: the import closure of the module of its function
-    (the argument parsing itself is left out, so editing the CLI reruns nothing)."""
-    return import_closure(command_target(command).split(":")[0])
+    and of the classes its options become (the argument parsing itself is left out, so
+    editing the CLI's table reruns nothing)."""
+    from patchpnp.commands import find_command
+
+    return import_closure(*find_command(command).modules())
 
 
 def command_code(command: str) -> str:

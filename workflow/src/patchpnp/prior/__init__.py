@@ -1,11 +1,9 @@
-"""The diffusion prior: EDM2's magnitude-preserving U-Net, preconditioning, loss, EMA."""
+"""The diffusion prior: EDM2's magnitude-preserving U-Net, preconditioning, loss, EMA.
 
-from .ema import PowerEMA, gamma_to_sigma_rel, sigma_rel_to_gamma
-from .loss import EDM2Loss
-from .mp_layers import MPConv, MPFourier, mp_cat, mp_silu, mp_sum, normalize, pixel_norm
-from .network import Block, UNet, count_parameters
-from .precond import ImageSpaceDenoiser, Precond, coordinate_channels
-from .schedule import learning_rate
+The names below are imported on first use (a module ``__getattr__``): they bring torch,
+and Snakemake imports :mod:`patchpnp.prior.spec` to plan the workflow, which must stay
+quick and torch-free (every Snakemake start, every cluster job's included, plans it).
+"""
 
 __all__ = [
     "Block",
@@ -27,3 +25,16 @@ __all__ = [
     "pixel_norm",
     "sigma_rel_to_gamma",
 ]
+
+
+def __getattr__(name: str):
+    if name not in __all__:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    # Imports, not names in strings: the code digests (pipeline.provenance) follow them.
+    from . import ema, loss, mp_layers, network, precond, schedule
+
+    for module in (ema, loss, mp_layers, network, precond, schedule):
+        if name in vars(module):
+            globals()[name] = value = vars(module)[name]
+            return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

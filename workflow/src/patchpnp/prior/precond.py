@@ -1,6 +1,6 @@
 """EDM preconditioning of the U-Net, and the [0, 1] image-space denoiser the solvers use.
 
-Units (ALGORITHMS.md section 0): ``Precond`` works in network space, images in
+Units (docs/methods.md section 0): ``Precond`` works in network space, images in
 [-1, 1] and ``sigma`` in the same units; ``ImageSpaceDenoiser`` works in [0, 1]
 image space, where every sigma is half the network-space one.
 """

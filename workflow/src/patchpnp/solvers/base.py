@@ -270,7 +270,7 @@ class DiffusionSolver:
         missing ``sqrt(max(s_0^2 - sigma_n^2, 0))`` is added and ``x_init`` is not
         clamped (clamping would fold the noise and bias the dark background); elsewhere
         (:meth:`LinearOperator.init_noise_level` 0) ``x_init`` is clamped to [0, 1]
-        and ``s_0`` is added. ALGORITHMS.md section 6.
+        and ``s_0`` is added. docs/methods.md section 6.
         """
         with torch.no_grad():
             x_init = self.operator.init(y)

@@ -1,6 +1,6 @@
 """A trained prior as a ``deepinv.models.Denoiser``, plain or through shifted-grid patches.
 
-ALGORITHMS.md section 12. deepinv's solvers (DPS, DiffPIR, DDRM, PosteriorDiffusion)
+docs/methods.md section 12. deepinv's solvers (DPS, DiffPIR, DDRM, PosteriorDiffusion)
 take any ``Denoiser(x, sigma)`` with ``x`` in [0, 1] and ``sigma`` the standard
 deviation of white Gaussian noise in the same units. That is exactly the convention of
 our image-space denoiser ``D01(x, s) = (D(2x - 1, 2s) + 1) / 2``

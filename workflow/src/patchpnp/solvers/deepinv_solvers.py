@@ -1,4 +1,4 @@
-"""deepinv's posterior-sampling solvers behind our solver interface (ALGORITHMS.md section 12).
+"""deepinv's posterior-sampling solvers behind our solver interface (docs/methods.md section 12).
 
 deepinv 0.5 builds DPS, PiGDM and ILVR as one :class:`deepinv.sampling.PosteriorDiffusion`:
 a reverse SDE whose score is the prior's (Tweedie, from the denoiser) minus a noisy data
@@ -43,8 +43,8 @@ import torch
 from torch import nn
 
 from ..physics.base import LinearOperator
-from .deepinv_export import per_sample_sigma
 from .base import DiffusionSolver, SolverDenoiser, per_sample_noise
+from .deepinv_export import per_sample_sigma
 from .streams import SolveStreams
 
 __all__ = ["DEEPINV_SOLVERS", "DeepinvPosterior", "operator_physics", "pigdm_r_t2"]

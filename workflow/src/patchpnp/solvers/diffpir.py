@@ -1,6 +1,6 @@
 """DiffPIR (Zhu et al. 2023) in EDM sigma form, in [0, 1] image units.
 
-Per step ``i`` (ALGORITHMS.md section 6), with ``s_i`` the noise level:
+Per step ``i`` (docs/methods.md section 6), with ``s_i`` the noise level:
 
 1. ``x0 = D01(x_i, s_i)`` (no autograd);
 2. data step ``x0_hat = prox(x0, y, rho_i) = argmin ||y - A x||^2 + rho_i ||x - x0||^2`` with

@@ -1,6 +1,6 @@
 """Diffusion Posterior Sampling (Chung et al. 2023) in EDM sigma form, in [0, 1] image units.
 
-Per step ``i`` (ALGORITHMS.md section 6), with ``s_i`` the noise level:
+Per step ``i`` (docs/methods.md section 6), with ``s_i`` the noise level:
 
 1. ``x0 = D01(x_i, s_i)`` with autograd on ``x_i``;
 2. ancestral step ``x' = x0 + (s_{i+1}^2/s_i^2)(x_i - x0) + s_{i+1} sqrt(1 - s_{i+1}^2/s_i^2) z``;

@@ -1,6 +1,6 @@
 """The EDM noise-level schedule (Karras et al. 2022, ``rho = 7``) in [0, 1] image units.
 
-ALGORITHMS.md section 6: ``s_i = (s_max^(1/rho) + i/(N-1) (s_min^(1/rho) - s_max^(1/rho)))^rho``
+docs/methods.md section 6: ``s_i = (s_max^(1/rho) + i/(N-1) (s_min^(1/rho) - s_max^(1/rho)))^rho``
 with ``s_max = 40`` and ``s_min = 0.001`` in [0, 1] units (EDM's 80 / 0.002 in network
 units, where every sigma is twice the image-space one).
 """

@@ -1,6 +1,6 @@
 """Common random numbers: every random draw of a solve is keyed, never sequential.
 
-ALGORITHMS.md section 10. A draw of a solve comes from a generator built from
+docs/methods.md section 10. A draw of a solve comes from a generator built from
 ``(seed, image identity, purpose, step)`` and nothing else:
 
 - purpose ``solver``: the initial state's noise, the re-noising of every step,

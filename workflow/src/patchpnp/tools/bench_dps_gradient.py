@@ -26,6 +26,7 @@ import time
 
 import pandas as pd
 
+from patchpnp.params import PRECISIONS
 from patchpnp.runtime import keyed_rand
 
 VARIANTS = ("whole", "one_pass", "recompute")
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--sizes", type=int, nargs="+", default=[32, 64, 128])
     p.add_argument("--memory-budget", default="25%")
     p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16"])
+    p.add_argument("--precision", default="auto", choices=PRECISIONS)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
 

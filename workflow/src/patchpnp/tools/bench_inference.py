@@ -24,6 +24,7 @@ import time
 
 import pandas as pd
 
+from patchpnp.layout import WHOLE
 from patchpnp.runtime import keyed_rand, keyed_randn
 
 VARIANTS = ("baseline", "bfloat16", "channels_last", "inference_mode")
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     for patch in args.patch:
         t = bench(args.prior, config["network"], side, batch, patch or None, args.patch_batch,
                   args.rounds, args.threads)  # fmt: skip
-        tables.append(t.assign(size=patch or "whole"))
+        tables.append(t.assign(size=patch or WHOLE))
     table = pd.concat(tables, ignore_index=True)
     if args.output:
         table.to_csv(args.output, index=False)

@@ -1,4 +1,4 @@
-"""What the first state's noise level changes (issue 14, item 6; ALGORITHMS.md section 6).
+"""What the first state's noise level changes (docs/methods.md sections 6 and 9).
 
 For denoising the initial guess is ``y`` itself, which already carries the measurement
 noise ``sigma_n``. The solvers now top it up to their first level ``s_0`` with
@@ -25,9 +25,10 @@ import torch
 from patchpnp.evaluation.aggregate import bootstrap_mean_ci
 from patchpnp.formats import read_split
 from patchpnp.inference.cell import measurement_generators
+from patchpnp.layout import WHOLE
 from patchpnp.metrics.quality import psnr
 from patchpnp.physics import make_operator
-from patchpnp.solvers import SolveStreams, make_solver
+from patchpnp.solvers import SOLVERS, SolveStreams, make_solver
 from patchpnp.solvers.base import per_sample_noise
 from patchpnp.solvers.streams import INIT_STEP
 
@@ -61,7 +62,7 @@ def compare(
         x, names = torch.from_numpy(split.images), split.names()
         y = operator.measure(x, sigma_n, measurement_generators(config["seed"], "denoise", names))
         for name in solvers:
-            params = Plan(config).solver_params(name, "denoise", "whole")
+            params = Plan(config).solver_params(name, "denoise", WHOLE)
             scores = {}
             for rule in ("new", "old"):
                 solver = make_solver(name, denoiser, operator, **params)
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("data", nargs="+", help="evaluation splits (eval.h5)")
     p.add_argument("--prior", required=True, help="ema.pt of the prior")
     p.add_argument("--config", default="config/config.yaml")
-    p.add_argument("--solvers", nargs="+", default=["diffpir", "dps"])
+    p.add_argument("--solvers", nargs="+", default=sorted(SOLVERS))
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--output", help="write the table as CSV")
     args = p.parse_args(argv)

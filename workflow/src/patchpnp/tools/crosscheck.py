@@ -49,6 +49,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -66,7 +67,7 @@ from patchpnp.params import (
     unknown_solver_params,
 )
 from patchpnp.physics import Denoising, LinearOperator, SuperResolution, make_operator
-from patchpnp.runtime import keyed_rand
+from patchpnp.runtime import Runtime, keyed_rand
 from patchpnp.solvers import DiffPIR, SolveStreams
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,22 @@ INSTALL_HINT = "pip install -e . (deepinv is a main dependency of patchpnp)"
 
 class CrosscheckError(InferenceError):
     """The cross-check cannot run (deepinv missing, bad settings); the message says why."""
+
+
+@dataclass(frozen=True)
+class CheckedCell:
+    """The grid cell a cross-check reproduces: DiffPIR around ``prior`` on ``task``, with
+    the settings of ``config`` (for the prior named ``prior_name`` there, by default the
+    prior's folder name), which ``task_params`` / ``solver_params`` override; ``seed``:
+    None takes the config's (else 0)."""
+
+    prior: str
+    task: str
+    config: str | None = None
+    prior_name: str | None = None
+    task_params: dict | None = None
+    solver_params: dict | None = None
+    seed: int | None = None
 
 
 def require_deepinv():
@@ -312,8 +329,7 @@ def run_crosscheck(
     seed: int = 0,
     start: str = "config",
     physics: str = "native",
-    device: str = "cpu",
-    threads: int | None = None,
+    runtime: Runtime | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run our DiffPIR and deepinv's on the first ``limit`` slices of ``data``.
 
@@ -322,10 +338,10 @@ def run_crosscheck(
     ``start='config'`` starts both at ``sigma_start``; ``'top'`` runs deepinv unmodified
     from its top level and ours from its ``sigma_max``. Measurements and our solver's
     noise come from the same generators as a grid cell's, so ``ours`` reproduces the
-    ``infer`` cell of these settings. Returns ``(per_image, summary)``.
+    ``infer`` cell of these settings. ``runtime``: the device (default the CPU) and the
+    threads. Returns ``(per_image, summary)``.
     """
     from patchpnp.prior.loading import load_prior
-    from patchpnp.runtime import select_device, use_threads
 
     require_deepinv()
     if start not in ("config", "top"):
@@ -351,8 +367,7 @@ def run_crosscheck(
             f"sigma_start {sigma_start} must exceed sigma_n {sigma_n}: deepinv's initial noise "
             f"is sqrt(sigma_start^2 - sigma_n^2)"
         )
-    use_threads(threads)
-    dev = select_device(device)
+    dev = (runtime or Runtime(device="cpu")).start()
     try:
         operator = make_operator(task, **operator_params(task_params))
     except (ValueError, TypeError) as err:
@@ -474,24 +489,19 @@ def summarise(table: pd.DataFrame, first: dict, last: dict, seconds: dict) -> pd
 
 def crosscheck_command(
     *,
-    prior: str,
     data: str,
-    task: str,
-    config: str | None = None,
-    prior_name: str | None = None,
-    task_params: dict | None = None,
-    solver_params: dict | None = None,
+    cell: CheckedCell,
     start: str = "config",
     physics: str = "native",
     limit: int | None = 4,
-    seed: int | None = None,
     output: str | None = None,
-    device: str = "auto",
-    threads: int | None = None,
+    runtime: Runtime | None = None,
 ) -> str:
-    """``patchpnp crosscheck``: the settings come from ``config`` (as the grid cell's),
-    then ``task_params`` / ``solver_params`` override them; returns the summary as text."""
+    """``patchpnp crosscheck``: the settings come from the cell's ``config`` (as the grid
+    cell's), then its ``task_params`` / ``solver_params`` override them; returns the
+    summary as text."""
     require_deepinv()  # fail first, with the install command, if the extra is missing
+    prior, task, config, seed = cell.prior, cell.task, cell.config, cell.seed
     task_settings, solver_settings = {}, {}
     if config:
         from patchpnp.pipeline.config import load_config
@@ -500,16 +510,16 @@ def crosscheck_command(
         loaded = load_config(config)
         if task not in loaded["inference"]["tasks"]:
             raise CrosscheckError(f"task '{task}' is not in {config}")
-        name = prior_name or Path(prior).parent.name
+        name = cell.prior_name or Path(prior).parent.name
         task_settings = dict(loaded["inference"]["tasks"][task])
         solver_settings = Plan(loaded).solver_params("diffpir", task, name)
         seed = loaded["seed"] if seed is None else seed
-    task_settings.update(task_params or {})
-    solver_settings.update(solver_params or {})
+    task_settings.update(cell.task_params or {})
+    solver_settings.update(cell.solver_params or {})
     table, summary = run_crosscheck(
         prior, data, task=task, task_params=task_settings, solver_params=solver_settings,
         limit=limit, seed=0 if seed is None else seed, start=start, physics=physics,
-        device=device, threads=threads,
+        runtime=runtime or Runtime(),
     )  # fmt: skip
     if output:
         table.to_csv(output, index=False)

@@ -1,7 +1,8 @@
 """One denoiser call on noisy evaluation slices: the prior's basic quality check.
 
 For each sigma (in [0, 1] units), ``D01(x + sigma n, sigma)`` is compared with
-the noisy input ``x + sigma n`` by PSNR against ``x`` (data range 1). A prior
+the noisy input ``x + sigma n`` by PSNR against ``x`` (data range 1,
+:func:`patchpnp.metrics.quality.psnr`). A prior
 worth using beats its input by several dB at every sigma; the ``tile`` option
 runs the same call through the shifted-grid patch wrapper, which shows how a
 prior copes with patches (a whole-image prior trained on centred, black-bordered
@@ -26,15 +27,17 @@ import torch
 
 from patchpnp.atomic import atomic_path
 from patchpnp.formats import read_split
+from patchpnp.layout import WHOLE
+from patchpnp.metrics.quality import psnr
 from patchpnp.patching.patches import ShiftedGridDenoiser
 from patchpnp.prior.loading import load_prior
-from patchpnp.runtime import keyed_generator, keyed_randn_per_sample, select_device, use_threads
-
-
-def psnr(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-    """Per-image PSNR in dB with data range 1 (images in [0, 1])."""
-    mse = (x - ref).square().flatten(1).mean(1)
-    return -10 * torch.log10(mse.clamp_min(1e-12))
+from patchpnp.runtime import (
+    Runtime,
+    keyed_generator,
+    keyed_randn_per_sample,
+    select_device,
+    use_threads,
+)
 
 
 def noise_generator(seed: int, split: str | Path, index: int, sigma_index: int, draw: int):
@@ -96,7 +99,7 @@ def denoise_check(
         rows.append(
             {
                 "prior": settings["name"],
-                "inference": f"tile{tile}" if tile else "whole",
+                "inference": f"tile{tile}" if tile else WHOLE,
                 "sigma": sigma,
                 "images": len(x),
                 "draws": draws,
@@ -120,13 +123,14 @@ def denoise_check_command(
     draws: int = 4,
     batch: int = 16,
     output: str | None = None,
-    device: str = "auto",
-    threads: int | None = None,
+    runtime: Runtime | None = None,
 ) -> str:
-    """``patchpnp denoise-check``: the table (written to ``output`` as CSV if given), as text."""
+    """``patchpnp denoise-check``: the table (written to ``output`` as CSV if given), as
+    text; ``runtime``: the device and threads."""
+    runtime = runtime or Runtime()
     table = denoise_check(
-        prior, data, sigmas, seed=seed, tile=tile, padding=padding, device=device,
-        threads=threads, draws=draws, batch=batch,
+        prior, data, sigmas, seed=seed, tile=tile, padding=padding, device=runtime.device,
+        threads=runtime.threads, draws=draws, batch=batch,
     )  # fmt: skip
     if output:
         with atomic_path(output) as tmp:

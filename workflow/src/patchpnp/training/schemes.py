@@ -1,6 +1,6 @@
 """What one training step sees: whole images, random patches, or PaDIS patches.
 
-ALGORITHMS.md section 3.
+docs/methods.md section 3.
 
 - ``whole``: full images (the paper's 256 x 256 prior).
 - ``patch``: Patch Diffusion crops of ``train_patch`` at uniformly random
