@@ -341,6 +341,8 @@ rule results_doc:
         "docs/results.md",
     log:
         f"{LOGS}/results_doc.log",
+    conda:
+        "../envs/patchpnp.yaml"
     params:
         configs=workflow.configfiles,
         code=command_code("results-doc"),
