@@ -1,18 +1,25 @@
-"""Shared fixtures. The end-to-end tests' data, priors and runs are built once per test
-run, into a folder of their own, and never written to afterwards except by the rerun
-tests' dry runs: a test that runs Snakemake for real works on a copy
-(``workflow_runner.copy_workdir``). Under pytest-xdist the workers share them: the first
-worker that needs one builds it under a lock, the others wait for it."""
+"""Shared fixtures.
+
+The end-to-end tests' Snakemake runs are built once per session, each into a folder of
+its own (tmp_path_factory), and read by the tests: the tiny demo's data and priors, the
+killed-and-restarted run and the stand-in cluster's runs on copies of them, and the runs
+of `snakemake solvers uncertainty resolution` (on a copy of the killed run) and
+`snakemake mri`. A test that
+runs Snakemake for real on one works on a copy (``workflow_runner.copy_workdir``).
+
+Those runs start in a background thread as soon as the session's first test starts
+(only the ones the selected tests need), and the tests that read them run last: the
+runs use the second core while the other tests run. A fixture waits for its run, or
+builds it itself when nothing started it.
+"""
 
 import copy
-import fcntl
-import json
 import os
-import shutil
 import signal
 import subprocess
+import threading
 import time
-from contextlib import contextmanager
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
@@ -25,25 +32,11 @@ from workflow_runner import (
     snakemake,
     snakemake_command,
     tiny_demo_config,
+    tiny_mri_config,
     write_config,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-# The modules that run the tiny workflow end to end go first: under pytest-xdist their
-# long chains (data and priors, the killed run, the runs on copies of them) start at
-# once, and the short tests fill the other worker meanwhile. Modules stay whole, so
-# their module-scoped fixtures are built once.
-END_TO_END_FIRST = ("test_scaleout.py", "test_workflow.py")
-
-
-def pytest_collection_modifyitems(session, config, items):
-    def rank(item):
-        name = item.path.name
-        return END_TO_END_FIRST.index(name) if name in END_TO_END_FIRST else len(END_TO_END_FIRST)
-
-    items.sort(key=rank)  # stable: the order within each module stays
 
 
 @pytest.fixture
@@ -74,40 +67,6 @@ def no_slurm_controller(tmp_path_factory):
         os.environ["SLURM_CONF"] = before
 
 
-@contextmanager
-def _locked(path: Path):
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def built_once(tmp_path_factory, name: str, build) -> dict:
-    """``build(folder)`` once per test run, whatever the number of xdist workers: in a
-    folder every worker sees, under a lock. It returns what ``build`` returned (JSON);
-    a failed build fails the other workers' tests at once instead of running again."""
-    root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent  # the run's folder, above each worker's own
-    folder, done = root / name, root / f"{name}.json"
-    with _locked(root / f"{name}.lock"):
-        if not done.exists():
-            shutil.rmtree(folder, ignore_errors=True)
-            folder.mkdir()
-            try:
-                result = {"ok": build(folder)}
-            except BaseException as err:
-                done.write_text(json.dumps({"error": f"{type(err).__name__}: {err}"[-3000:]}))
-                raise
-            done.write_text(json.dumps(result))
-    result = json.loads(done.read_text())
-    if "error" in result:
-        pytest.fail(f"building {name} failed (see the test that built it): {result['error']}")
-    return result["ok"]
-
-
 @pytest.fixture(scope="session")
 def paper_fastmri(tmp_path_factory) -> Path:
     """A fastMRI location with the paper's folders, holding small valid volumes. Read
@@ -120,24 +79,52 @@ def paper_fastmri(tmp_path_factory) -> Path:
     return root
 
 
-def _build_tiny_demo_priors(work: Path) -> str:
-    res = snakemake(
-        work, "priors", "--cores", "2", configfile=write_config(work, tiny_demo_config())
-    )
+# -- the session's Snakemake runs ------------------------------------------------------
+class Runs:
+    """Each run once per session: ``get(name)`` returns its result, waiting while another
+    thread builds it. ``env`` is the environment the runs start from, taken when the
+    session starts (a test's monkeypatched variables must not reach them)."""
+
+    def __init__(self, factory, env: dict):
+        self.factory, self.env = factory, env
+        self.lock = threading.Lock()
+        self.futures: dict[str, Future] = {}
+
+    def get(self, name: str):
+        with self.lock:
+            future, mine = self.futures.get(name), False
+            if future is None:
+                future = self.futures[name] = Future()
+                mine = True
+        if mine:
+            try:
+                future.set_result(BUILDS[name](self, self.factory.mktemp(name)))
+            except BaseException as err:
+                future.set_exception(err)
+        return future.result()
+
+    def start(self, names: list[str]) -> None:
+        """Build ``names`` in order, in a background thread."""
+
+        def build_all():
+            for name in names:
+                try:
+                    self.get(name)
+                except BaseException:  # kept in its future: the tests that read it fail
+                    pass
+
+        threading.Thread(target=build_all, name="snakemake-runs", daemon=True).start()
+
+
+def _tiny_demo_priors(runs: Runs, work: Path) -> Path:
+    configfile = write_config(work, tiny_demo_config())
+    res = snakemake(work, "priors", "--cores", "2", configfile=configfile, base_env=runs.env)
     assert res.returncode == 0, res.stderr[-3000:]
-    return str(work)
+    return work
 
 
-@pytest.fixture(scope="session")
-def tiny_demo_priors(tmp_path_factory) -> Path:
-    """`snakemake priors` on the tiny demo (workflow_runner.tiny_demo_config): the demo
-    volumes, the splits, both priors and their denoising checks. The working folder is
-    read only: copy it (copy_workdir) to run Snakemake on it."""
-    return Path(built_once(tmp_path_factory, "tiny_demo_priors", _build_tiny_demo_priors))
-
-
-def _kill_and_restart(priors: Path, work: Path) -> dict:
-    copy_workdir(priors, work)
+def _killed_and_restarted(runs: Runs, work: Path) -> dict:
+    copy_workdir(runs.get("tiny_demo_priors"), work)
     config = tiny_demo_config()
     configfile = write_config(work, config)
     log = (work / "first.log").open("w")
@@ -146,7 +133,7 @@ def _kill_and_restart(priors: Path, work: Path) -> dict:
         cwd=work,
         stdout=log,
         stderr=subprocess.STDOUT,
-        env=runner_env(),
+        env=runner_env(base_env=runs.env),
         start_new_session=True,
     )
     metrics = work / "results" / "metrics"
@@ -161,34 +148,144 @@ def _kill_and_restart(priors: Path, work: Path) -> dict:
     log.close()
     before = result_files(work / "results")
 
-    unlock = snakemake(work, "--unlock", configfile=configfile)
+    unlock = snakemake(work, "--unlock", configfile=configfile, base_env=runs.env)
     assert unlock.returncode == 0, unlock.stderr[-2000:]
-    pending = dry_run(work, config)
-    second = snakemake(work, "--cores", "2", configfile=configfile)
+    pending = dry_run(work, config, base_env=runs.env)
+    second = snakemake(work, "--cores", "2", configfile=configfile, base_env=runs.env)
     assert second.returncode == 0, second.stderr[-3000:]
     return {
-        "work": str(work),
+        "work": work,
         "before": before,
         "pending": pending,
         "after": result_files(work / "results"),
-        "second": [second.returncode, second.stdout, second.stderr],
+        "second": second,
     }
 
 
+def _stand_in_cluster(runs: Runs, work: Path) -> dict:
+    """The local-cluster profile's two runs of tests/test_scaleout.py's stand-in cluster
+    test, with what the results folder held between them."""
+    copy_workdir(runs.get("tiny_demo_priors"), work)
+    config = tiny_demo_config()
+    # The smallest grid that still has every kind of job: one prior, both solvers.
+    config["priors"] = {"patch": config["priors"]["patch"]}
+    config["inference"]["paddings"] = ["reflect"]
+    configfile = write_config(work, config)
+    profile = ["--profile", str(ROOT / "profiles" / "local-cluster")]
+    flaky = "metrics/mni_t1_singlecoil/patch/dps/denoise/p8-reflect.csv"
+    broken = "metrics/mni_t1_singlecoil/patch/diffpir/denoise/whole-none.csv"
+    state = work / "faults"
+    env = {
+        "PATCHPNP_INJECT_FAULT": f"{flaky}@1;{broken}@5",
+        "PATCHPNP_INJECT_FAULT_STATE": str(state),
+    }
+    first = snakemake(
+        work, *profile, "--keep-going", configfile=configfile, extra_env=env, timeout=900,
+        base_env=runs.env,
+    )  # fmt: skip
+    results = work / "results"
+    after_first = {
+        "attempts": [p.read_text() for p in state.iterdir()],
+        "files": {str(p.relative_to(results)) for p in results.rglob("*") if p.is_file()},
+        "scripts": [p.read_text() for p in (work / ".snakemake" / "local-cluster").glob("*.sh")],
+        "results": result_files(results),
+    }
+    second = snakemake(work, *profile, configfile=configfile, timeout=600, base_env=runs.env)
+    return {
+        "work": work,
+        "flaky": flaky,
+        "broken": broken,
+        "first": first,
+        "after_first": after_first,
+        "second": second,
+    }
+
+
+def _tiny_solvers_uncertainty_resolution(runs: Runs, work: Path) -> Path:
+    # On a copy of the finished tiny demo: its data, priors and grid are built.
+    copy_workdir(runs.get("killed_and_restarted")["work"], work)
+    configfile = write_config(work, tiny_demo_config())
+    targets = ("solvers", "uncertainty", "resolution")
+    res = snakemake(work, *targets, "--cores", "2", configfile=configfile, base_env=runs.env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return work
+
+
+def _tiny_mri(runs: Runs, work: Path) -> Path:
+    config = tiny_mri_config()
+    # One prior and one solver keep it under a minute; the plan's full grid is tested
+    # in tests/test_mri.py.
+    config["mri"]["priors"] = ["patch"]
+    del config["mri"]["solvers"]["dps"]
+    configfile = write_config(work, config)
+    res = snakemake(work, "mri", "--cores", "2", configfile=configfile, base_env=runs.env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return work
+
+
+# name (the fixture that reads it) -> how it is built, in the order the thread builds them
+BUILDS = {
+    "tiny_demo_priors": _tiny_demo_priors,
+    "killed_and_restarted": _killed_and_restarted,
+    "stand_in_cluster": _stand_in_cluster,
+    "tiny_solvers_uncertainty_resolution": _tiny_solvers_uncertainty_resolution,
+    "tiny_mri": _tiny_mri,
+}
+
+
+def _reads_a_run(item) -> bool:
+    return bool(BUILDS.keys() & set(getattr(item, "fixturenames", ())))
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The tests that read the session's runs go last, so the others run while the
+    background thread builds them (a stable sort: each group keeps its order)."""
+    items.sort(key=_reads_a_run)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def runs(request, tmp_path_factory, no_slurm_controller) -> Runs:
+    """The session's Snakemake runs; the ones the selected tests read start building."""
+    runs = Runs(tmp_path_factory, dict(os.environ))
+    needed = set()
+    for item in request.session.items:
+        needed |= BUILDS.keys() & set(getattr(item, "fixturenames", ()))
+    if needed:
+        runs.start([name for name in BUILDS if name in needed])
+    return runs
+
+
 @pytest.fixture(scope="session")
-def killed_and_restarted(tmp_path_factory, tiny_demo_priors):
+def tiny_demo_priors(runs) -> Path:
+    """`snakemake priors` on the tiny demo (workflow_runner.tiny_demo_config): the demo
+    volumes, the splits, both priors and their denoising checks. The working folder is
+    read only: copy it (copy_workdir) to run Snakemake on it."""
+    return runs.get("tiny_demo_priors")
+
+
+@pytest.fixture(scope="session")
+def killed_and_restarted(runs, tiny_demo_priors):
     """The tiny workflow (from a copy of tiny_demo_priors: data and priors are built)
     killed outright (SIGKILL to Snakemake and its jobs) once some grid cells are done,
     then started again and run to the end. Its folder is the rerun tests' own; a test
     that runs more than a dry run, a report or a run with nothing to do works on a copy."""
-    run = built_once(
-        tmp_path_factory, "killed", lambda work: _kill_and_restart(tiny_demo_priors, work)
-    )
-    returncode, stdout, stderr = run["second"]
-    return {
-        **run,
-        "work": Path(run["work"]),
-        "config": copy.deepcopy(tiny_demo_config()),
-        "pending": [(rule, outs) for rule, outs in run["pending"]],
-        "second": subprocess.CompletedProcess([], returncode, stdout, stderr),
-    }
+    return {**runs.get("killed_and_restarted"), "config": copy.deepcopy(tiny_demo_config())}
+
+
+@pytest.fixture(scope="session")
+def stand_in_cluster(runs, tiny_demo_priors) -> dict:
+    """The stand-in cluster's runs (profiles/local-cluster, injected faults; see
+    tests/test_scaleout.py) on a copy of tiny_demo_priors."""
+    return runs.get("stand_in_cluster")
+
+
+@pytest.fixture(scope="session")
+def tiny_solvers_uncertainty_resolution(runs, killed_and_restarted) -> Path:
+    """`snakemake solvers uncertainty resolution` on a copy of the finished tiny demo."""
+    return runs.get("tiny_solvers_uncertainty_resolution")
+
+
+@pytest.fixture(scope="session")
+def tiny_mri(runs) -> Path:
+    """`snakemake mri` on the tiny demo with a multicoil dataset (one prior, one solver)."""
+    return runs.get("tiny_mri")

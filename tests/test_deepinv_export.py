@@ -69,6 +69,7 @@ def _dps_loss_grad(denoiser, x, y):
     return torch.autograd.grad(loss, x)[0]
 
 
+@pytest.mark.slow
 def test_memory_bounded_gradient_is_autograds_with_bounded_memory(tiny_prior):
     """DPS differentiates ``||y - A D(x)||^2`` through the denoiser: with micro-batches,
     the wrapper's recomputing backward gives autograd's gradient with less memory."""

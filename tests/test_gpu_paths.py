@@ -259,6 +259,7 @@ def test_gpu_check_cells_cover_the_paper_grid():
     assert [(z, p) for _, _, z, p in cells if p == "zeros"] == [(64, "zeros")]
 
 
+@pytest.mark.slow
 def test_gpu_check_logic_runs_on_the_cpu(tmp_path):
     """Every kind of job of the check, on the CPU with the tiny config; the comparison of
     two runs on one device agrees exactly, and a disagreement fails after the report."""

@@ -62,6 +62,7 @@ def test_choice_is_the_largest_micro_batch_within_the_budget():
     assert budget_mib(300, model, 4, 64 * 64) == 300
 
 
+@pytest.mark.slow
 def test_calibration_predicts_measured_calls_of_a_real_network(tmp_path):
     net = build_network(TINY_NETWORK, seed=0).eval().requires_grad_(False)
     den = ImageSpaceDenoiser(net)

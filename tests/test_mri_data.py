@@ -37,6 +37,7 @@ def phantom_with_maps(n=64, coils=6):
     return img, maps / np.sqrt((np.abs(maps) ** 2).sum(0)), obj
 
 
+@pytest.mark.slow
 def test_espirit_recovers_known_maps():
     img, maps, obj = phantom_with_maps()
     coil_images = maps * img

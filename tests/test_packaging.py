@@ -73,6 +73,7 @@ def _dist_info(names: list[str], file: str) -> str:
     return found[0]
 
 
+@pytest.mark.slow
 def test_wheel_contains_the_package_and_the_entry_point(wheel):
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()
@@ -99,6 +100,7 @@ def test_wheel_contains_the_package_and_the_entry_point(wheel):
     assert parser.get("console_scripts", "patchpnp") == "patchpnp.cli:main"
 
 
+@pytest.mark.slow
 def test_installed_wheel_loads_its_schema(wheel, tmp_path):
     site = tmp_path / "site"
     install = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index"]
@@ -150,6 +152,7 @@ def test_lock_pins_the_tested_environment():
     assert "patchpnp" not in pins
 
 
+@pytest.mark.slow
 def test_lock_pins_every_dependency(wheel):
     """The main and test dependencies all appear, so a new one in pyproject.toml cannot
     slip past a stale lock."""

@@ -180,6 +180,7 @@ def test_volumes_have_fastmri_shapes_and_consistent_kspace(tmp_path, layout, coi
         assert inspect_mri_volume(path).coils == coils
 
 
+@pytest.mark.slow
 def test_root_holds_the_paper_folders_with_both_coil_counts(tmp_path):
     counts = volume_counts(OVERLAY)
     written = write_root(

@@ -313,6 +313,7 @@ def test_learning_rate_schedule():
 # --- tiny overfit sanity check ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_tiny_overfit_reduces_denoising_error():
     torch.manual_seed(0)
     pre = Precond(small_unet(model_channels=8, channels_per_head=8, seed=1)).train()

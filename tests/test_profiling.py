@@ -49,6 +49,7 @@ print(json.dumps({"hwm": hwm, **peak._asdict()}))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="pins glibc's heap")
 def test_cpu_working_peak_counts_freed_and_reused_memory():
     mib = 2**20
@@ -153,6 +154,7 @@ def test_profiles_run_in_fresh_processes(tmp_path, eval_file, tiny_prior):  # no
     assert (table["peak_total_mib"] > table["peak_working_mib"]).all()
 
 
+@pytest.mark.slow
 def test_a_failing_profile_names_its_configuration(tmp_path, eval_file):  # noqa: F811
     jobs = profile_plan(["dps"], 16, ["whole"], [], 8)
     with pytest.raises(RuntimeError, match="profile .*'solver': 'dps'"):

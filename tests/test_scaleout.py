@@ -22,13 +22,10 @@ from workflow_runner import (
     dry_run,
     result_files,
     snakemake,
-    tiny_demo_config,
     write_config,
 )
 
-# One xdist worker runs them all, in order: the rerun tests dry-run in the one folder of
-# the killed-and-restarted run (tests/conftest.py), each with its own config.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("killed_and_restarted")]
+pytestmark = pytest.mark.slow
 
 
 def assert_results_readable(results: Path) -> None:
@@ -239,44 +236,32 @@ def test_changing_a_solver_module_reruns_the_jobs_that_import_it(killed_and_rest
 
 
 def test_stand_in_cluster_runs_every_job_as_its_own_process_and_survives_faults(
-    killed_and_restarted, tiny_demo_priors, tmp_path
+    stand_in_cluster, killed_and_restarted
 ):
     """The local-cluster profile (cluster-generic executor, one background process
-    per job) runs the smallest config, from a copy of the session's data and priors
-    (tests/conftest.py: tiny_demo_priors). One cell fails once and succeeds on the retry
-    the profile allows; another fails every time: it fails alone, the independent
-    jobs finish (--keep-going), and a clean rerun completes only what is missing.
-    The numbers equal the local run's: each job is self-contained."""
-    copy_workdir(tiny_demo_priors, tmp_path)
-    config = tiny_demo_config()
-    # The smallest grid that still has every kind of job: one prior, both solvers.
-    config["priors"] = {"patch": config["priors"]["patch"]}
-    config["inference"]["paddings"] = ["reflect"]
-    configfile = write_config(tmp_path, config)
-    profile = ["--profile", str(ROOT / "profiles" / "local-cluster")]
-    flaky = "metrics/mni_t1_singlecoil/patch/dps/denoise/p8-reflect.csv"
-    broken = "metrics/mni_t1_singlecoil/patch/diffpir/denoise/whole-none.csv"
-    state = tmp_path / "faults"
-    env = {
-        "PATCHPNP_INJECT_FAULT": f"{flaky}@1;{broken}@5",
-        "PATCHPNP_INJECT_FAULT_STATE": str(state),
-    }
-    first = snakemake(
-        tmp_path, *profile, "--keep-going", configfile=configfile, extra_env=env, timeout=900
-    )
+    per job) runs the smallest config, from a copy of the session's data and priors.
+    One cell fails once and succeeds on the retry the profile allows; another fails
+    every time: it fails alone, the independent jobs finish (--keep-going), and a clean
+    rerun completes only what is missing. The numbers equal the local run's: each job is
+    self-contained. (The two runs, and what the results held between them, are the
+    session's: tests/conftest.py.)"""
+    run = stand_in_cluster
+    flaky, broken, first = run["flaky"], run["broken"], run["first"]
     assert first.returncode != 0
-    results = tmp_path / "results"
-    attempts = {p.read_text() for p in state.iterdir()}
+    results = run["work"] / "results"
+    files = run["after_first"]["files"]  # the results after the first run
+    attempts = set(run["after_first"]["attempts"])
     assert attempts == {"1", "2"}  # flaky: one failure; broken: first try and one retry
-    assert (results / flaky).is_file()  # succeeded on its retry
-    assert not (results / broken).exists()
-    assert not (results / broken.replace("metrics/", "infer/").replace(".csv", ".h5")).exists()
+    assert flaky in files  # succeeded on its retry
+    assert broken not in files
+    assert broken.replace("metrics/", "infer/").replace(".csv", ".h5") not in files
     # independent jobs finished; the aggregation that needs the broken cell did not
-    assert len(list((results / "metrics").rglob("*.csv"))) == 2 * 2 + 1 - 1
-    assert (results / "figures" / "fig3_memory.png").is_file()
-    assert not (results / "tables" / "table1.csv").exists()
-    scripts = (tmp_path / ".snakemake" / "local-cluster").glob("*.sh")
-    submitted = Counter(re.search(r"--target-jobs '(\w+):", p.read_text())[1] for p in scripts)
+    metrics = [f for f in files if f.startswith("metrics/") and f.endswith(".csv")]
+    assert len(metrics) == 2 * 2 + 1 - 1
+    assert "figures/fig3_memory.png" in files
+    assert "tables/table1.csv" not in files
+    scripts = run["after_first"]["scripts"]
+    submitted = Counter(re.search(r"--target-jobs '(\w+):", text)[1] for text in scripts)
     # every job (targets and localrules aside) went through submit.py, retries included:
     # one script per job the run started as a rule (a restart is started again)
     out = first.stdout + first.stderr
@@ -287,8 +272,8 @@ def test_stand_in_cluster_runs_every_job_as_its_own_process_and_survives_faults(
     kinds = {"calibrate_memory", "tile_check", "profile", "infer_cell", "infer_baseline"}
     assert kinds <= set(submitted), submitted
 
-    before = result_files(results)
-    second = snakemake(tmp_path, *profile, configfile=configfile, timeout=600)
+    before = run["after_first"]["results"]
+    second = run["second"]
     assert second.returncode == 0, second.stderr[-3000:]
     after = result_files(results)
     redone = sorted(n for n in before if after[n] != before[n])

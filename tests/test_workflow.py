@@ -2,14 +2,7 @@
 
 import pytest
 import yaml
-from workflow_runner import (
-    ROOT,
-    copy_workdir,
-    snakemake,
-    tiny_demo_config,
-    tiny_mri_config,
-    write_config,
-)
+from workflow_runner import ROOT, snakemake, tiny_demo_config, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -329,47 +322,32 @@ def test_config_readme_documents_every_key(repo_root):
     assert not missing, f"undocumented config keys: {missing}"
 
 
-def test_tiny_mri_runs_end_to_end(tmp_path):
+def test_tiny_mri_runs_end_to_end(tiny_mri):
     """`snakemake mri` on the tiny demo: extraction with ESPIRiT maps, both priors on
-    complex images, the tuned classical baselines, the diffusion grid, table and figure."""
+    complex images, the tuned classical baselines, the diffusion grid, table and figure.
+    The run (one prior, one solver; it succeeded) is the session's (tests/conftest.py)."""
     import pandas as pd
 
-    config = tiny_mri_config()
-    # One prior and one solver keep it under a minute; the plan's full grid is tested
-    # in tests/test_mri.py.
-    config["mri"]["priors"] = ["patch"]
-    del config["mri"]["solvers"]["dps"]
-    res = snakemake(tmp_path, "mri", "--cores", "2", configfile=write_config(tmp_path, config))
-    assert res.returncode == 0, res.stderr[-3000:]
-    table = pd.read_csv(tmp_path / "results/tables/mri.csv", dtype={"size": str})
+    work = tiny_mri
+    table = pd.read_csv(work / "results/tables/mri.csv", dtype={"size": str})
     assert set(table["method"]) == {"zero_filled", "sense", "cs_wavelet", "diffusion"}
     diffusion = table[table["method"] == "diffusion"]
     assert len(diffusion) == 2  # whole and 8 px patches
     assert diffusion.loc[diffusion["size"] == "8", "dpsnr_vs_whole"].notna().all()
-    assert (tmp_path / "results/figures/mri.png").stat().st_size > 0
-    assert "## Checks" in (tmp_path / "results/tables/mri.md").read_text()
+    assert (work / "results/figures/mri.png").stat().st_size > 0
+    assert "## Checks" in (work / "results/tables/mri.md").read_text()
 
 
-def test_tiny_solvers_and_uncertainty_run_end_to_end(tmp_path, killed_and_restarted):
-    """`snakemake solvers uncertainty` on the tiny demo: a deepinv solver's weight tuned
-    and its cells beside our grid's, the table with claim (b) per solver, and K = 2
-    posterior samples whole and through 8 px tiles with their table and figure. It starts
-    from a copy of the session's finished tiny demo (data, priors and grid built)."""
+def test_tiny_solvers_and_uncertainty_run_end_to_end(tiny_solvers_uncertainty_resolution):
+    """`snakemake solvers uncertainty resolution` on the tiny demo: a deepinv solver's
+    weight tuned and its cells beside our grid's, the table with claim (b) per solver, and
+    K = 2 posterior samples whole and through 8 px tiles with their table and figure. The
+    run (it succeeded) is the session's, on a copy of the finished tiny demo: data,
+    priors and grid built (tests/conftest.py)."""
     import pandas as pd
 
-    copy_workdir(killed_and_restarted["work"], tmp_path)
-    config = tiny_demo_config()
-    res = snakemake(
-        tmp_path,
-        "solvers",
-        "uncertainty",
-        "resolution",
-        "--cores",
-        "2",
-        configfile=write_config(tmp_path, config),
-    )
-    assert res.returncode == 0, res.stderr[-3000:]
-    tables = tmp_path / "results/tables"
+    work = tiny_solvers_uncertainty_resolution
+    tables = work / "results/tables"
     table = pd.read_csv(tables / "solvers.csv", dtype={"size": str})
     assert set(table["solver"]) == {"diffpir", "dinv_ilvr"}
     assert len(table) == 4 and table.loc[table["size"] == "p8", "dpsnr_lo"].notna().all()
@@ -381,17 +359,17 @@ def test_tiny_solvers_and_uncertainty_run_end_to_end(tmp_path, killed_and_restar
     assert len(unc) == 2 and (unc["samples"] == 2).all()
     assert unc["coverage_2sd"].between(0, 1).all() and (unc["sd_mean"] > 0).all()
     assert unc.loc[unc["size"] == "p8", "sd_ratio_vs_whole"].notna().all()
-    assert (tmp_path / "results/figures/uncertainty_denoise.png").stat().st_size > 0
+    assert (work / "results/figures/uncertainty_denoise.png").stat().st_size > 0
     # snakemake resolution: the grid again on the 2 evaluation slices and 2 more
-    res_tables = tmp_path / "results/resolution/tables"
+    res_tables = work / "results/resolution/tables"
     ext = pd.read_csv(res_tables / "extended.csv", dtype={"size": str})
     assert len(ext) == 11 and (ext["n_images"] == 4).all()
     check = pd.read_csv(res_tables / "resolution.csv")
     assert list(check["check"]) == ["cell"] * 4 + ["pooled"] * 4
     assert check["holds"].dtype == bool
     cell = "mni_t1_singlecoil/patch/diffpir/denoise/p8-reflect.csv"
-    grid = pd.read_csv(tmp_path / "results/metrics" / cell)
-    more = pd.read_csv(tmp_path / "results/resolution/metrics" / cell)
+    grid = pd.read_csv(work / "results/metrics" / cell)
+    more = pd.read_csv(work / "results/resolution/metrics" / cell)
     # an image's result depends on its own keyed streams alone: the grid's 2 slices agree
     assert list(more["image"][:2]) == list(grid["image"])
     assert more["psnr"][:2].to_numpy() == pytest.approx(grid["psnr"].to_numpy(), abs=1e-4)

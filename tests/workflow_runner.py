@@ -53,10 +53,12 @@ def snakemake_command(workdir: Path, *args: str, configfile: Path | None = None)
     return cmd
 
 
-def runner_env(extra_env: dict | None = None) -> dict:
+def runner_env(extra_env: dict | None = None, base_env: dict | None = None) -> dict:
     """The rules call the ``patchpnp`` command, so the interpreter's bin folder goes
-    first on PATH (the tests may run without an activated virtual environment)."""
-    env = dict(os.environ)
+    first on PATH (the tests may run without an activated virtual environment).
+    ``base_env`` replaces this process's environment as the start (a run in a
+    background thread must not see a test's monkeypatched variables)."""
+    env = dict(os.environ if base_env is None else base_env)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.update(extra_env or {})
     return env
@@ -68,13 +70,14 @@ def snakemake(
     configfile: Path | None = None,
     timeout: int = 600,
     extra_env: dict | None = None,
+    base_env: dict | None = None,
 ) -> subprocess.CompletedProcess:
     """Run ``snakemake`` (see :func:`snakemake_command`) and capture its output."""
     return subprocess.run(
         snakemake_command(workdir, *args, configfile=configfile),
         capture_output=True,
         text=True,
-        env=runner_env(extra_env),
+        env=runner_env(extra_env, base_env),
         timeout=timeout,
         cwd=workdir,
     )
@@ -95,10 +98,13 @@ def planned_jobs(text: str) -> list[tuple[str, list[str]]]:
     return jobs
 
 
-def dry_run(workdir: Path, config: dict, env: dict | None = None) -> list[tuple[str, list[str]]]:
+def dry_run(
+    workdir: Path, config: dict, env: dict | None = None, base_env: dict | None = None
+) -> list[tuple[str, list[str]]]:
     """The jobs ``snakemake -n`` plans in ``workdir`` under ``config`` (written to
     ``workdir/alt``, so the run's own config file stays as it was)."""
-    res = snakemake(workdir, "-n", configfile=write_config(workdir / "alt", config), extra_env=env)
+    configfile = write_config(workdir / "alt", config)
+    res = snakemake(workdir, "-n", configfile=configfile, extra_env=env, base_env=base_env)
     assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
     return planned_jobs(res.stdout)
 
