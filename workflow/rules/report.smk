@@ -139,30 +139,30 @@ rule tables:
         claims_metrics=solvers_plan.deepinv_metrics_files() if SOLVERS["in_all"] else [],
     output:
         table1=report(
-            f"{layout.TABLES}/table1.csv",
+            f"{layout.TABLES}/{layout.TABLE1_STEM}.csv",
             caption="../report/table1.rst",
             category="Tables",
         ),
-        table1_md=f"{layout.TABLES}/table1.md",
-        table1_tex=f"{layout.TABLES}/table1.tex",
+        table1_md=f"{layout.TABLES}/{layout.TABLE1_STEM}.md",
+        table1_tex=f"{layout.TABLES}/{layout.TABLE1_STEM}.tex",
         extended=report(
-            f"{layout.TABLES}/extended.csv",
+            f"{layout.TABLES}/{layout.EXTENDED_STEM}.csv",
             caption="../report/extended.rst",
             category="Tables",
         ),
-        extended_md=f"{layout.TABLES}/extended.md",
+        extended_md=f"{layout.TABLES}/{layout.EXTENDED_STEM}.md",
         claims=report(
-            f"{layout.TABLES}/claims.csv",
+            f"{layout.TABLES}/{layout.CLAIMS_STEM}.csv",
             caption="../report/claims.rst",
             category="Tables",
         ),
-        claims_md=f"{layout.TABLES}/claims.md",
+        claims_md=f"{layout.TABLES}/{layout.CLAIMS_STEM}.md",
         resolution=report(
-            f"{layout.TABLES}/resolution.csv",
+            f"{layout.TABLES}/{layout.RESOLUTION_STEM}.csv",
             caption="../report/resolution.rst",
             category="Tables",
         ),
-        resolution_md=f"{layout.TABLES}/resolution.md",
+        resolution_md=f"{layout.TABLES}/{layout.RESOLUTION_STEM}.md",
     log:
         f"{LOGS}/tables.log",
     conda:

@@ -46,19 +46,19 @@ use rule tables as resolution_tables with:
         paper_scale=PAPER_SCALE_INPUT,
         claims_metrics=[],
     output:
-        table1=f"{layout.RESOLUTION_TABLES}/table1.csv",
-        table1_md=f"{layout.RESOLUTION_TABLES}/table1.md",
-        table1_tex=f"{layout.RESOLUTION_TABLES}/table1.tex",
-        extended=f"{layout.RESOLUTION_TABLES}/extended.csv",
-        extended_md=f"{layout.RESOLUTION_TABLES}/extended.md",
-        claims=f"{layout.RESOLUTION_TABLES}/claims.csv",
-        claims_md=f"{layout.RESOLUTION_TABLES}/claims.md",
+        table1=f"{layout.RESOLUTION_TABLES}/{layout.TABLE1_STEM}.csv",
+        table1_md=f"{layout.RESOLUTION_TABLES}/{layout.TABLE1_STEM}.md",
+        table1_tex=f"{layout.RESOLUTION_TABLES}/{layout.TABLE1_STEM}.tex",
+        extended=f"{layout.RESOLUTION_TABLES}/{layout.EXTENDED_STEM}.csv",
+        extended_md=f"{layout.RESOLUTION_TABLES}/{layout.EXTENDED_STEM}.md",
+        claims=f"{layout.RESOLUTION_TABLES}/{layout.CLAIMS_STEM}.csv",
+        claims_md=f"{layout.RESOLUTION_TABLES}/{layout.CLAIMS_STEM}.md",
         resolution=report(
-            f"{layout.RESOLUTION_TABLES}/resolution.csv",
+            f"{layout.RESOLUTION_TABLES}/{layout.RESOLUTION_STEM}.csv",
             caption="../report/resolution.rst",
             category="Resolution",
         ),
-        resolution_md=f"{layout.RESOLUTION_TABLES}/resolution.md",
+        resolution_md=f"{layout.RESOLUTION_TABLES}/{layout.RESOLUTION_STEM}.md",
     log:
         f"{LOGS}/resolution/tables.log",
 

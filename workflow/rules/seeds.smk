@@ -52,15 +52,15 @@ use rule tables as seeds_tables with:
         paper_scale=PAPER_SCALE_INPUT,
         claims_metrics=[],
     output:
-        table1=f"{layout.SEED_TABLES}/table1.csv",
-        table1_md=f"{layout.SEED_TABLES}/table1.md",
-        table1_tex=f"{layout.SEED_TABLES}/table1.tex",
-        extended=f"{layout.SEED_TABLES}/extended.csv",
-        extended_md=f"{layout.SEED_TABLES}/extended.md",
-        claims=f"{layout.SEED_TABLES}/claims.csv",
-        claims_md=f"{layout.SEED_TABLES}/claims.md",
-        resolution=f"{layout.SEED_TABLES}/resolution.csv",
-        resolution_md=f"{layout.SEED_TABLES}/resolution.md",
+        table1=f"{layout.SEED_TABLES}/{layout.TABLE1_STEM}.csv",
+        table1_md=f"{layout.SEED_TABLES}/{layout.TABLE1_STEM}.md",
+        table1_tex=f"{layout.SEED_TABLES}/{layout.TABLE1_STEM}.tex",
+        extended=f"{layout.SEED_TABLES}/{layout.EXTENDED_STEM}.csv",
+        extended_md=f"{layout.SEED_TABLES}/{layout.EXTENDED_STEM}.md",
+        claims=f"{layout.SEED_TABLES}/{layout.CLAIMS_STEM}.csv",
+        claims_md=f"{layout.SEED_TABLES}/{layout.CLAIMS_STEM}.md",
+        resolution=f"{layout.SEED_TABLES}/{layout.RESOLUTION_STEM}.csv",
+        resolution_md=f"{layout.SEED_TABLES}/{layout.RESOLUTION_STEM}.md",
     log:
         f"{LOGS}/seeds/run{{run}}/tables.log",
 
@@ -116,4 +116,4 @@ rule seeds_table:
 rule seeds:
     input:
         rules.seeds_table.output,
-        expand(f"{layout.SEED_TABLES}/claims.csv", run=seeds_plan.runs),
+        expand(f"{layout.SEED_TABLES}/{layout.CLAIMS_STEM}.csv", run=seeds_plan.runs),

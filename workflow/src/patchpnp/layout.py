@@ -110,6 +110,12 @@ RESOLUTION_DIR = f"{RESULTS}/resolution"
     RESOLUTION_BASELINE_METRICS,
 ) = grid_patterns(RESOLUTION_DIR)
 RESOLUTION_TABLES = f"{RESOLUTION_DIR}/tables"
+# What `patchpnp tables` writes into a tables folder (TABLES, RESOLUTION_TABLES, each
+# seed run's): file stems, each as .csv and .md (Table 1 also .tex).
+TABLE1_STEM = "table1"
+EXTENDED_STEM = "extended"
+CLAIMS_STEM = "claims"
+RESOLUTION_STEM = "resolution"
 
 # -- the grid under more training seeds (snakemake seeds) --------------------------------------
 # Run k (k = 1 .. seeds.extra) retrains every prior with training seed ``seed + k`` (same

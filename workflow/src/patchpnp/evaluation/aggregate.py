@@ -29,7 +29,9 @@ from patchpnp.atomic import atomic_path
 from patchpnp.errors import PatchpnpError
 from patchpnp.layout import (
     BASELINE,
+    EXTENDED_STEM,
     METRICS_LAYOUT,
+    TABLE1_STEM,
     WHOLE,
     Cell,
     LayoutError,
@@ -401,13 +403,13 @@ def write_tables(
         "patch inference with reflect padding."
     )
     writers = {
-        "table1.csv": lambda p: t1.to_csv(p, index=False),
-        "table1.md": lambda p: p.write_text(to_markdown(shown), encoding="utf-8"),
-        "table1.tex": lambda p: p.write_text(
+        f"{TABLE1_STEM}.csv": lambda p: t1.to_csv(p, index=False),
+        f"{TABLE1_STEM}.md": lambda p: p.write_text(to_markdown(shown), encoding="utf-8"),
+        f"{TABLE1_STEM}.tex": lambda p: p.write_text(
             to_latex(shown, caption, "tab:table1"), encoding="utf-8"
         ),
-        "extended.csv": lambda p: ext.to_csv(p, index=False),
-        "extended.md": lambda p: p.write_text(to_markdown(ext), encoding="utf-8"),
+        f"{EXTENDED_STEM}.csv": lambda p: ext.to_csv(p, index=False),
+        f"{EXTENDED_STEM}.md": lambda p: p.write_text(to_markdown(ext), encoding="utf-8"),
     }
     return write_files(outdir, writers)
 

@@ -68,8 +68,8 @@ from patchpnp.evaluation.aggregate import (
     write_files,
 )
 from patchpnp.formats import FormatError
+from patchpnp.layout import CLAIMS_STEM, WHOLE, size_tag
 from patchpnp.layout import NO_PADDING as NONE
-from patchpnp.layout import WHOLE, size_tag
 
 __all__ = [
     "CLAIMS_COLUMNS",
@@ -684,8 +684,8 @@ def write_claims(
         f"{plateau_fraction:.0%}; the row names its profile.\n\n"
     )
     writers = {
-        "claims.csv": lambda p: table.to_csv(p, index=False),
-        "claims.md": lambda p: p.write_text(
+        f"{CLAIMS_STEM}.csv": lambda p: table.to_csv(p, index=False),
+        f"{CLAIMS_STEM}.md": lambda p: p.write_text(
             preface + to_markdown(claims_display(table)), encoding="utf-8"
         ),
     }

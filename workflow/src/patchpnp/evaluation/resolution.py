@@ -24,7 +24,7 @@ import pandas as pd
 
 from patchpnp.evaluation.aggregate import AggregateError, to_markdown, write_files
 from patchpnp.evaluation.claims import ALL, MEMORY_CLAIMS, REFLECT
-from patchpnp.layout import WHOLE
+from patchpnp.layout import RESOLUTION_STEM, WHOLE
 
 CELL_KEYS = ("dataset", "prior", "solver", "task", "size")
 # (estimate, lower, upper) columns of a cell's interval (extended table) and of a
@@ -139,7 +139,9 @@ def write_resolution(table: pd.DataFrame, outdir: str | os.PathLike) -> dict[str
         '"Resolution").\n\n' + resolution_summary(table) + "\n\n"
     )
     writers = {
-        "resolution.csv": lambda p: table.to_csv(p, index=False),
-        "resolution.md": lambda p: p.write_text(preface + to_markdown(shown), encoding="utf-8"),
+        f"{RESOLUTION_STEM}.csv": lambda p: table.to_csv(p, index=False),
+        f"{RESOLUTION_STEM}.md": lambda p: p.write_text(
+            preface + to_markdown(shown), encoding="utf-8"
+        ),
     }
     return write_files(outdir, writers)

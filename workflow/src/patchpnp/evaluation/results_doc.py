@@ -41,7 +41,6 @@ __all__ = ["SECTIONS", "results_doc_command", "write_results_doc"]
 
 # The file stems the `tables` job writes in a tables folder (layout.TABLES, and
 # layout.RESOLUTION_TABLES for snakemake resolution); layout.py names the folders only.
-TABLE1, CLAIMS, RESOLUTION = "table1", "claims", "resolution"
 GENERATOR = "snakemake results_doc"
 
 
@@ -115,28 +114,32 @@ SECTIONS: tuple[Section, ...] = (
         "Table 1: the paper's grid",
         "PSNR and LPIPS, mean ± std over the evaluation slices, per training scheme; patch "
         "inference with reflect padding (docs/methods.md section 8).",
-        (Part(f"{layout.TABLES}/{TABLE1}.md", embed_markdown, "snakemake"),),
+        (Part(f"{layout.TABLES}/{layout.TABLE1_STEM}.md", embed_markdown, "snakemake"),),
     ),
     Section(
         "The paper's claims",
         "Pooled verdicts from paired per-image PSNR differences with 95% bootstrap "
         "intervals, and claim (d) on total memory (docs/methods.md section 10). Every "
-        f"cell's row: `{layout.TABLES}/{CLAIMS}.md`.",
-        (Part(f"{layout.TABLES}/{CLAIMS}.csv", pooled_claims, "snakemake"),),
+        f"cell's row: `{layout.TABLES}/{layout.CLAIMS_STEM}.md`.",
+        (Part(f"{layout.TABLES}/{layout.CLAIMS_STEM}.csv", pooled_claims, "snakemake"),),
     ),
     Section(
         "Resolution of the grid's intervals",
         "Each interval's half-width against `resolution.bars`.",
-        (Part(f"{layout.TABLES}/{RESOLUTION}.md", embed_markdown, "snakemake"),),
+        (Part(f"{layout.TABLES}/{layout.RESOLUTION_STEM}.md", embed_markdown, "snakemake"),),
     ),
     Section(
         "The grid on more slices",
         "The same cells on `resolution.n_eval` slices per dataset: pooled verdicts, then "
         "the half-width check.",
         (
-            Part(f"{layout.RESOLUTION_TABLES}/{CLAIMS}.csv", pooled_claims, "snakemake resolution"),
             Part(
-                f"{layout.RESOLUTION_TABLES}/{RESOLUTION}.md",
+                f"{layout.RESOLUTION_TABLES}/{layout.CLAIMS_STEM}.csv",
+                pooled_claims,
+                "snakemake resolution",
+            ),
+            Part(
+                f"{layout.RESOLUTION_TABLES}/{layout.RESOLUTION_STEM}.md",
                 embed_markdown,
                 "snakemake resolution",
             ),

@@ -19,6 +19,7 @@ from patchpnp.evaluation.claims import (
     write_claims,
 )
 from patchpnp.evaluation.resolution import resolution_table, write_resolution
+from patchpnp.layout import CLAIMS_STEM, RESOLUTION_STEM, TABLE1_STEM
 
 
 def tables_command(
@@ -65,7 +66,7 @@ def tables_command(
         resolution = resolution_table(extended, verdicts, cell_db=cell_db, pooled_db=pooled_db)
     written = write_tables(frame, out_dir, seed, tuple(image_shape), extended=extended)
     written |= write_claims(verdicts, out_dir, margin_db, plateau_fraction)
-    shown = [written["table1.md"], written["claims.md"]]
+    shown = [written[f"{TABLE1_STEM}.md"], written[f"{CLAIMS_STEM}.md"]]
     if resolution is not None:
-        shown.append(write_resolution(resolution, out_dir)["resolution.md"])
+        shown.append(write_resolution(resolution, out_dir)[f"{RESOLUTION_STEM}.md"])
     return "\n".join(Path(p).read_text() for p in shown)
