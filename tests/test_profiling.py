@@ -142,11 +142,17 @@ def test_plan_covers_both_sweeps():
 
 @pytest.mark.slow
 def test_profiles_run_in_fresh_processes(tmp_path, eval_file, tiny_prior):  # noqa: F811
-    jobs = profile_plan(["dps"], 16, [8, "whole"], [32], 8)
+    # The image-size sweep at the fixed size repeats two configurations of the other
+    # sweep (whole, and patches of 8 one at a time): measured once, reported in both.
+    jobs = profile_plan(["dps"], 16, [8, "whole"], [16], 8)
     table = run_profiles(
         jobs, tmp_path / "p.csv", prior=tiny_prior, eval_h5=eval_file, steps=1, progress=False
     )
-    assert list(table.columns) == COLUMNS and len(table) == len(jobs)
+    assert list(table.columns) == COLUMNS and len(table) == len(jobs) == 5
+    grow = table[table["sweep"] == "image_size"].drop(columns="sweep").reset_index(drop=True)
+    fixed = table[(table["sweep"] == "inference_size") & (table["patch_batch"] != "all")]
+    fixed = fixed.drop(columns="sweep").sort_values("mode", ascending=False)
+    pd.testing.assert_frame_equal(grow, fixed.reset_index(drop=True))
     assert pd.read_csv(tmp_path / "p.csv").shape == table.shape
     patch = table[(table["mode"] == "patch") & (table["sweep"] == "inference_size")]
     assert set(patch["tiles_per_call"]) == {9}  # (16 / 8 + 1)^2 tiles of the shifted grid

@@ -260,7 +260,10 @@ def test_dps_rejects_bad_parameters(params):
 
 
 def test_unknown_solver_names_the_valid_ones():
-    valid = r"\['diffpir', 'dinv_dps', 'dinv_ilvr', 'dinv_pigdm', 'dps'\]"
+    valid = (
+        r"\['diffpir', 'dinv_dps', 'dinv_ilvr', 'dinv_pigdm', 'dps', 'padis_dps', "
+        r"'padis_langevin'\]"
+    )
     with pytest.raises(ValueError, match=rf"'langevin'.*{valid}"):
         make_solver("langevin", ORACLE, make_operator("denoise"), steps=3)
 

@@ -25,17 +25,28 @@ DEEPINV_SOLVERS = ("dinv_dps", "dinv_pigdm", "dinv_ilvr")
 SOLVER_KEYS = {
     "dps": {"zeta", "sigma_start"},
     "diffpir": {"lam", "zeta", "sigma_start"},
+    # PaDIS's solvers (docs/methods.md section 13): inner iterations per level.
+    "padis_dps": {"zeta", "inner", "sigma_start"},
+    "padis_langevin": {"zeta", "inner", "sigma_start"},
     **{name: {"weight", "sigma_start"} for name in DEEPINV_SOLVERS},
 }
 SOLVER_REQUIRED = {
     "dps": {"zeta"},
     "diffpir": {"lam", "zeta"},
+    "padis_dps": {"zeta"},
+    "padis_langevin": {"zeta"},
     **{name: {"weight"} for name in DEEPINV_SOLVERS},
 }
 # Our own solvers (patchpnp.solvers.SOLVERS), the others being deepinv's.
 OUR_SOLVERS = tuple(name for name in SOLVER_KEYS if name not in DEEPINV_SOLVERS)
 # The one parameter `snakemake tune` sweeps per solver (docs/methods.md section 8).
-TUNED = {"diffpir": "lam", "dps": "zeta", **{name: "weight" for name in DEEPINV_SOLVERS}}
+TUNED = {
+    "diffpir": "lam",
+    "dps": "zeta",
+    "padis_dps": "zeta",
+    "padis_langevin": "zeta",
+    **{name: "weight" for name in DEEPINV_SOLVERS},
+}
 
 # Per task, the keys a config may give: the noise and the forward model's parameters.
 TASK_KEYS = {
@@ -43,9 +54,11 @@ TASK_KEYS = {
     "sr": {NOISE, "factor", "kernel"},
     "deblur": {NOISE, "kernel", "sigma", "size"},
     "mri": {NOISE, "acceleration", "center_fraction", "mask"},
+    # Parallel-beam CT (docs/methods.md section 14); angle_range in degrees.
+    "ct": {NOISE, "views", "angle_range", "detectors"},
 }
 # Forward-model parameters that the code, not the config, sets.
-TASK_INTERNAL = {"mri": {"seed"}}
+TASK_INTERNAL = {"mri": {"seed"}, "ct": {"image_size"}}
 # The mri task's k-space line masks (its key mask; patchpnp.physics.mri.line_mask).
 MASK_TYPES = ("equispaced", "random")
 

@@ -212,7 +212,15 @@ def run_profiles(
 
     rt = runtime or Runtime(threads=1)
     rows = []
+    measured: dict[str, dict] = {}
     for job in tqdm(jobs, desc="profiles", disable=not progress):
+        # The two sweeps meet where the image-size sweep reaches the fixed image size
+        # (whole, and the sweep's patch side): that configuration is measured once and
+        # its row serves both sweeps.
+        same = json.dumps({k: v for k, v in job.items() if k != "sweep"}, sort_keys=True)
+        if same in measured:
+            rows.append({**measured[same], "sweep": job["sweep"]})
+            continue
         args = ["--worker", json.dumps(job), "--prior", prior, "--eval", eval_h5,
                 "--steps", steps, "--device", rt.device, "--threads", rt.threads,
                 "--memory-budget", rt.memory_budget, "--precision", rt.precision,
@@ -225,6 +233,7 @@ def run_profiles(
             row["seconds_per_call"],
         )  # fmt: skip
         rows.append(row)
+        measured[same] = row
     table = pd.DataFrame(rows, columns=PROFILE_COLUMNS)
     with atomic_path(output) as tmp:
         table.to_csv(tmp, index=False)

@@ -25,12 +25,26 @@ Random draws. The shifts and the margin noise of a call come from the generators
 caller passes (one per sample: the solver's *grid* stream, docs/methods.md section 10),
 never from the solver's noise stream, so tiling changes nothing else in a solve.
 
-Coordinate channels (PaDIS priors). Training shows the network crops of the image with
-the coordinates of their pixels, all within [-1, 1]. A padded pixel therefore gets the
-coordinates of the image pixel it copies (reflect, replicate) or, in a zero margin, of
-the nearest image pixel: every (content, coordinate) pair is one training could show,
-and no coordinate leaves the trained range (PaDIS itself normalises them differently
-at training and test time, a known pitfall).
+Coordinate channels (position-aware priors, docs/methods.md section 13). A prior
+trained by the ``padis`` scheme saw patches of a canvas: the training image zero-padded
+by ``pad`` on every side (``canvas_pad``, recorded with its weights; the inner denoiser
+carries it, :func:`patchpnp.prior.loading.canvas_pad`). Inference gives every tile its
+slice of that canvas's coordinate map: image pixel ``i`` has canvas index ``i + pad``,
+and a margin pixel its own canvas index (not the nearest image pixel's), computed by
+the function training uses (:func:`patchpnp.prior.precond.canvas_coordinates`), so at
+the training size a pixel has the coordinates it had in training (PaDIS itself
+normalises them by another canvas at test time, a known pitfall). The margin must lie
+on the canvas: ``M <= pad``, else :class:`CanvasError`. Where ``P`` divides ``N`` the
+grid is PaDIS's, ``(k + 1) P = N + M`` with ``M = P`` and the shift in ``[0, M)``; so
+with PaDIS's pad of N/4 the tiles may be up to N/4 (PaDIS: 64 at 256). A padded pixel
+keeps its position's coordinates whatever the padding puts there (reflection shows
+image content at margin coordinates); the zero margin is what training showed. The
+whole-image pass-through uses the canvas too (the image at offset ``pad``). Images of
+another size than the training images sit on a canvas of their own size plus ``2 pad``.
+A position-aware prior without a recorded canvas (trained before the canvas was
+recorded: coordinates over the unpadded image) keeps the old rule: a padded pixel gets
+the coordinates of the image pixel it copies (reflect, replicate) or, in a zero margin,
+of the nearest image pixel, so no coordinate leaves that prior's trained range.
 
 Rectangular images are handled axis by axis. On an axis with ``P >= N`` the tiles
 still have ``P`` pixels (``k = 0``, ``M = P - N``, one tile row), so a prior trained on
@@ -70,15 +84,20 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from patchpnp.errors import PatchpnpError
 from patchpnp.layout import PADDINGS
 from patchpnp.patching.tiling import AxisGrid
-from patchpnp.prior.precond import coordinate_channels
+from patchpnp.prior.precond import canvas_coordinates, coordinate_channels
 from patchpnp.runtime import keyed_randint, keyed_randn_per_sample
 
 # ``cotangent(values, sample, rows, cols)``: the cotangent on the image pixels
 # ``[sample, :, rows, cols]``, computed from the denoised ``values`` there ([C, h, w])
 # alone: a pixel-local one, such as DPS's ``A^T (A x0 - y)`` for ``A = I``.
 LocalCotangent = Callable[[torch.Tensor, int, slice, slice], torch.Tensor]
+
+
+class CanvasError(PatchpnpError, ValueError):
+    """The inference margin does not fit on a position-aware prior's training canvas."""
 
 
 def whole_image_vjp(
@@ -117,7 +136,9 @@ def image_coordinates(
     """Coordinate channels ``(i / (N - 1) - 0.5) * 2`` at image rows/cols (may be out of range).
 
     Returns ``[2, len(rows), len(cols)]``: the row channel first, then the column channel,
-    the normalisation used at training time on unpadded images (PaDIS / Patch Diffusion).
+    the normalisation of position-aware priors trained before their canvas was recorded
+    (coordinates over the unpadded image; priors with a canvas use
+    :func:`patchpnp.prior.precond.canvas_coordinates`).
     Positions outside the image would extrapolate beyond [-1, 1]; the wrapper passes
     the positions that :func:`source_positions` gives, so they never do.
     The same function as training uses (:func:`patchpnp.prior.coordinate_channels`).
@@ -146,6 +167,7 @@ class _TilePlan:
         self.inner = module.inner
         self.padding = module.padding
         self.uses_coords = module.inner_coord_channels == 2
+        self.canvas_pad = module.canvas_pad
         self.rows, self.cols = rows, cols
         self.shifts = shifts
         self.batch = len(shifts)
@@ -225,10 +247,19 @@ class _TilePlan:
         return windows
 
     def coords(self) -> torch.Tensor:
-        """Coordinate channels of every tile ``[B * T, 2, P, P]``, in original image coordinates."""
+        """Coordinate channels of every tile ``[B * T, 2, P, P]``: on the prior's training
+        canvas when it has one, else in original image coordinates (module doc)."""
         per_sample = []
         row_src, col_src = self.row_src.cpu(), self.col_src.cpu()
         for a, c in self.shifts:
+            if self.canvas_pad is not None:
+                # Window pixel j sits at padded index shift + j, image index
+                # shift + j - M, canvas index shift + j - M + canvas_pad.
+                rows = torch.arange(a, a + self.rows.span) - self.rows.pad
+                cols = torch.arange(c, c + self.cols.span) - self.cols.pad
+                h, w = self.rows.size, self.cols.size
+                per_sample.append(canvas_coordinates(rows, cols, h, w, self.canvas_pad)[0])
+                continue
             # Window pixel j sits at canvas index shift + j; it shows the image pixel
             # source_positions gives there (module doc: coordinates stay in training range).
             rows = row_src[a : a + self.rows.span]
@@ -387,8 +418,9 @@ class ShiftedGridDenoiser(nn.Module):
     Args:
         inner: the denoiser, called as ``inner(tiles, sigma)`` or, when
             ``inner.coord_channels == 2``, ``inner(tiles, sigma, coords=coords)`` with
-            coordinate channels ``[tiles, 2, P, P]`` (rows first) in original image
-            coordinates.
+            coordinate channels ``[tiles, 2, P, P]`` (rows first): on the training
+            canvas of ``inner.canvas_pad`` pixels when it has one (``load_prior`` sets
+            it for priors of the padis scheme), else in original image coordinates.
         patch_size: the tile side ``P``.
         padding: ``'zeros'``, ``'reflect'`` or ``'replicate'``.
         patch_batch: tiles per network call (micro-batch); ``None`` runs all tiles of
@@ -441,6 +473,29 @@ class ShiftedGridDenoiser(nn.Module):
     def inner_coord_channels(self) -> int:
         return int(getattr(self.inner, "coord_channels", 0) or 0)
 
+    @property
+    def canvas_pad(self) -> int | None:
+        """The training canvas's margin of a position-aware ``inner`` (``None``: none)."""
+        pad = getattr(self.inner, "canvas_pad", None)
+        if self.inner_coord_channels != 2 or pad is None:
+            return None
+        return int(pad)
+
+    def check_canvas(self, rows: AxisGrid, cols: AxisGrid) -> None:
+        """Refuse a margin wider than the prior's training canvas pad (``M <= pad``)."""
+        pad = self.canvas_pad
+        if pad is None:
+            return
+        for axis, name in ((rows, "rows"), (cols, "columns")):
+            if axis.pad > pad:
+                raise CanvasError(
+                    f"patch inference with tiles of {axis.tile} on an image of {axis.size} "
+                    f"{name} pads it by M = {axis.pad} pixels, more than the canvas pad "
+                    f"{pad} the position-aware prior was trained with: the margin's "
+                    f"coordinates would leave the training canvas (need M <= {pad}; a tile "
+                    f"size that divides the image has M = tile size)"
+                )
+
     def reset_counters(self) -> None:
         self.calls = 0
         self.tiles_evaluated = 0
@@ -480,6 +535,7 @@ class ShiftedGridDenoiser(nn.Module):
         (the solver's grid stream), so nothing here touches the solver's noise.
         """
         rows, cols = self.grid(*x.shape[-2:])
+        self.check_canvas(rows, cols)
         gens = self._generators(x.shape[0], generator)
         shifts = self.draw_shifts(x.shape[0], rows, cols, gens)
         noise = None
@@ -586,11 +642,15 @@ class ShiftedGridDenoiser(nn.Module):
         self.backward_tiles += tiles
 
     def forward_pass_through(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
-        """``inner`` on whole images (one tile covers them), with their coordinates."""
+        """``inner`` on whole images (one tile covers them), with their coordinates
+        (on the training canvas, the image at offset ``canvas_pad``, when there is one)."""
         if self.inner_coord_channels == 2:
             height, width = x.shape[-2:]
             rows, cols = torch.arange(height), torch.arange(width)
-            coords = image_coordinates(rows, cols, height, width)
+            if self.canvas_pad is None:
+                coords = image_coordinates(rows, cols, height, width)
+            else:
+                coords = canvas_coordinates(rows, cols, height, width, self.canvas_pad)[0]
             coords = coords.to(device=x.device, dtype=x.dtype)
             return self.inner(x, sigma, coords=coords.expand(x.shape[0], -1, -1, -1))
         return self.inner(x, sigma)
@@ -609,5 +669,5 @@ class ShiftedGridDenoiser(nn.Module):
         return (
             f"patch_size={self.patch_size}, padding={self.padding!r}, "
             f"patch_batch={self.patch_batch}, memory_bounded_grad={self.memory_bounded_grad}, "
-            f"noisy_margin={self.noisy_margin}"
+            f"noisy_margin={self.noisy_margin}, canvas_pad={self.canvas_pad}"
         )

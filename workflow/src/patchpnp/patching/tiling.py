@@ -20,6 +20,12 @@ class AxisGrid:
     otherwise (e.g. N = 320, P = 128: 4 tiles, pad 192, where ``N // P + 1`` tiles
     would only reach 64 of the 128 seam offsets). With ``tile >= size`` one tile
     covers the axis and the shift places the image inside it (``pad = tile - size``).
+
+    PaDIS's grid is ``(k + 1) P = N + M`` with the shift drawn from ``[0, M)``: the same
+    as this one where ``tile`` divides ``size`` (``M = P``, shifts ``[0, P)``). A
+    position-aware prior's tiles take their coordinates from its training canvas, so
+    there ``pad`` (M) must not exceed the canvas's margin: ``for_axis(N, P).pad <=``
+    the prior's ``pad`` (:class:`patchpnp.patching.patches.CanvasError` otherwise).
     """
 
     size: int

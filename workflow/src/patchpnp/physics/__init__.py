@@ -12,9 +12,10 @@ from __future__ import annotations
 from .base import GeneratorLike, LinearOperator
 from .cg import conjugate_gradient
 from .convolution import CircularBlurDecimation
+from .ct import CT
 from .deblur import Deblur
 from .denoising import Denoising
-from .kernels import BlurKernel, bicubic_kernel, box_kernel, gaussian_kernel
+from .kernels import BlurKernel, bicubic_kernel, box_kernel, gaussian_kernel, uniform_kernel
 from .mri import MRI, fastmri_line_mask, fft2c, ifft2c, line_mask
 from .multicoil import MulticoilMRI, to_channels, to_complex
 from .superres import SuperResolution
@@ -24,17 +25,19 @@ OPERATORS: dict[str, type[LinearOperator]] = {
     "sr": SuperResolution,
     "deblur": Deblur,
     "mri": MRI,
+    "ct": CT,
 }
 
 
 def make_operator(task: str, **params) -> LinearOperator:
-    """Build the forward model of ``task`` ('denoise', 'sr', 'deblur', 'mri') from ``params``."""
+    """Build the forward model of ``task`` (a key of :data:`OPERATORS`) from ``params``."""
     if task not in OPERATORS:
         raise ValueError(f"unknown task {task!r}; valid tasks: {sorted(OPERATORS)}")
     return OPERATORS[task](**params)
 
 
 __all__ = [
+    "CT",
     "MRI",
     "OPERATORS",
     "MulticoilMRI",
@@ -56,4 +59,5 @@ __all__ = [
     "make_operator",
     "to_channels",
     "to_complex",
+    "uniform_kernel",
 ]

@@ -78,6 +78,18 @@ def box_kernel(factor: int) -> BlurKernel:
     return _separable(torch.ones(s, dtype=torch.float64), origin=0)
 
 
+def uniform_kernel(size: int) -> BlurKernel:
+    """A centred box blur: the mean of ``size x size`` pixels (origin at tap ``size // 2``).
+
+    Unlike :func:`box_kernel` (block averaging before decimation, anchored at its first
+    tap), it does not shift the image for odd ``size``.
+    """
+    s = int(size)
+    if s < 1 or s != size:
+        raise ValueError(f"uniform blur needs an integer size >= 1, got {size}")
+    return _separable(torch.ones(s, dtype=torch.float64), origin=s // 2)
+
+
 def gaussian_kernel(sigma: float, size: int | None = None) -> BlurKernel:
     """An isotropic Gaussian of standard deviation ``sigma`` pixels, ``size`` taps a side.
 

@@ -18,6 +18,7 @@ from patchpnp.errors import PatchpnpError
 from patchpnp.layout import WHOLE
 from patchpnp.params import DEEPINV_SOLVERS, SOLVER_KEYS, SOLVER_REQUIRED, TASK_KEYS
 from patchpnp.patching.micro_batch import MicroBatchError, parse_budget
+from patchpnp.prior.spec import padis_patch_mixture
 
 # Package data, so an installed wheel validates configs too; the workflow's
 # conventional workflow/schemas/config.schema.yaml is a link to this file.
@@ -165,21 +166,40 @@ def _prior_checks(config: dict[str, Any]) -> list[str]:
                 f"exist; the network has levels 0..{levels - 1}"
             )
         sizes = [size]
-        if prior["scheme"] in ("patch", "padis"):
+        if prior["scheme"] == "patch":
             if "train_patch" not in prior:
-                out.append(f"config key '{key}.train_patch': required for scheme {prior['scheme']}")
+                out.append(f"config key '{key}.train_patch': required for scheme patch")
                 continue
-            sizes = [prior["train_patch"], *prior.get("patch_sizes", [])]
-        for extra in ("patch_sizes", "patch_probs"):
+            sizes = [prior["train_patch"]]
+        for extra in ("patch_sizes", "patch_probs", "pad"):
             if extra in prior and prior["scheme"] != "padis":
-                out.append(f"config key '{key}.{extra}': only the padis scheme mixes patch sizes")
-        if prior["scheme"] == "padis" and "patch_probs" in prior:
-            n = len(prior.get("patch_sizes", [prior["train_patch"]]))
-            if len(prior["patch_probs"]) != n or sum(prior["patch_probs"]) <= 0:
+                out.append(
+                    f"config key '{key}.{extra}': only the padis scheme takes it "
+                    f"(its patch-size mixture and canvas)"
+                )
+        if prior["scheme"] == "padis":
+            if "patch_probs" in prior and "patch_sizes" not in prior:
+                out.append(
+                    f"config key '{key}.patch_probs': give patch_sizes with it (without "
+                    f"both, PaDIS's mixture fitted to the network is used)"
+                )
+            n = len(prior.get("patch_sizes", []))
+            probs = prior.get("patch_probs")
+            if probs is not None and n and (len(probs) != n or sum(probs) <= 0):
                 out.append(
                     f"config key '{key}.patch_probs': give {n} non-negative "
                     f"probabilities (one per patch size), not all zero"
                 )
+            if prior.get("patch_sizes"):
+                sizes = list(prior["patch_sizes"])
+            else:
+                try:
+                    sizes = list(padis_patch_mixture(size, levels).sizes)
+                except ValueError as err:
+                    out.append(f"config key '{key}': {err}")
+                    continue
+            if "train_patch" in prior:
+                sizes.append(prior["train_patch"])
         for p in sizes:
             if p > size:
                 out.append(

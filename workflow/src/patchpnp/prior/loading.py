@@ -41,7 +41,8 @@ def load_prior(
     expect: dict | None = None,
     precision: str = "float32",
 ) -> tuple[ImageSpaceDenoiser, dict]:
-    """The EMA denoiser saved by training, in [0, 1] image units, frozen, in eval mode.
+    """The EMA denoiser saved by training, in [0, 1] image units, frozen, in eval mode,
+    with the canvas pad of a position-aware prior (:func:`canvas_pad`).
 
     ``expect`` (a ``network`` settings dict) refuses weights of another architecture
     with a message naming the differences. ``precision`` (``inference.precision``) is
@@ -61,7 +62,20 @@ def load_prior(
         raise ValueError(
             f"{path}: weights do not fit the network its settings describe: {err}"
         ) from err
-    return ImageSpaceDenoiser(for_inference(net, device, precision)), settings
+    denoiser = ImageSpaceDenoiser(for_inference(net, device, precision), canvas_pad(settings))
+    return denoiser, settings
+
+
+def canvas_pad(settings: dict) -> int | None:
+    """The zero margin of the canvas a position-aware prior was trained on (the padis
+    scheme's ``pad``), or ``None``: a prior without coordinate channels, or a padis prior
+    saved before the canvas was recorded (its coordinates span the unpadded image).
+    Patch inference gives every tile its slice of that canvas's coordinates
+    (:class:`patchpnp.patching.patches.ShiftedGridDenoiser`)."""
+    scheme = settings.get("scheme", {})
+    if not settings.get("network", {}).get("coord_channels") or scheme.get("pad") is None:
+        return None
+    return int(scheme["pad"])
 
 
 def for_inference(net: Precond, device, precision: str = "float32") -> Precond:

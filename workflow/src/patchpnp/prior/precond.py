@@ -15,7 +15,7 @@ from torch import nn
 from .mp_layers import MPConv, MPFourier
 from .network import UNet
 
-__all__ = ["ImageSpaceDenoiser", "Precond", "coordinate_channels"]
+__all__ = ["ImageSpaceDenoiser", "Precond", "canvas_coordinates", "coordinate_channels"]
 
 
 def _per_sample_sigma(sigma, batch: int, device) -> torch.Tensor:
@@ -92,14 +92,18 @@ class ImageSpaceDenoiser(nn.Module):
     """The denoiser in [0, 1] image space: ``D01(x, s) = (D(2x - 1, 2s) + 1) / 2``.
 
     ``sigma`` is in [0, 1] units (float, 0-d or ``[B]``). ``coord_channels`` tells a
-    patch wrapper whether it must pass ``coords`` (see ``coordinate_channels``).
+    patch wrapper whether it must pass ``coords`` (see ``coordinate_channels``);
+    ``canvas_pad`` (position-aware priors: the zero margin, in pixels, of the canvas the
+    prior was trained on, see :func:`canvas_coordinates`; ``None``: coordinates over
+    the unpadded image, or no coordinates) tells it which coordinates to pass.
     """
 
-    def __init__(self, precond: Precond):
+    def __init__(self, precond: Precond, canvas_pad: int | None = None):
         super().__init__()
         self.precond = precond
         self.img_channels = precond.img_channels
         self.coord_channels = precond.coord_channels
+        self.canvas_pad = None if canvas_pad is None else int(canvas_pad)
 
     def forward(self, x: torch.Tensor, sigma, coords=None) -> torch.Tensor:
         return (self.precond(2 * x - 1, 2 * sigma, coords) + 1) / 2
@@ -128,3 +132,22 @@ def coordinate_channels(rows, cols, height: int, width: int) -> torch.Tensor:
     return torch.stack(
         [r[:, :, None].expand(b, h, w), c[:, None, :].expand(b, h, w)], dim=1
     ).contiguous()
+
+
+def canvas_coordinates(rows, cols, height: int, width: int, pad: int) -> torch.Tensor:
+    """Coordinate channels of image pixels on the canvas of a position-aware prior.
+
+    The canvas is the ``height x width`` image zero-padded by ``pad`` on every side
+    (side ``R = size + 2 pad`` per axis): image pixel ``i`` sits at canvas index
+    ``i + pad``, and ``(idx / (R - 1) - 0.5) * 2`` is +-1 at the canvas's outer edges.
+    ``rows`` and ``cols`` are image indices (``[h]`` or ``[B, h]``); margin pixels have
+    indices ``-pad .. -1`` and ``size .. size + pad - 1``, which get their own canvas
+    coordinates, still within [-1, 1]. Training (``padis`` scheme) and inference
+    (:class:`patchpnp.patching.patches.ShiftedGridDenoiser`) both call this function,
+    so a pixel gets the same coordinates in both. Rows first, as
+    :func:`coordinate_channels`.
+    """
+    pad = int(pad)
+    rows = torch.as_tensor(rows) + pad
+    cols = torch.as_tensor(cols, device=rows.device) + pad
+    return coordinate_channels(rows, cols, height + 2 * pad, width + 2 * pad)

@@ -18,10 +18,16 @@ from ..physics.base import LinearOperator
 from .base import DiffusionSolver, SolverDenoiser, SolverDivergedError
 from .diffpir import DiffPIR
 from .dps import DPS, dps_step_size
+from .padis import PadisDPS, PadisLangevin
 from .schedule import edm_sigmas
 from .streams import SolveStreams, image_key
 
-SOLVERS: dict[str, type[DiffusionSolver]] = {"dps": DPS, "diffpir": DiffPIR}
+SOLVERS: dict[str, type[DiffusionSolver]] = {
+    "dps": DPS,
+    "diffpir": DiffPIR,
+    "padis_dps": PadisDPS,
+    "padis_langevin": PadisLangevin,
+}
 
 
 def solver_class(name: str) -> type[DiffusionSolver]:
@@ -53,6 +59,8 @@ __all__ = [
     "SOLVERS",
     "DiffPIR",
     "DiffusionSolver",
+    "PadisDPS",
+    "PadisLangevin",
     "SolverDenoiser",
     "SolveStreams",
     "SolverDivergedError",
