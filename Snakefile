@@ -24,6 +24,7 @@ include: "workflow/rules/solvers.smk"
 include: "workflow/rules/resolution.smk"
 include: "workflow/rules/seeds.smk"
 include: "workflow/rules/gpu_check.smk"
+include: "workflow/rules/padis.smk"
 
 
 report: "workflow/report/workflow.rst"
@@ -60,6 +61,9 @@ localrules:
     seeds,
     seeds_tables,
     seeds_table,
+    padis,
+    padis_table,
+    figure_padis,
 
 
 rule all:
@@ -83,6 +87,9 @@ rule all:
         # Every claim under more training runs of the priors (snakemake seeds; in all
         # where seeds.in_all).
         rules.seeds.input if config["seeds"]["in_all"] else [],
+        # PaDIS as a system: its position-aware prior and solvers, deblurring and CT
+        # (snakemake padis; in all where padis.in_all).
+        rules.padis.input if config["padis"]["in_all"] else [],
 
 
 onsuccess:
@@ -100,6 +107,7 @@ onsuccess:
         ("uncertainty", layout.UNCERTAINTY_TABLE),
         ("resolution", f"{layout.RESOLUTION_TABLES}/resolution"),
         ("seeds", layout.SEEDS_CLAIMS),
+        ("padis", layout.PADIS_TABLE),
     ):
         if os.path.exists(f"{path}.md"):
             print(f"patchpnp: {name} (snakemake {name}): {path}.md")

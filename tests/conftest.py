@@ -211,6 +211,15 @@ def _tiny_solvers_uncertainty_resolution(runs: Runs, work: Path) -> Path:
     return work
 
 
+def _tiny_padis(runs: Runs, work: Path) -> Path:
+    # On a copy of the finished tiny demo: the grid's priors are the MRI domain's.
+    copy_workdir(runs.get("killed_and_restarted")["work"], work)
+    configfile = write_config(work, tiny_demo_config())
+    res = snakemake(work, "padis", "--cores", "2", configfile=configfile, base_env=runs.env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return work
+
+
 def _tiny_mri(runs: Runs, work: Path) -> Path:
     config = tiny_mri_config()
     # One prior and one solver keep it under a minute; the plan's full grid is tested
@@ -230,6 +239,7 @@ BUILDS = {
     "stand_in_cluster": _stand_in_cluster,
     "tiny_solvers_uncertainty_resolution": _tiny_solvers_uncertainty_resolution,
     "tiny_mri": _tiny_mri,
+    "tiny_padis": _tiny_padis,
 }
 
 
@@ -283,6 +293,12 @@ def stand_in_cluster(runs, tiny_demo_priors) -> dict:
 def tiny_solvers_uncertainty_resolution(runs, killed_and_restarted) -> Path:
     """`snakemake solvers uncertainty resolution` on a copy of the finished tiny demo."""
     return runs.get("tiny_solvers_uncertainty_resolution")
+
+
+@pytest.fixture(scope="session")
+def tiny_padis(runs, killed_and_restarted) -> Path:
+    """`snakemake padis` on a copy of the finished tiny demo (tests/test_padis_pipeline.py)."""
+    return runs.get("tiny_padis")
 
 
 @pytest.fixture(scope="session")

@@ -59,6 +59,25 @@ ALLOWED = [
     "mri.baselines.*.points",
     "solvers.deepinv.*.steps",
     "uncertainty.samples",
+    "padis.n_eval",
+    "padis.batch_images",
+    "padis.ct.n_eval",
+    "padis.ct.n_tune",
+    *(
+        f"padis.{where}training.{key}"
+        for where in ("ct.", "position_prior.")
+        for key in (
+            "batch_size",
+            "steps",
+            "ref_steps",
+            "warmup_steps",
+            "checkpoint_every",
+            "processes",
+            "threads",
+        )
+    ),
+    "padis.solvers.*.steps",
+    "padis.solvers.*.inner",
 ]
 
 

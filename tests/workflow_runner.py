@@ -280,6 +280,48 @@ def tiny_demo_config() -> dict:
         },
         # snakemake seeds: the priors once more under another training seed.
         "seeds": {"in_all": False, "extra": 1},
+        # snakemake padis: three priors, two solvers, deblurring and 20-view CT on
+        # 16-px synthetic phantoms, whole and 4-px tiles (the canvas pad is 16 / 4 = 4).
+        "padis": {
+            "in_all": False,
+            "mri_dataset": None,
+            "n_eval": 2,
+            "batch_images": 2,
+            "patch_batch": None,
+            "ct": {
+                "name": "ct_ellipses_synthetic",
+                "source": "synthetic",
+                "image_size": 16,
+                "n_train": 6,
+                "n_eval": 2,
+                "n_tune": 0,
+            },
+            "position_prior": {"scheme": "padis"},
+            "priors": ["whole", "patch", "position"],
+            "sizes": ["whole", 4],
+            "padding": "zeros",
+            "tasks": {
+                "deblur": {"operator": "deblur", "kernel": "uniform", "size": 3, "sigma_n": 0.02},
+                "ct20": {"operator": "ct", "views": 20, "sigma_n": 0.02},
+            },
+            "solvers": {
+                "padis_dps": {
+                    "steps": 2,
+                    "inner": 2,
+                    "tasks": {
+                        "deblur": {"zeta": 0.3, "sigma_start": 0.3},
+                        "ct20": {"zeta": 1.0, "sigma_start": 0.3},
+                    },
+                },
+                "dps": {
+                    "steps": 2,
+                    "tasks": {
+                        "deblur": {"zeta": 0.3, "sigma_start": 0.3},
+                        "ct20": {"zeta": 1.0, "sigma_start": 0.3},
+                    },
+                },
+            },
+        },
         "figures": {"dataset": None, "prior": "patch", "solver": "diffpir", "index": 1},
         # Hermetic: lpips_weights never downloads in the tests (LPIPS is n/a unless torch
         # hub's cache holds the weights) and fails at once, with or without a network.

@@ -20,6 +20,7 @@ from patchpnp import layout
 from patchpnp.layout import parse_size
 from patchpnp.pipeline.plan import (
     MRIPlan,
+    PadisPlan,
     Plan,
     ResolutionPlan,
     SeedsPlan,
@@ -59,6 +60,7 @@ solvers_plan = SolversPlan(plan)
 uncertainty_plan = UncertaintyPlan(plan, solvers_plan)
 resolution_plan = ResolutionPlan(plan)
 seeds_plan = SeedsPlan(plan)
+padis_plan = PadisPlan(plan)
 DATA = config["data"]
 LOGS = layout.LOGS
 INFER = config["inference"]
@@ -66,6 +68,7 @@ MRI = config["mri"]
 SOLVERS = config["solvers"]
 UNCERTAINTY = config["uncertainty"]
 RESOLUTION = config["resolution"]
+PADIS = config["padis"]
 
 
 wildcard_constraints:
@@ -230,3 +233,22 @@ def mri_acquisition_options(wildcards):
         f" --batch-images {MRI['batch_images']}"
         + (f" --limit {MRI['limit']}" if MRI.get("limit") else "")
     )
+
+
+# -- PaDIS as a system (padis.smk) --
+def padis_prior_settings(domain, prior):
+    """A prior of snakemake padis as trained on ``domain``'s images."""
+    return resolve_prior(padis_plan.prior_config(domain), prior)
+
+
+def padis_options():
+    """Command-line options of snakemake padis's cells: its image count and batch."""
+    inf = config["inference"]
+    opts = (
+        f"--batch-images {PADIS.get('batch_images', inf['batch_images'])}"
+        f" --limit {PADIS['n_eval']} --seed {config['seed']}"
+        f" --device {config['device']} --precision {inf['precision']}"
+    )
+    if PADIS.get("patch_batch"):
+        opts += f" --patch-batch {PADIS['patch_batch']}"
+    return f"{opts} {lpips_options()}"

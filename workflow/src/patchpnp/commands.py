@@ -338,6 +338,16 @@ OPTIONS: dict[str, Option] = {
     "readout_oversampling": _flag("--readout-oversampling", type=int, default=1),
     "noise": _flag("--noise", type=float, default=0.01),
     "split": _flag("--split", choices=SPLITS, required=True),
+    # snakemake padis's CT dataset (patchpnp.data.ct)
+    "ct_source": _flag("--ct-source", choices=("synthetic", "dicom"), required=True),
+    "first_image": _flag("--first-image", type=int, default=0, help="index of the first one"),
+    "folder": _flag("--folder", help="dicom: the folder of patient folders"),
+    "hu_max": _flag("--hu-max", type=float, default=1000.0, help="dicom: the HU that maps to 1"),
+    "synthetic": _flag(
+        "--synthetic", nargs="+", default=["none"], help="datasets of synthetic images"
+    ),
+    "title": _flag("--title", required=True, help="the figure's row label"),
+    "baseline": _flag("--baseline", required=True, help="the measurement baseline's recon (.h5)"),
     "image_size": _flag("--image-size", type=int, required=True),
     "crop_size": _flag("--crop-size", type=int, required=True),
     "calib_width": _flag(
@@ -737,6 +747,54 @@ _COMMANDS = (
                 "image_shape",
                 "margin_db",
                 use("seed", help="bootstrap seed"),
+            ),
+        ),
+    ),
+    Command(
+        "ct-split",
+        "patchpnp.data.ct:ct_split_command",
+        "one split of snakemake padis's CT dataset: synthetic phantoms or DICOM",
+        (
+            options(
+                use("output", required=True),
+                "split",
+                "ct_source",
+                "image_size",
+                use("images", default=0, help="images (phantoms / patients; 0: all)"),
+                "first_image",
+                use("seed", help="phantom seed"),
+                "folder",
+                "hu_max",
+            ),
+        ),
+    ),
+    Command(
+        "padis-table",
+        "patchpnp.evaluation.padis_table:padis_table_command",
+        "snakemake padis: its table and the g_position / h_padis_vs_whole verdicts",
+        (
+            options(
+                use("metrics", help="metrics CSVs of the padis cells and baselines"),
+                "table",
+                "claims",
+                use("seed", help="bootstrap seed"),
+                "synthetic",
+            ),
+        ),
+    ),
+    Command(
+        "padis-figure",
+        "patchpnp.evaluation.figures:padis_figure_command",
+        "one task of snakemake padis: truth, baseline, then each cell",
+        (
+            options(
+                use("cells", help="cells (.h5)"),
+                "labels",
+                "baseline",
+                "gt",
+                "out_stem",
+                "title",
+                "index",
             ),
         ),
     ),

@@ -139,6 +139,22 @@ def seed_run(run: int) -> str:
     return SEED_RUN.format(run=int(run))
 
 
+# -- PaDIS as a system (snakemake padis; docs/methods.md sections 13 and 14) ---------------------
+# Its CT data (one split file per split of the CT dataset), the priors it trains (per
+# domain: mri, on the grid's training splits; ct, on the CT training split) and its
+# cells and measurement baselines in the grid's cell layout under its own folder.
+PADIS_DIR = f"{RESULTS}/padis"
+PADIS_SPLIT = f"{PADIS_DIR}/data/{{dataset}}/{{split}}.h5"
+PADIS_PRIOR_DIR = f"{PADIS_DIR}/priors/{{domain}}/{{prior}}"
+PADIS_PRIOR = f"{PADIS_PRIOR_DIR}/ema.pt"
+PADIS_RECON, PADIS_METRICS, PADIS_BASELINE_RECON, PADIS_BASELINE_METRICS = grid_patterns(PADIS_DIR)
+PADIS_TABLE = f"{TABLES}/padis"  # .csv / .md
+PADIS_CLAIMS = f"{TABLES}/padis_claims"  # .csv / .md: g_position and h_padis_vs_whole
+PADIS_FIGURE = f"{FIGURES}/padis_{{task}}"  # .png / .pdf
+# The two domains of snakemake padis: MRI slices (deblurring, SR) and CT images.
+PADIS_DOMAINS = ("mri", "ct")
+
+
 # -- inputs fetched once, outside results/ (git-ignored) -----------------------------------------
 RESOURCES = "resources"
 # torchvision's ImageNet AlexNet weights for LPIPS under torchvision's own file name,
@@ -161,6 +177,7 @@ WILDCARDS = {
     "acceleration": r"[1-9]\d*",
     "method": "|".join(MRI_CLASSICAL_METHODS),
     "run": r"[1-9]\d*",
+    "domain": "|".join(PADIS_DOMAINS),
 }
 
 

@@ -63,9 +63,20 @@ TASK_INTERNAL = {"mri": {"seed"}, "ct": {"image_size"}}
 MASK_TYPES = ("equispaced", "random")
 
 
+# A task entry may name its forward model when the task's own name is not one (snakemake
+# padis: ``ct20: {operator: ct, views: 20}``); without it the name is the operator's.
+OPERATOR = "operator"
+
+
+def operator_name(task: str, task_params: dict) -> str:
+    """The forward model (a key of ``TASK_KEYS``) of task ``task`` with entry ``task_params``."""
+    return task_params.get(OPERATOR, task)
+
+
 def operator_params(task_params: dict) -> dict:
-    """A task's config entry without the noise: the forward model's constructor arguments."""
-    return {k: v for k, v in task_params.items() if k != NOISE}
+    """A task's config entry without the noise and the operator's name: the forward
+    model's constructor arguments."""
+    return {k: v for k, v in task_params.items() if k not in (NOISE, OPERATOR)}
 
 
 def unknown_solver_params(solver: str, params: dict) -> list[str]:

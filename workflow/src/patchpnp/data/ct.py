@@ -316,3 +316,52 @@ def write_dicom_split(
             crop = max(crop, min(series.hu.shape[-2:]))
         f.attrs.update(n_images=total, crop_size=crop)
     return total
+
+
+def patient_folders(root: str | Path) -> list[Path]:
+    """The patient (series) folders directly under ``root``, sorted by name."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"CT folder {root} does not exist (config key padis.ct.root / *_dir)")
+    folders = sorted(p for p in root.iterdir() if p.is_dir())
+    if not folders:
+        raise DataError(f"CT folder {root} holds no patient folders (one DICOM series each)")
+    return folders
+
+
+def ct_split_command(
+    *,
+    output: str,
+    split: str,
+    ct_source: str,
+    image_size: int,
+    images: int = 0,
+    first_image: int = 0,
+    seed: int = 0,
+    folder: str | None = None,
+    hu_max: float = HU_MAX,
+) -> str:
+    """``patchpnp ct-split``: one split of the CT dataset of snakemake padis.
+
+    ``synthetic``: phantoms ``first_image .. first_image + images - 1`` of ``seed``.
+    ``dicom``: the patients of ``folder`` from the ``first_image``-th on, ``images`` of
+    them (0: all), every slice for training, the central one otherwise.
+    """
+    if ct_source == "synthetic":
+        n = write_phantom_split(output, images, image_size, seed, split, start=first_image)
+        return f"wrote {n} synthetic ellipse phantoms to {output}"
+    if ct_source != "dicom":
+        raise ValueError(f"unknown CT source {ct_source!r}; expected synthetic or dicom")
+    if folder is None:
+        raise DataError("ct-split: a DICOM split needs --folder")
+    patients = patient_folders(folder)[first_image:]
+    patients = patients[:images] if images else patients
+    if len(patients) < max(images, 1):
+        raise DataError(
+            f"CT folder {folder}: {len(patients)} patient folders from number {first_image} "
+            f"on, but split '{split}' needs {images}"
+        )
+    n = write_dicom_split(
+        patients, output, image_size=image_size, split=split, hu_max=hu_max, root=folder
+    )
+    return f"wrote {n} slices of {len(patients)} patients to {output}"

@@ -23,8 +23,6 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from patchpnp.atomic import atomic_path
@@ -83,6 +81,11 @@ def preprocess(
         raise ValueError(f"slice of {h} x {w} is smaller than the crop {crop_size} x {crop_size}")
     x = center_crop(np.abs(slices), crop_size)
     if crop_size != image_size:
+        # Imported here: merging shards (this module's other command) needs no torch,
+        # and importing it costs every such job about 2 s.
+        import torch
+        import torch.nn.functional as F
+
         t = torch.from_numpy(np.ascontiguousarray(x))[:, None]
         t = F.interpolate(
             t, size=(image_size, image_size), mode="bicubic", antialias=True, align_corners=False

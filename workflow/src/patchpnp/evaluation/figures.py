@@ -247,7 +247,9 @@ def padding_figure(
 
 
 # -- Fig. 2: qualitative -----------------------------------------------------------------------
-def qualitative_figure(rows: Sequence[dict], out_stem, index: int = 0) -> tuple[Path, Path]:
+def qualitative_figure(
+    rows: Sequence[dict], out_stem, index: int = 0, measurement_label: str = "measurement"
+) -> tuple[Path, Path]:
     """Fig. 2: one row per task: ground truth, measurement, then each ``(label, recon_h5)``
     panel, with PSNR (dB, vs ground truth) on all but the ground truth.
 
@@ -264,7 +266,7 @@ def qualitative_figure(rows: Sequence[dict], out_stem, index: int = 0) -> tuple[
             raise FigureError(f"rows[{i}]: missing key(s) {', '.join(missing)}")
         gt = _image(row["gt"], IMAGES, index)
         shown, score = _measurement(row["measurement"], index, gt)
-        cells = [("ground truth", gt, None), ("measurement", shown, score)]
+        cells = [("ground truth", gt, None), (measurement_label, shown, score)]
         for k, panel in enumerate(row["panels"]):
             if not isinstance(panel, (tuple, list)) or len(panel) != 2:
                 raise FigureError(f"rows[{i}]['panels'][{k}]: expected (label, recon_h5)")
@@ -284,6 +286,26 @@ def qualitative_figure(rows: Sequence[dict], out_stem, index: int = 0) -> tuple[
                 ax.set_axis_off()
             axes[i, 0].set_ylabel(task, fontsize="large")
         return _save(fig, out_stem)
+
+
+def padis_figure_command(
+    cells: Sequence[str],
+    *,
+    labels: Sequence[str],
+    baseline: str,
+    gt: str,
+    out_stem: str,
+    title: str,
+    index: int = 0,
+) -> str:
+    """``patchpnp padis-figure``: one task of snakemake padis: ground truth, the
+    measurement's own reconstruction (FBP for CT), then each cell (``labels``)."""
+    if len(labels) != len(cells):
+        raise FigureError(f"{len(labels)} labels for {len(cells)} cells")
+    row = {"task": title, "gt": gt, "measurement": baseline,
+           "panels": list(zip(labels, cells, strict=True))}  # fmt: skip
+    png, pdf = qualitative_figure([row], out_stem, index, measurement_label="baseline")
+    return f"wrote {png} and {pdf}"
 
 
 # -- multicoil MRI ---------------------------------------------------------------------------

@@ -52,7 +52,7 @@ from patchpnp.metrics.quality import (
     psnr,
     ssim,
 )
-from patchpnp.params import SOLVER_KEYS, operator_params
+from patchpnp.params import SOLVER_KEYS, operator_name, operator_params
 from patchpnp.patching.micro_batch import AUTO, auto_patch_batch, parse_budget, read_calibration
 from patchpnp.patching.patches import ShiftedGridDenoiser
 from patchpnp.physics import make_operator
@@ -105,7 +105,7 @@ def measurement_generators(seed: int, task: str, names: Sequence[str]) -> list[t
 def check_cell(task: str, task_params: dict, solver: str, size, padding: str) -> None:
     """Refuse a cell that cannot run, before any model is loaded."""
     try:
-        make_operator(task, **operator_params(task_params))
+        make_operator(operator_name(task, task_params), **operator_params(task_params))
     except (ValueError, TypeError) as err:
         raise InferenceError(f"task '{task}': {err}") from err
     if solver != "baseline" and solver not in SOLVER_KEYS:
@@ -167,7 +167,7 @@ def run_cell(
     if lpips is None:
         lpips = lpips_metric(dev, scoring.lpips_weights, scoring.lpips_mode)
     sigma_n = float(task_params["sigma_n"])
-    operator = make_operator(task, **operator_params(task_params))
+    operator = make_operator(operator_name(task, task_params), **operator_params(task_params))
     denoiser = None
     if solver != "baseline":
         if prior is None:

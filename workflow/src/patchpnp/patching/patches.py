@@ -87,7 +87,11 @@ from torch.autograd.function import once_differentiable
 from patchpnp.errors import PatchpnpError
 from patchpnp.layout import PADDINGS
 from patchpnp.patching.tiling import AxisGrid
-from patchpnp.prior.precond import canvas_coordinates, coordinate_channels
+from patchpnp.prior.precond import (
+    canvas_coordinates,
+    coordinate_channels,
+    whole_image_coordinates,
+)
 from patchpnp.runtime import keyed_randint, keyed_randn_per_sample
 
 # ``cotangent(values, sample, rows, cols)``: the cotangent on the image pixels
@@ -645,12 +649,7 @@ class ShiftedGridDenoiser(nn.Module):
         """``inner`` on whole images (one tile covers them), with their coordinates
         (on the training canvas, the image at offset ``canvas_pad``, when there is one)."""
         if self.inner_coord_channels == 2:
-            height, width = x.shape[-2:]
-            rows, cols = torch.arange(height), torch.arange(width)
-            if self.canvas_pad is None:
-                coords = image_coordinates(rows, cols, height, width)
-            else:
-                coords = canvas_coordinates(rows, cols, height, width, self.canvas_pad)[0]
+            coords = whole_image_coordinates(*x.shape[-2:], self.canvas_pad)
             coords = coords.to(device=x.device, dtype=x.dtype)
             return self.inner(x, sigma, coords=coords.expand(x.shape[0], -1, -1, -1))
         return self.inner(x, sigma)

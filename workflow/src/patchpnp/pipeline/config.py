@@ -16,9 +16,17 @@ import yaml
 
 from patchpnp.errors import PatchpnpError
 from patchpnp.layout import WHOLE
-from patchpnp.params import DEEPINV_SOLVERS, SOLVER_KEYS, SOLVER_REQUIRED, TASK_KEYS
+from patchpnp.params import (
+    DEEPINV_SOLVERS,
+    OPERATOR,
+    SOLVER_KEYS,
+    SOLVER_REQUIRED,
+    TASK_KEYS,
+    operator_name,
+)
 from patchpnp.patching.micro_batch import MicroBatchError, parse_budget
-from patchpnp.prior.spec import padis_patch_mixture
+from patchpnp.patching.tiling import AxisGrid
+from patchpnp.prior.spec import padis_patch_mixture, padis_scheme
 
 # Package data, so an installed wheel validates configs too; the workflow's
 # conventional workflow/schemas/config.schema.yaml is a link to this file.
@@ -105,6 +113,7 @@ def _cross_checks(config: dict[str, Any]) -> list[str]:
     out += _inference_checks(config)
     out += _mri_checks(config)
     out += _comparison_checks(config)
+    out += _padis_checks(config)
     source = (config.get("metrics") or {}).get("lpips_source")
     if source is not None and not source.startswith(("https://", "http://", "file://")):
         out.append(
@@ -362,6 +371,95 @@ def _comparison_checks(config: dict[str, Any]) -> list[str]:
         out.append(f"config key 'uncertainty.figure.dataset': no dataset '{fig['dataset']}'")
     if fig["index"] >= min(d["n_eval"] for d in config["data"]["datasets"].values()):
         out.append("config key 'uncertainty.figure.index': beyond the evaluation slices")
+    return out
+
+
+def _padis_checks(config: dict[str, Any]) -> list[str]:
+    """``padis`` (snakemake padis): its priors, tasks, solvers and tiles, before any job."""
+    spec, out = config["padis"], []
+    position = "position"
+    for prior in spec["priors"]:
+        if prior != position and prior not in config["priors"]:
+            out.append(
+                f"config key 'padis.priors': '{prior}' is neither a key of priors nor "
+                f"'{position}' (the position-aware prior, padis.position_prior)"
+            )
+    if spec["position_prior"].get("scheme") != "padis":
+        out.append("config key 'padis.position_prior.scheme': must be padis")
+    datasets = config["data"]["datasets"]
+    if spec.get("mri_dataset") and spec["mri_dataset"] not in datasets:
+        out.append(f"config key 'padis.mri_dataset': '{spec['mri_dataset']}' is not a dataset")
+    if spec["ct"]["name"] in datasets:
+        out.append(f"config key 'padis.ct.name': '{spec['ct']['name']}' is already a dataset")
+    ct = spec["ct"]
+    if ct["source"] == "synthetic" and "n_train" not in ct:
+        out.append("config key 'padis.ct.n_train': synthetic phantoms need a training count")
+    if ct["source"] == "dicom":
+        for key in ("train_dir", "eval_dir"):
+            if key not in ct:
+                out.append(f"config key 'padis.ct.{key}': a DICOM dataset needs it")
+    mri_dataset = spec.get("mri_dataset") or next(iter(datasets))
+    n_mri = datasets[mri_dataset]["n_eval"]
+    if spec["n_eval"] > min(n_mri, ct["n_eval"]):
+        out.append(
+            f"config key 'padis.n_eval': {spec['n_eval']} images, but dataset "
+            f"'{mri_dataset}' has {n_mri} evaluation slices and the CT dataset {ct['n_eval']}"
+        )
+    for task, params in spec["tasks"].items():
+        op = operator_name(task, params)
+        if op not in TASK_KEYS:
+            out.append(
+                f"config key 'padis.tasks.{task}': unknown operator '{op}'; expected one of "
+                f"{sorted(TASK_KEYS)}"
+            )
+            continue
+        extra = sorted(set(params) - TASK_KEYS[op] - {OPERATOR})
+        if extra:
+            out.append(
+                f"config key 'padis.tasks.{task}': {extra} do not apply to {op} "
+                f"(allowed: {sorted(TASK_KEYS[op])})"
+            )
+        if not params.get("sigma_n", 0) > 0:
+            out.append(f"config key 'padis.tasks.{task}.sigma_n': must be > 0")
+    for solver, sspec in spec["solvers"].items():
+        key = f"padis.solvers.{solver}"
+        if solver not in SOLVER_KEYS:
+            out.append(f"config key '{key}': unknown solver; expected one of {sorted(SOLVER_KEYS)}")
+            continue
+        level = {k for k in sspec if k not in ("steps", "tasks")}
+        for task in spec["tasks"]:
+            params = {**{k: sspec[k] for k in level}, **sspec["tasks"].get(task, {})}
+            if task not in sspec["tasks"]:
+                out.append(f"config key '{key}.tasks': no parameters for task '{task}'")
+                continue
+            extra = sorted(set(params) - SOLVER_KEYS[solver])
+            missing = sorted(SOLVER_REQUIRED[solver] - set(params))
+            if extra:
+                out.append(f"config key '{key}.tasks.{task}': {extra} do not apply to {solver}")
+            if missing:
+                out.append(f"config key '{key}.tasks.{task}': {solver} needs {missing}")
+    # Tiles: smaller than the images, a multiple the networks allow, and for the
+    # position-aware prior a margin on its training canvas (M <= pad).
+    sides = {int(config["data"]["image_size"]), int(ct["image_size"])}
+    net = {**config["network"], **spec["position_prior"].get("network", {})}
+    levels = len(net["channel_mult"])
+    for side in sorted(sides):
+        canvas = padis_scheme(spec["position_prior"], side, levels)["pad"]
+        for p in (z for z in spec["sizes"] if z != WHOLE):
+            if p >= side or p % 2 ** (levels - 1):
+                out.append(
+                    f"config key 'padis.sizes': tiles of {p} px do not fit {side}-px images "
+                    f"and a network of {levels} levels (smaller, a multiple of "
+                    f"{2 ** (levels - 1)})"
+                )
+                continue
+            margin = AxisGrid.for_axis(side, p).pad
+            if position in spec["priors"] and margin > canvas:
+                out.append(
+                    f"config key 'padis.sizes': tiles of {p} px on {side}-px images need a "
+                    f"margin of {margin} px, beyond the position-aware prior's canvas pad "
+                    f"{canvas} (padis.position_prior.pad)"
+                )
     return out
 
 

@@ -574,3 +574,208 @@ class SeedsPlan:
     def cell_metrics_files(self, run: int) -> list[str]:
         """Run ``run``'s cell metrics, no baselines (run 0: the grid's)."""
         return [_cell_path(self._cell_metrics(run), c) for c in self.plan.cells()]
+
+
+class PadisPlan:
+    """``snakemake padis`` (config section ``padis``; docs/methods.md sections 13 and 14):
+    PaDIS's system against the paper's priors, on two domains.
+
+    - ``mri``: the grid's evaluation slices of ``padis.mri_dataset`` (deblurring, SR). The
+      whole and patch priors are the grid's own; the position-aware prior (``position``,
+      scheme ``padis``) is trained on the grid's training splits with the grid's recipe.
+    - ``ct``: the CT dataset ``padis.ct.name`` (synthetic ellipse phantoms on the demo,
+      AAPM / Mayo DICOM in the paper config); every prior is trained on its training
+      split with the same recipes.
+
+    A task's domain is ``ct`` when its forward model is CT, else ``mri``. Cells: every
+    prior of ``padis.priors`` x solver x task of its domain x inference size
+    (``padis.sizes``: whole, or PaDIS's tiling with ``padis.padding``), plus a measurement
+    baseline per task (FBP for CT), on the first ``padis.n_eval`` images, in the grid's
+    cell layout under :data:`patchpnp.layout.PADIS_DIR`.
+    """
+
+    POSITION = "position"  # the position-aware prior's name in padis.priors
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self.config = plan.config
+        self.spec = plan.config["padis"]
+
+    @property
+    def ct(self) -> dict:
+        return self.spec["ct"]
+
+    @property
+    def ct_dataset(self) -> str:
+        return self.ct["name"]
+
+    @property
+    def mri_dataset(self) -> str:
+        return self.spec.get("mri_dataset") or self.plan.datasets[0]
+
+    def domain(self, task: str) -> str:
+        from patchpnp.params import operator_name
+
+        return "ct" if operator_name(task, self.spec["tasks"][task]) == "ct" else "mri"
+
+    def tasks(self, domain: str) -> list[str]:
+        return [t for t in self.spec["tasks"] if self.domain(t) == domain]
+
+    def domains(self) -> list[str]:
+        return [d for d in layout.PADIS_DOMAINS if self.tasks(d)]
+
+    def dataset(self, domain: str) -> str:
+        return self.ct_dataset if domain == "ct" else self.mri_dataset
+
+    def domain_of_dataset(self, dataset: str) -> str:
+        return "ct" if dataset == self.ct_dataset else "mri"
+
+    # -- data ------------------------------------------------------------------------------
+    def ct_splits(self) -> list[str]:
+        return ["train", "eval"] + (["tune"] if self.ct.get("n_tune", 0) > 0 else [])
+
+    def ct_inputs(self, wildcards=None) -> list[str]:
+        """What a CT split is made from: nothing for phantoms (drawn from the seed), the
+        DICOM folder of its patients otherwise."""
+        if self.ct["source"] == "synthetic":
+            return []
+        split = getattr(wildcards, "split", "train")
+        return [str(self.dicom_folder(split))]
+
+    def dicom_folder(self, split: str) -> Path:
+        """The DICOM folder of ``split``'s patients; a missing one stops the workflow
+        before any job, naming the key."""
+        from patchpnp.data.fastmri import DataError
+
+        key = "train_dir" if split == "train" else "eval_dir"
+        if not self.ct.get("root"):
+            raise DataError(
+                "config key 'padis.ct.root': the DICOM CT data's folder is not set (it holds "
+                f"{self.ct.get('train_dir')!r} and {self.ct.get('eval_dir')!r}, one folder "
+                "per patient)"
+            )
+        folder = Path(self.ct["root"]) / self.ct[key]
+        if not folder.is_dir():
+            raise DataError(f"config key 'padis.ct.{key}': CT folder {folder} does not exist")
+        return folder
+
+    def ct_split_options(self, split: str) -> str:
+        """``patchpnp ct-split``'s options for ``split``: the phantoms' count, seed and
+        first index (training, evaluation, then tuning phantoms are disjoint index
+        ranges), or the DICOM folder and which of its patients."""
+        ct, size = self.ct, int(self.ct["image_size"])
+        n_eval, n_tune = int(ct["n_eval"]), int(ct.get("n_tune", 0))
+        if ct["source"] == "synthetic":
+            n_train = int(ct["n_train"])
+            first = {"train": 0, "eval": n_train, "tune": n_train + n_eval}[split]
+            n = {"train": n_train, "eval": n_eval, "tune": n_tune}[split]
+            return (
+                f"--ct-source synthetic --image-size {size} --images {n}"
+                f" --first-image {first} --seed {int(self.config['seed'])}"
+            )
+        first, n = {"train": (0, 0), "eval": (0, n_eval), "tune": (n_eval, n_tune)}[split]
+        return (
+            f"--ct-source dicom --folder {self.dicom_folder(split)} --image-size {size}"
+            f" --images {n} --first-image {first} --hu-max {float(ct.get('hu_max', 1000.0))}"
+        )
+
+    def synthetic_datasets(self) -> str:
+        """The datasets whose rows the table marks synthetic (``none`` when none is)."""
+        return self.ct_dataset if self.ct["source"] == "synthetic" else "none"
+
+    def figure_title(self, task: str) -> str:
+        dataset = self.dataset(self.domain(task))
+        note = (
+            " (synthetic phantoms)"
+            if dataset == self.ct_dataset and self.ct["source"] == "synthetic"
+            else ""
+        )
+        return f"{task} on {dataset}{note}"
+
+    def ct_split_file(self, split: str) -> str:
+        return layout.PADIS_SPLIT.format(dataset=self.ct_dataset, split=split)
+
+    def eval_file(self, dataset: str) -> str:
+        if dataset == self.ct_dataset:
+            return self.ct_split_file("eval")
+        return layout.SPLIT.format(dataset=dataset, split="eval")
+
+    def train_files(self, domain: str) -> list[str]:
+        """What domain ``domain``'s priors train on."""
+        return [self.ct_split_file("train")] if domain == "ct" else self.plan.train_files()
+
+    # -- priors ----------------------------------------------------------------------------
+    def reuses_grid_prior(self, domain: str, prior: str) -> bool:
+        """The MRI domain's whole and patch priors are the grid's own trained weights."""
+        return domain == "mri" and prior != self.POSITION
+
+    def prior_file(self, domain: str, prior: str) -> str:
+        if self.reuses_grid_prior(domain, prior):
+            return layout.PRIOR.format(prior=prior)
+        return layout.PADIS_PRIOR.format(domain=domain, prior=prior)
+
+    def prior_config(self, domain: str) -> dict:
+        """The config the priors of ``domain`` resolve from: the grid's priors plus the
+        position-aware one (``padis.position_prior``); for CT, the CT image size and
+        ``padis.ct.training`` over the shared training settings."""
+        priors = {**self.config["priors"], self.POSITION: self.spec["position_prior"]}
+        data, training = dict(self.config["data"]), dict(self.config["training"])
+        if domain == "ct":
+            data["image_size"] = int(self.ct["image_size"])
+            training.update(self.ct.get("training", {}))
+        return {**self.config, "priors": priors, "data": data, "training": training}
+
+    def trained_priors(self) -> list[dict[str, str]]:
+        """Wildcards ``domain, prior`` of every prior this target trains itself."""
+        return [
+            {"domain": d, "prior": p}
+            for d in self.domains()
+            for p in self.spec["priors"]
+            if not self.reuses_grid_prior(d, p)
+        ]
+
+    # -- cells -----------------------------------------------------------------------------
+    def solver_params(self, solver: str, task: str) -> dict:
+        """Steps (levels for PaDIS's solvers), ``inner`` where given, and the task's
+        parameters of ``solver``."""
+        spec = self.spec["solvers"][solver]
+        params = {k: v for k, v in spec.items() if k != "tasks"}
+        params.update(spec["tasks"][task])
+        return params
+
+    def cells(self) -> list[Cell]:
+        padding = self.spec["padding"]
+        return [
+            Cell(self.dataset(self.domain(t)), p, s, t, z, NO_PADDING if z == WHOLE else padding)
+            for t in self.spec["tasks"]
+            for p in self.spec["priors"]
+            for s in self.spec["solvers"]
+            for z in self.spec["sizes"]
+        ]
+
+    def baselines(self) -> list[dict[str, str]]:
+        return [{"dataset": self.dataset(self.domain(t)), "task": t} for t in self.spec["tasks"]]
+
+    def metrics_files(self) -> list[str]:
+        cells = [_cell_path(layout.PADIS_METRICS, c) for c in self.cells()]
+        return cells + [layout.PADIS_BASELINE_METRICS.format(**b) for b in self.baselines()]
+
+    def figure_cells(self, task: str) -> list[Cell]:
+        """A task's figure: every prior with PaDIS's DPS (else the first solver) under
+        whole and tiled inference."""
+        solvers = list(self.spec["solvers"])
+        solver = "padis_dps" if "padis_dps" in solvers else solvers[0]
+        return [c for c in self.cells() if c.task == task and c.solver == solver]
+
+    def figure_files(self) -> list[str]:
+        return [
+            f"{layout.PADIS_FIGURE.format(task=t)}.{ext}"
+            for t in self.spec["tasks"]
+            for ext in ("png", "pdf")
+        ]
+
+    def targets(self) -> list[str]:
+        tables = [
+            f"{s}.{e}" for s in (layout.PADIS_TABLE, layout.PADIS_CLAIMS) for e in ("csv", "md")
+        ]
+        return tables + self.figure_files()

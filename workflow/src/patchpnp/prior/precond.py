@@ -106,7 +106,21 @@ class ImageSpaceDenoiser(nn.Module):
         self.canvas_pad = None if canvas_pad is None else int(canvas_pad)
 
     def forward(self, x: torch.Tensor, sigma, coords=None) -> torch.Tensor:
+        if coords is None and self.coord_channels == 2:
+            # A whole image (no patch wrapper): every pixel at its own position.
+            coords = whole_image_coordinates(*x.shape[-2:], self.canvas_pad)
+            coords = coords.to(device=x.device, dtype=x.dtype).expand(x.shape[0], -1, -1, -1)
         return (self.precond(2 * x - 1, 2 * sigma, coords) + 1) / 2
+
+
+def whole_image_coordinates(height: int, width: int, canvas_pad: int | None) -> torch.Tensor:
+    """Coordinate channels ``[1, 2, height, width]`` of a whole image: on the training
+    canvas (the image at offset ``canvas_pad``) for a position-aware prior, over the
+    image itself for one trained without a canvas (``canvas_pad`` None)."""
+    rows, cols = torch.arange(height), torch.arange(width)
+    if canvas_pad is None:
+        return coordinate_channels(rows, cols, height, width)
+    return canvas_coordinates(rows, cols, height, width, canvas_pad)
 
 
 def coordinate_channels(rows, cols, height: int, width: int) -> torch.Tensor:
