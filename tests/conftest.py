@@ -89,6 +89,7 @@ class Runs:
         self.factory, self.env = factory, env
         self.lock = threading.Lock()
         self.futures: dict[str, Future] = {}
+        self.seconds: dict[str, float] = {}  # wall time of each build (terminal summary)
 
     def get(self, name: str):
         with self.lock:
@@ -97,10 +98,12 @@ class Runs:
                 future = self.futures[name] = Future()
                 mine = True
         if mine:
+            start = time.perf_counter()
             try:
                 future.set_result(BUILDS[name](self, self.factory.mktemp(name)))
             except BaseException as err:
                 future.set_exception(err)
+            self.seconds[name] = time.perf_counter() - start
         return future.result()
 
     def start(self, names: list[str]) -> None:
@@ -169,6 +172,7 @@ def _stand_in_cluster(runs: Runs, work: Path) -> dict:
     config = tiny_demo_config()
     # The smallest grid that still has every kind of job: one prior, both solvers.
     config["priors"] = {"patch": config["priors"]["patch"]}
+    config["padis"]["priors"] = ["patch", "position"]
     config["inference"]["paddings"] = ["reflect"]
     configfile = write_config(work, config)
     profile = ["--profile", str(ROOT / "profiles" / "local-cluster")]
@@ -201,21 +205,24 @@ def _stand_in_cluster(runs: Runs, work: Path) -> dict:
     }
 
 
+def tiny_extensions_config() -> dict:
+    """The tiny demo as `snakemake solvers uncertainty resolution padis_table` runs it:
+    padis with the patch and position-aware priors and PaDIS's own solver only (every
+    job is a process that imports torch; tests/test_padis_pipeline.py plans the full
+    grid and judges both claims on tables of its own)."""
+    config = tiny_demo_config()
+    config["padis"]["priors"] = ["patch", "position"]
+    config["padis"]["solvers"] = {"padis_dps": config["padis"]["solvers"]["padis_dps"]}
+    return config
+
+
 def _tiny_solvers_uncertainty_resolution(runs: Runs, work: Path) -> Path:
-    # On a copy of the finished tiny demo: its data, priors and grid are built.
+    # On a copy of the finished tiny demo: its data, priors and grid are built (the
+    # grid's priors are padis's MRI domain's). One run for every extension target.
     copy_workdir(runs.get("killed_and_restarted")["work"], work)
-    configfile = write_config(work, tiny_demo_config())
-    targets = ("solvers", "uncertainty", "resolution")
+    configfile = write_config(work, tiny_extensions_config())
+    targets = ("solvers", "uncertainty", "resolution", "padis_table")
     res = snakemake(work, *targets, "--cores", "2", configfile=configfile, base_env=runs.env)
-    assert res.returncode == 0, res.stderr[-3000:]
-    return work
-
-
-def _tiny_padis(runs: Runs, work: Path) -> Path:
-    # On a copy of the finished tiny demo: the grid's priors are the MRI domain's.
-    copy_workdir(runs.get("killed_and_restarted")["work"], work)
-    configfile = write_config(work, tiny_demo_config())
-    res = snakemake(work, "padis", "--cores", "2", configfile=configfile, base_env=runs.env)
     assert res.returncode == 0, res.stderr[-3000:]
     return work
 
@@ -239,12 +246,11 @@ BUILDS = {
     "stand_in_cluster": _stand_in_cluster,
     "tiny_solvers_uncertainty_resolution": _tiny_solvers_uncertainty_resolution,
     "tiny_mri": _tiny_mri,
-    "tiny_padis": _tiny_padis,
 }
 
 
 def _reads_a_run(item) -> bool:
-    return bool(BUILDS.keys() & set(getattr(item, "fixturenames", ())))
+    return bool((BUILDS.keys() | {"tiny_padis"}) & set(getattr(item, "fixturenames", ())))
 
 
 def pytest_collection_modifyitems(session, config, items):
@@ -253,10 +259,23 @@ def pytest_collection_modifyitems(session, config, items):
     items.sort(key=_reads_a_run)
 
 
+_SESSION_RUNS: list[Runs] = []
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The session's Snakemake builds and their wall times (they overlap the tests)."""
+    for runs in _SESSION_RUNS:
+        if runs.seconds:
+            terminalreporter.write_sep("-", "session Snakemake runs (wall s, background)")
+            for name, seconds in runs.seconds.items():
+                terminalreporter.write_line(f"{seconds:8.1f}  {name}")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def runs(request, tmp_path_factory, no_slurm_controller) -> Runs:
     """The session's Snakemake runs; the ones the selected tests read start building."""
     runs = Runs(tmp_path_factory, dict(os.environ))
+    _SESSION_RUNS.append(runs)
     needed = set()
     for item in request.session.items:
         needed |= BUILDS.keys() & set(getattr(item, "fixturenames", ()))
@@ -296,9 +315,10 @@ def tiny_solvers_uncertainty_resolution(runs, killed_and_restarted) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_padis(runs, killed_and_restarted) -> Path:
-    """`snakemake padis` on a copy of the finished tiny demo (tests/test_padis_pipeline.py)."""
-    return runs.get("tiny_padis")
+def tiny_padis(tiny_solvers_uncertainty_resolution) -> Path:
+    """`snakemake padis_table` on a copy of the finished tiny demo (conftest's
+    tiny_extensions_config), run together with solvers, uncertainty and resolution."""
+    return tiny_solvers_uncertainty_resolution
 
 
 @pytest.fixture(scope="session")

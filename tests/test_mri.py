@@ -269,6 +269,7 @@ def test_mri_checks_are_off_with_the_task():
     config = tiny_mri_config()
     config["mri"]["datasets"] = []
     config["priors"] = {"patch": config["priors"]["patch"]}
+    config["padis"]["priors"] = ["patch", "position"]
     validate_config(config)
 
 

@@ -128,23 +128,43 @@ def test_claims_say_what_is_missing():
     assert claims["detail"].str.startswith("not tested").all()
 
 
-def test_tiny_padis_runs_end_to_end(tiny_padis):
-    """`snakemake padis` on the tiny demo (the session's run, tests/conftest.py): CT
-    phantoms, the four priors it trains, every cell and baseline, table, claims, figures."""
+def test_tiny_padis_runs_end_to_end(tiny_padis, tmp_path):
+    """`snakemake padis_table` on the tiny demo (the session's run, tests/conftest.py:
+    the patch and position-aware priors, PaDIS's DPS): CT phantoms, the three priors it
+    trains, every cell and baseline, the table and the claims; then a task's figure."""
+    from patchpnp.evaluation.figures import padis_figure_command
+    from patchpnp.pipeline.plan import PadisPlan, Plan
+
     work = tiny_padis
     table = pd.read_csv(work / f"{layout.PADIS_TABLE}.csv", dtype={"size": str})
-    assert len(table) == 24 + 2
+    assert len(table) == 8 + 2 and set(table["solver"]) == {"padis_dps", "baseline"}
     ct = table[table["task"] == "ct20"]
     assert ct["synthetic"].all() and not table[table["task"] == "deblur"]["synthetic"].any()
     assert (table["psnr_mean"] > 5).all()
     claims = pd.read_csv(work / f"{layout.PADIS_CLAIMS}.csv")
-    assert set(claims["claim"]) == {"g_position", "h_padis_vs_whole"}
+    g = claims[claims["claim"] == "g_position"]
+    assert len(g) == 5 and list(g["task"])[-1] == "all"  # 2 cells + 2 task rows + pooled
+    h = claims[claims["claim"] == "h_padis_vs_whole"]  # no whole prior in this run
+    assert list(h["verdict"]) == ["inconclusive"] and h["detail"].str.startswith("not tested").all()
     assert "synthetic" in (work / f"{layout.PADIS_TABLE}.md").read_text()
-    for task in ("deblur", "ct20"):
-        assert (work / f"{layout.PADIS_FIGURE.format(task=task)}.png").stat().st_size > 0
     split = read_split(
         work / layout.PADIS_SPLIT.format(dataset="ct_ellipses_synthetic", split="eval")
     )
     assert all(s.startswith("synthetic_ellipses/") for s in split.source)
     settings = work / layout.PADIS_PRIOR_DIR.format(domain="ct", prior="position") / "settings.yaml"
     assert "pad: 4" in settings.read_text()
+    # The figure rule's command, on the run's cells (in this process: no job to start).
+    from conftest import tiny_extensions_config
+
+    padis = PadisPlan(Plan(validate_config(tiny_extensions_config())))
+    cells = padis.figure_cells("ct20")
+    dataset = cells[0].dataset
+    stem = tmp_path / "padis_ct20"
+    padis_figure_command(
+        [str(work / layout.PADIS_RECON.format(**c.wildcards())) for c in cells],
+        labels=[f"{c.prior} {c.size}" for c in cells],
+        baseline=str(work / layout.PADIS_BASELINE_RECON.format(dataset=dataset, task="ct20")),
+        gt=str(work / padis.eval_file(dataset)), out_stem=str(stem),
+        title=padis.figure_title("ct20"),
+    )  # fmt: skip
+    assert stem.with_suffix(".png").stat().st_size > 0

@@ -241,6 +241,11 @@ def padis_prior_settings(domain, prior):
     return resolve_prior(padis_plan.prior_config(domain), prior)
 
 
+def padis_ct_inputs(wildcards):
+    """What a CT split is made from (a missing DICOM folder stops the workflow)."""
+    return checked(padis_plan.ct_inputs)(wildcards)
+
+
 def padis_options():
     """Command-line options of snakemake padis's cells: its image count and batch."""
     inf = config["inference"]

@@ -9,7 +9,7 @@
 # its name and its files), or AAPM / Mayo DICOM folders (the paper config).
 rule padis_ct_split:
     input:
-        checked(padis_plan.ct_inputs),
+        padis_ct_inputs,
     output:
         layout.PADIS_SPLIT,
     log:

@@ -49,6 +49,17 @@ from patchpnp.errors import PatchpnpError
 IMAGES, SOURCE, SLICE, SCALE = "images", "source", "slice", "scale"
 DATA_RANGE, KSPACE, MAPS = "data_range", "kspace", "maps"
 RECON, MEASUREMENT = "recon", "measurement"
+# A posterior cell (snakemake uncertainty): its sample mean and standard deviation
+# images, and the per-image columns of its table (after image, source, slice).
+MEAN, SD = "mean", "sd"
+POSTERIOR_COLUMNS = [
+    "psnr_of_mean",
+    "psnr_mean_of_samples",
+    "sd_mean",
+    "coverage_1sd",
+    "coverage_2sd",
+    "zero_sd_fraction",
+]
 # The extraction settings every shard of a split must share (checked when merging).
 SPLIT_SETTINGS = ("split", "image_size", "crop_size", "edge_slices", "scale_percentile")
 # What an MRI split file adds (coils: the coil count C of its k-space and maps), and

@@ -37,8 +37,6 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from patchpnp.atomic import atomic_path
 from patchpnp.data.fastmri import DataError
@@ -253,6 +251,10 @@ def resize_square(images: np.ndarray, image_size: int) -> np.ndarray:
     top, left = (h - side) // 2, (w - side) // 2
     x = images[..., top : top + side, left : left + side]
     if side != image_size:
+        # Imported here: the synthetic phantoms (the demo's CT) need no torch.
+        import torch
+        import torch.nn.functional as F
+
         t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[:, None]
         t = F.interpolate(
             t, size=(image_size, image_size), mode="bicubic", antialias=True, align_corners=False

@@ -22,8 +22,7 @@ import pandas as pd
 
 from patchpnp.evaluation.aggregate import AggregateError, to_markdown, write_files
 from patchpnp.evaluation.figures import FigureError, _figure, _image, _panel, _save
-from patchpnp.formats import IMAGES
-from patchpnp.inference.posterior import MEAN, POSTERIOR_COLUMNS, SD
+from patchpnp.formats import IMAGES, MEAN, POSTERIOR_COLUMNS, SD
 from patchpnp.layout import WHOLE, LayoutError, parse_uncertainty_path
 from patchpnp.metrics.quality import psnr
 

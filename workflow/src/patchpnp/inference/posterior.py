@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from patchpnp.atomic import atomic_path
-from patchpnp.formats import RECON, read_split
+from patchpnp.formats import MEAN, POSTERIOR_COLUMNS, RECON, SD, read_split
 from patchpnp.inference.cell import CellSpec, InferenceError, run_cell
 from patchpnp.layout import NO_PADDING, WHOLE
 from patchpnp.metrics.quality import LPIPSMetric, Scoring, psnr
@@ -48,16 +48,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["POSTERIOR_COLUMNS", "posterior_stats", "run_posterior_cell"]
 
-MEAN, SD = "mean", "sd"
-# The per-image columns a posterior cell writes (after image, source, slice).
-POSTERIOR_COLUMNS = [
-    "psnr_of_mean",
-    "psnr_mean_of_samples",
-    "sd_mean",
-    "coverage_1sd",
-    "coverage_2sd",
-    "zero_sd_fraction",
-]
 
 
 def posterior_stats(samples: np.ndarray, truth: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray]:
