@@ -49,7 +49,6 @@ log = logging.getLogger(__name__)
 __all__ = ["POSTERIOR_COLUMNS", "posterior_stats", "run_posterior_cell"]
 
 
-
 def posterior_stats(samples: np.ndarray, truth: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray]:
     """Per-image statistics of ``samples`` ``[K, n, ...]`` against ``truth`` ``[n, ...]``.
 
