@@ -28,6 +28,16 @@ OVERLAY = ROOT / ".test" / "config.yaml"
 # image and sample counts, and the threads and processes of a 2-core runner. Nothing
 # that sets an image size, crop, patch size, padding, task, mask, acceleration, coil
 # count, calibration or noise level.
+# The training settings a 2-core runner may shrink, wherever a training section is.
+TRAINING_COUNTS = (
+    "batch_size",
+    "steps",
+    "ref_steps",
+    "warmup_steps",
+    "checkpoint_every",
+    "processes",
+    "threads",
+)
 ALLOWED = [
     "data.datasets.*.n_eval",
     "data.datasets.*.n_tune",
@@ -38,16 +48,8 @@ ALLOWED = [
     "network.channels_per_head",
     *(
         f"{where}training.{key}"
-        for where in ("", "priors.*.", "mri.")
-        for key in (
-            "batch_size",
-            "steps",
-            "ref_steps",
-            "warmup_steps",
-            "checkpoint_every",
-            "processes",
-            "threads",
-        )
+        for where in ("", "priors.*.", "mri.", "padis.ct.", "padis.position_prior.")
+        for key in TRAINING_COUNTS
     ),
     "inference.threads",
     "inference.solvers.*.steps",
@@ -63,19 +65,6 @@ ALLOWED = [
     "padis.batch_images",
     "padis.ct.n_eval",
     "padis.ct.n_tune",
-    *(
-        f"padis.{where}training.{key}"
-        for where in ("ct.", "position_prior.")
-        for key in (
-            "batch_size",
-            "steps",
-            "ref_steps",
-            "warmup_steps",
-            "checkpoint_every",
-            "processes",
-            "threads",
-        )
-    ),
     "padis.solvers.*.steps",
     "padis.solvers.*.inner",
 ]

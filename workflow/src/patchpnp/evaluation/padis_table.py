@@ -206,6 +206,19 @@ def _display(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _write_stem(stem: str, df: pd.DataFrame, markdown: str) -> None:
+    """``<stem>.csv`` (the table) and ``<stem>.md`` (the text), each atomically."""
+    folder, name = os.path.dirname(stem) or ".", os.path.basename(stem)
+    os.makedirs(folder, exist_ok=True)
+    write_files(
+        folder,
+        {
+            f"{name}.csv": lambda p: df.to_csv(p, index=False),
+            f"{name}.md": lambda p: p.write_text(markdown, encoding="utf-8"),
+        },
+    )
+
+
 def padis_table_command(
     metrics: Sequence[str], *, table: str, claims: str, seed: int = 0, synthetic=("none",)
 ) -> str:
@@ -237,25 +250,7 @@ def padis_table_command(
         "side, contradicted on the other, else inconclusive. Pooled rows per task and over "
         "every cell test the mean of their cells.\n\n" + note
     )
-    os.makedirs(os.path.dirname(table) or ".", exist_ok=True)
-    write_files(
-        os.path.dirname(table) or ".",
-        {
-            f"{os.path.basename(table)}.csv": lambda p: out.to_csv(p, index=False),
-            f"{os.path.basename(table)}.md": lambda p: p.write_text(
-                preface + to_markdown(_display(out)), encoding="utf-8"
-            ),
-        },
-    )
-    os.makedirs(os.path.dirname(claims) or ".", exist_ok=True)
-    write_files(
-        os.path.dirname(claims) or ".",
-        {
-            f"{os.path.basename(claims)}.csv": lambda p: verdicts.to_csv(p, index=False),
-            f"{os.path.basename(claims)}.md": lambda p: p.write_text(
-                claims_preface + to_markdown(claims_display(verdicts)), encoding="utf-8"
-            ),
-        },
-    )
+    _write_stem(table, out, preface + to_markdown(_display(out)))
+    _write_stem(claims, verdicts, claims_preface + to_markdown(claims_display(verdicts)))
     pooled = verdicts[verdicts["dataset"] == ALL]
     return to_markdown(pooled[["claim", "task", "estimate_db", "ci_lo_db", "ci_hi_db", "verdict"]])
