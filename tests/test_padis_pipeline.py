@@ -128,6 +128,7 @@ def test_claims_say_what_is_missing():
     assert claims["detail"].str.startswith("not tested").all()
 
 
+@pytest.mark.slow
 def test_tiny_padis_runs_end_to_end(tiny_padis, tmp_path):
     """`snakemake padis_table` on the tiny demo (the session's run, tests/conftest.py:
     the patch and position-aware priors, PaDIS's DPS): CT phantoms, the three priors it
