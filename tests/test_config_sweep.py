@@ -77,7 +77,8 @@ class Case:
         return ".".join(str(p) for p in self.path) or "<top level>"
 
     def config(self) -> dict:
-        return _replace(_bases()[self.base], self.path, self.value)
+        # A config of its own: the test's code may change it; the cached bases stay.
+        return copy.deepcopy(_replace(_bases()[self.base], self.path, self.value))
 
 
 # -- the schema's rules, enumerated independently of any config ----------------------
@@ -195,11 +196,15 @@ def _bases() -> dict[str, dict]:
 
 
 def _replace(config: Any, path: KeyPath, value: Any) -> Any:
+    """``config`` with ``value`` at ``path``: the containers along the path are copied,
+    everything else is shared with ``config`` (which is never changed), so the search
+    for a bad value does not deep-copy the whole config for every candidate."""
     if not path:
         return copy.deepcopy(value)
-    out = copy.deepcopy(config)
+    out = copy.copy(config)
     node = out
     for part in path[:-1]:
+        node[part] = copy.copy(node[part])
         node = node[part]
     node[path[-1]] = copy.deepcopy(value)
     return out
