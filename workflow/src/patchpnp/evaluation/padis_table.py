@@ -39,7 +39,6 @@ import pandas as pd
 from patchpnp.evaluation.aggregate import (
     AggregateError,
     bootstrap_mean_ci,
-    paired_difference,
     read_metrics,
     to_markdown,
     write_files,
@@ -49,7 +48,6 @@ from patchpnp.evaluation.claims import (
     CLAIMS_COLUMNS,
     _Cells,
     _db_block,
-    _name,
     claims_display,
     directional_verdict,
 )
@@ -103,13 +101,13 @@ def padis_table(metrics: pd.DataFrame, *, seed: int, synthetic: Sequence[str] = 
         )
         d_whole = d_patch = None
         if prior != BASELINE:
-            whole = (dataset, WHOLE_PRIOR, solver, task, WHOLE, NO_PADDING)
             here = (dataset, prior, solver, task, size, padding)
+            whole = (dataset, WHOLE_PRIOR, solver, task, WHOLE, NO_PADDING)
             if cells.get(*whole) is not None and whole != here:
-                d_whole = paired_difference(psnr, cells.get(*whole), _name(here), _name(whole))
+                d_whole = cells.diff(here, whole)
             patch = (dataset, PATCH_PRIOR, solver, task, size, padding)
             if prior != PATCH_PRIOR and cells.get(*patch) is not None:
-                d_patch = paired_difference(psnr, cells.get(*patch), _name(here), _name(patch))
+                d_patch = cells.diff(here, patch)
         est, lo, hi = _interval(d_whole, seed)
         row.update(dpsnr_vs_whole=est, whole_ci_lo=lo, whole_ci_hi=hi)
         est, lo, hi = _interval(d_patch, seed)
@@ -121,10 +119,6 @@ def padis_table(metrics: pd.DataFrame, *, seed: int, synthetic: Sequence[str] = 
     table["_task"] = pd.Categorical(table["task"], list(dict.fromkeys(table["task"])))
     table = table.sort_values(["_task", "_baseline"], kind="stable")
     return table.drop(columns=["_baseline", "_task"]).reset_index(drop=True)
-
-
-def _tiled_sizes(cells: _Cells) -> list[str]:
-    return list(cells.patch_sizes)
 
 
 def _position_cells(cells: _Cells, other: str, other_size) -> list[dict]:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import torch
 
+from patchpnp.physics.cg import conjugate_gradient
 from patchpnp.runtime import keyed_randn, keyed_randn_per_sample
 
 # A generator argument may be one generator shared by the whole batch (used for
@@ -85,6 +86,19 @@ class LinearOperator:
         ``rho`` is a positive float or a per-sample tensor of shape ``[B]``.
         """
         raise NotImplementedError
+
+    def normal(self, x: torch.Tensor, rho: float | torch.Tensor) -> torch.Tensor:
+        """``(A^T A + rho I) x``: the normal operator of the data step."""
+        return self.A_adjoint(self.A(x)).to(x.dtype) + as_batch_weight(rho, x) * x
+
+    def cg_prox(
+        self, x0: torch.Tensor, y: torch.Tensor, rho: float | torch.Tensor, iters: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`prox` by ``iters`` conjugate-gradient iterations from ``x0``, for an
+        ``A^T A`` with no closed-form inverse; returns the estimate and each sample's
+        relative residual (:func:`patchpnp.physics.cg.conjugate_gradient`)."""
+        b = self.A_adjoint(y).to(x0.dtype) + as_batch_weight(rho, x0) * x0
+        return conjugate_gradient(lambda v: self.normal(v, rho), b, x0, iters)
 
     def normal_residual(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """``A^T (A x - y)``: the gradient of ``||A x - y||^2 / 2`` with respect to ``x``."""

@@ -39,8 +39,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from .base import LinearOperator, as_batch_weight, per_sample_shape
-from .cg import conjugate_gradient
+from .base import LinearOperator, per_sample_shape
 
 # FBP's window: Hann, reaching zero at this fraction of the detector's Nyquist
 # frequency (0.9: the filter of PaDIS's FBP baseline).
@@ -264,10 +263,6 @@ class CT(LinearOperator):
         x = _SparseLinear.apply(cols, transpose, forward).T
         return x.reshape(b, c, size, size).to(y.dtype)
 
-    def normal(self, x: torch.Tensor, rho: float | torch.Tensor) -> torch.Tensor:
-        """``(A^T A + rho I) x``."""
-        return self.A_adjoint(self.A(x)) + as_batch_weight(rho, x) * x
-
     def prox(
         self,
         x0: torch.Tensor,
@@ -277,10 +272,7 @@ class CT(LinearOperator):
     ) -> torch.Tensor:
         """``(A^T A + rho I)^-1 (A^T y + rho x0)`` by CG from ``x0``: ``iters`` iterations
         (default :attr:`cg_iters`); ``A^T A`` couples every pixel, so there is no closed form."""
-        b = self.A_adjoint(y).to(x0.dtype) + as_batch_weight(rho, x0) * x0
-        x, residual = conjugate_gradient(
-            lambda v: self.normal(v, rho), b, x0, self.cg_iters if iters is None else iters
-        )
+        x, residual = self.cg_prox(x0, y, rho, self.cg_iters if iters is None else iters)
         self.last_residual = residual.detach()
         return x
 

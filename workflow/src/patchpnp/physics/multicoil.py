@@ -20,8 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .base import GeneratorLike, LinearOperator, as_batch_weight, randn_like_batch
-from .cg import conjugate_gradient
+from .base import GeneratorLike, LinearOperator, randn_like_batch
 from .mri import MASK_TYPES, fft2c, ifft2c, line_mask
 
 
@@ -114,10 +113,6 @@ class MulticoilMRI(LinearOperator):
         z = (self.maps.conj() * ifft2c(self._mask * y)).sum(dim=1)
         return to_channels(z)
 
-    def normal(self, x: torch.Tensor, rho: float | torch.Tensor) -> torch.Tensor:
-        """``(A^H A + rho I) x``."""
-        return self.A_adjoint(self.A(x)).to(x.dtype) + as_batch_weight(rho, x) * x
-
     def prox(
         self,
         x0: torch.Tensor,
@@ -127,10 +122,7 @@ class MulticoilMRI(LinearOperator):
     ) -> torch.Tensor:
         """``(A^H A + rho I)^-1 (A^H y + rho x0)`` by CG from ``x0``: ``iters`` iterations
         (default ``cg_iters``). ``rho`` 0 is allowed (SENSE: early stopping regularises)."""
-        b = self.A_adjoint(y).to(x0.dtype) + as_batch_weight(rho, x0) * x0
-        x, residual = conjugate_gradient(
-            lambda v: self.normal(v, rho), b, x0, self.cg_iters if iters is None else iters
-        )
+        x, residual = self.cg_prox(x0, y, rho, self.cg_iters if iters is None else iters)
         self.last_residual = residual.detach()
         self.worst_residual = torch.maximum(self.worst_residual, residual.detach().cpu().double())
         return x

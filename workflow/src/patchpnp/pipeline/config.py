@@ -284,19 +284,24 @@ def _mri_checks(config: dict[str, Any]) -> list[str]:
     return out
 
 
-def _solver_specs(config: dict[str, Any], where: str, solvers: dict) -> list[str]:
-    """Each solver's steps and per-task, per-prior parameters (``inference.solvers`` and
-    ``solvers.deepinv`` share the shape)."""
-    inf, out = config["inference"], []
+def _solver_specs(config: dict[str, Any], where: str, solvers: dict, tasks=None) -> list[str]:
+    """Each solver's steps and parameters: per task and per prior (``inference.solvers``
+    and ``solvers.deepinv`` share the shape), and at the solver's own level (snakemake
+    padis's ``inner``), which every task's parameters extend. ``tasks``: the tasks each
+    solver needs parameters for (default ``inference.tasks``)."""
+    tasks = config["inference"]["tasks"] if tasks is None else tasks
+    out = []
     for solver, spec in solvers.items():
         key = f"{where}.{solver}"
         if solver not in SOLVER_KEYS:
             out.append(f"config key '{key}': unknown solver; expected one of {sorted(SOLVER_KEYS)}")
             continue
-        for task in inf["tasks"]:
+        for task in tasks:
             if task not in spec["tasks"]:
                 out.append(f"config key '{key}.tasks': no parameters for task '{task}'")
-        groups = [(f"{key}.tasks.{t}", p) for t, p in spec["tasks"].items()]
+        level = {k: v for k, v in spec.items() if k not in ("steps", "tasks", "priors")}
+        groups = [(key, level)] if level else []
+        groups += [(f"{key}.tasks.{t}", p) for t, p in spec["tasks"].items()]
         for prior, by_task in spec.get("priors", {}).items():
             if prior not in config["priors"]:
                 out.append(f"config key '{key}.priors.{prior}': no such prior")
@@ -309,7 +314,7 @@ def _solver_specs(config: dict[str, Any], where: str, solvers: dict) -> list[str
                     f"(allowed: {sorted(SOLVER_KEYS[solver])})"
                 )
         for t, params in spec["tasks"].items():
-            missing = sorted(SOLVER_REQUIRED[solver] - set(params))
+            missing = sorted(SOLVER_REQUIRED[solver] - set(level) - set(params))
             if missing:
                 out.append(f"config key '{key}.tasks.{t}': {solver} needs {missing}")
     return out
@@ -421,23 +426,7 @@ def _padis_checks(config: dict[str, Any]) -> list[str]:
             )
         if not params.get("sigma_n", 0) > 0:
             out.append(f"config key 'padis.tasks.{task}.sigma_n': must be > 0")
-    for solver, sspec in spec["solvers"].items():
-        key = f"padis.solvers.{solver}"
-        if solver not in SOLVER_KEYS:
-            out.append(f"config key '{key}': unknown solver; expected one of {sorted(SOLVER_KEYS)}")
-            continue
-        level = {k for k in sspec if k not in ("steps", "tasks")}
-        for task in spec["tasks"]:
-            params = {**{k: sspec[k] for k in level}, **sspec["tasks"].get(task, {})}
-            if task not in sspec["tasks"]:
-                out.append(f"config key '{key}.tasks': no parameters for task '{task}'")
-                continue
-            extra = sorted(set(params) - SOLVER_KEYS[solver])
-            missing = sorted(SOLVER_REQUIRED[solver] - set(params))
-            if extra:
-                out.append(f"config key '{key}.tasks.{task}': {extra} do not apply to {solver}")
-            if missing:
-                out.append(f"config key '{key}.tasks.{task}': {solver} needs {missing}")
+    out += _solver_specs(config, "padis.solvers", spec["solvers"], list(spec["tasks"]))
     # Tiles: smaller than the images, a multiple the networks allow, and for the
     # position-aware prior a margin on its training canvas (M <= pad).
     sides = {int(config["data"]["image_size"]), int(ct["image_size"])}

@@ -49,8 +49,18 @@ def dps_step_size(zeta: float, sigma: float, sigma_next: float) -> float:
 
 def residual_norms(operator: LinearOperator, x0: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """``||y_b - A x0_b||`` for every sample ``b`` (complex measurements included): ``[B]``."""
-    residual = y - operator.A(x0)
+    return sample_norms(y - operator.A(x0))
+
+
+def sample_norms(residual: torch.Tensor) -> torch.Tensor:
+    """The norm of each sample of ``residual`` (``[B, ...]``): ``[B]``."""
     return torch.linalg.vector_norm(residual.reshape(residual.shape[0], -1), dim=1)
+
+
+def inverse_norms(norms: torch.Tensor) -> torch.Tensor:
+    """``1 / norms``, 0 where a norm is 0: a zero residual has zero gradient, as autograd
+    of the norm gives there."""
+    return torch.where(norms > 0, 1.0 / norms.clamp_min(torch.finfo(norms.dtype).tiny), 0.0)
 
 
 def data_gradient(
@@ -77,9 +87,7 @@ def data_gradient(
             return operator.normal_residual(values[None], y[b : b + 1, :, rows, cols])[0]
 
         x0, product = denoiser.local_vjp(x, sigma, generators, cotangent)
-        norms = residual_norms(operator, x0, y)
-        # A zero residual has zero gradient, as autograd of the norm gives there.
-        scale = torch.where(norms > 0, 1.0 / norms.clamp_min(torch.finfo(norms.dtype).tiny), 0.0)
+        scale = inverse_norms(residual_norms(operator, x0, y))
         return x0, product * scale.reshape(-1, *([1] * (product.ndim - 1)))
     with torch.enable_grad():
         xi = x.detach().requires_grad_(True)

@@ -65,7 +65,7 @@ import torch
 
 from ..physics.base import LinearOperator
 from .base import DiffusionSolver, per_sample_noise
-from .dps import data_gradient
+from .dps import data_gradient, inverse_norms, sample_norms
 from .streams import INIT_STEP, SolveStreams
 
 __all__ = ["PadisDPS", "PadisLangevin", "normalised_data_direction"]
@@ -86,8 +86,7 @@ def normalised_data_direction(
 ) -> torch.Tensor:
     """``A^T (y - A x) / ||y - A x||`` per sample; 0 for a sample whose residual is 0."""
     residual = y - operator.A(x)
-    norms = torch.linalg.vector_norm(residual.reshape(residual.shape[0], -1), dim=1)
-    scale = torch.where(norms > 0, 1.0 / norms.clamp_min(torch.finfo(norms.dtype).tiny), 0.0)
+    scale = inverse_norms(sample_norms(residual))
     direction = operator.A_adjoint(residual)
     if direction.is_complex() and not x.is_complex():
         direction = direction.real

@@ -12,8 +12,9 @@ docs/methods.md sections 3 and 13.
   coordinate channels, rows then columns, ``(idx / (R - 1) - 0.5) * 2`` over the
   canvas (:func:`patchpnp.prior.precond.canvas_coordinates`, the function inference
   uses too), go with every patch. One patch size per step is drawn from a mixture
-  (default :func:`padis_patch_mixture`: N/16, N/8, N/4 with probabilities 0.2, 0.3,
-  0.5), and the batch holds ``batch_size * train_patch / p`` patches of side ``p``
+  (default :func:`patchpnp.prior.spec.padis_patch_mixture`: N/16, N/8, N/4 with
+  probabilities 0.2, 0.3, 0.5), and the batch holds ``batch_size * train_patch / p``
+  patches of side ``p``
   (PaDIS: 64, 32, 16 patches of 16, 32, 64 per unit of its batch), so smaller
   patches come in larger batches, in proportion to ``1 / p``.
 
@@ -31,11 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from patchpnp.prior.precond import canvas_coordinates
-from patchpnp.prior.spec import (  # noqa: F401  (the mixture lives beside the settings)
-    PatchMixture,
-    default_canvas_pad,
-    padis_patch_mixture,
-)
+from patchpnp.prior.spec import default_canvas_pad
 from patchpnp.runtime import keyed_choice, keyed_generator, keyed_randint
 from patchpnp.training.images import ImageFiles
 
