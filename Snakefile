@@ -1,9 +1,16 @@
 # patchpnp: patch-based plug-and-play inference with diffusion priors for MRI.
 # One command reproduces Roy et al. 2025 on the embedded demo (config/config.yaml)
 # or, with config/paper.yaml and a fastMRI location, at the paper's size.
+import gc
+
 from snakemake.utils import min_version
 
 min_version("9.0")
+
+# Snakemake's own modules are imported by now and live as long as the process: frozen,
+# the garbage collector never traverses them again, which saves about 0.7 s of CPU per
+# Snakemake process (a dry run; on a cluster, every job is one). See patchpnp/startup.py.
+gc.freeze()
 
 
 # The demo config is the default. A --configfile on the command line replaces it

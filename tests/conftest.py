@@ -3,14 +3,15 @@
 The end-to-end tests' Snakemake runs are built once per session, each into a folder of
 its own (tmp_path_factory), and read by the tests: the tiny demo's data and priors, the
 killed-and-restarted run and the stand-in cluster's runs on copies of them, and the runs
-of `snakemake solvers uncertainty resolution` (on a copy of the killed run) and
-`snakemake mri`. A test that
-runs Snakemake for real on one works on a copy (``workflow_runner.copy_workdir``).
+of `snakemake solvers uncertainty resolution padis_table` (on a copy of the killed run)
+and `snakemake mri`. A test that runs Snakemake for real on one works on a copy
+(``workflow_runner.copy_workdir``).
 
-Those runs start in a background thread as soon as the session's first test starts
-(only the ones the selected tests need), and the tests that read them run last: the
-runs use the second core while the other tests run. A fixture waits for its run, or
-builds it itself when nothing started it.
+Those runs start in two background threads (:data:`CHAINS`) as soon as the session's
+first test starts (only the ones the selected tests need), and the tests that read them
+run last, in the order the runs finish: the runs use the second core, and every idle
+moment of both, while the other tests run. A fixture waits for its run, or builds it
+itself when nothing started it.
 """
 
 import copy
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import pytest
 from fastmri_files import write_folder
+from session_runs import REGISTERED
 from workflow_runner import (
     copy_workdir,
     dry_run,
@@ -90,6 +92,8 @@ class Runs:
         self.lock = threading.Lock()
         self.futures: dict[str, Future] = {}
         self.seconds: dict[str, float] = {}  # wall time of each build (terminal summary)
+        self.finished: dict[str, float] = {}  # when each build ended, from the session's start
+        self.t0 = time.perf_counter()
 
     def get(self, name: str):
         with self.lock:
@@ -100,23 +104,38 @@ class Runs:
         if mine:
             start = time.perf_counter()
             try:
-                future.set_result(BUILDS[name](self, self.factory.mktemp(name)))
+                work = self.factory.mktemp(name)
+                build = BUILDS.get(name)
+                future.set_result(build(self, work) if build else REGISTERED[name](work, self.env))
             except BaseException as err:
                 future.set_exception(err)
             self.seconds[name] = time.perf_counter() - start
+            self.finished[name] = time.perf_counter() - self.t0
         return future.result()
 
-    def start(self, names: list[str]) -> None:
-        """Build ``names`` in order, in a background thread."""
+    def start(self, names: set[str]) -> None:
+        """Build ``names`` in background threads, one per chain of :data:`CHAINS` (a
+        build that needs another's folder waits for it in ``get``)."""
 
-        def build_all():
-            for name in names:
+        def build_all(chain, nice):
+            if nice:  # Linux: a thread's niceness is its own and passes to what it starts
+                try:
+                    os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+                except (AttributeError, OSError):
+                    pass
+            for name in chain:
                 try:
                     self.get(name)
                 except BaseException:  # kept in its future: the tests that read it fail
                     pass
 
-        threading.Thread(target=build_all, name="snakemake-runs", daemon=True).start()
+        for i, (chain, nice) in enumerate(CHAINS):
+            chain = [n for c in chain for n in (REGISTERED if c == MODULE_RUNS else [c])]
+            chain = [name for name in chain if name in names]
+            if chain:
+                threading.Thread(
+                    target=build_all, args=(chain, nice), name=f"snakemake-runs-{i}", daemon=True
+                ).start()
 
 
 def _tiny_demo_priors(runs: Runs, work: Path) -> Path:
@@ -239,36 +258,64 @@ def _tiny_mri(runs: Runs, work: Path) -> Path:
     return work
 
 
-# name (the fixture that reads it) -> how it is built, in the order the thread builds them
+# name (the fixture that reads it) -> how it is built, in the order the builds finish
+# (the tests that read them run in this order: conftest's pytest_collection_modifyitems)
 BUILDS = {
     "tiny_demo_priors": _tiny_demo_priors,
     "killed_and_restarted": _killed_and_restarted,
-    "stand_in_cluster": _stand_in_cluster,
     "tiny_solvers_uncertainty_resolution": _tiny_solvers_uncertainty_resolution,
     "tiny_mri": _tiny_mri,
+    "stand_in_cluster": _stand_in_cluster,
 }
+# Background threads, each a list of runs and the niceness of their processes: the
+# chain of copies of the tiny demo, the test modules' own runs (tests/session_runs.py,
+# MODULE_RUNS), and, niced, the run that needs nothing, which fills the cores whenever
+# the tests and the other threads leave one idle (a Snakemake run waits on its slowest
+# job; a test waits on a run). The tests that read the killed run are the most: it comes
+# first after the priors.
+MODULE_RUNS = "<the test modules' runs>"
+CHAINS = [
+    (["tiny_demo_priors", "killed_and_restarted", "tiny_solvers_uncertainty_resolution",
+      "stand_in_cluster"], 0),
+    ([MODULE_RUNS], 0),
+    (["tiny_mri"], 10),
+]  # fmt: skip
 
 
-def _reads_a_run(item) -> bool:
-    return bool((BUILDS.keys() | {"tiny_padis"}) & set(getattr(item, "fixturenames", ())))
+def _run_names() -> list[str]:
+    """Every session run: the Snakemake builds, then the test modules' (session_runs),
+    which are short and finish long before the last build."""
+    return [*BUILDS, *REGISTERED]
+
+
+def _last_run_read(item) -> int:
+    """0 for a test that reads no session run; else 1 + the place, in the build order, of
+    the last run it reads (its fixture closure names every run it waits for)."""
+    names = getattr(item, "fixturenames", ())
+    read = [i for i, name in enumerate(_run_names()) if name in names]
+    return 1 + max(read) if read else 0
 
 
 def pytest_collection_modifyitems(session, config, items):
     """The tests that read the session's runs go last, so the others run while the
-    background thread builds them (a stable sort: each group keeps its order)."""
-    items.sort(key=_reads_a_run)
+    background thread builds them, and in the order the runs are built: a test waits
+    only for its own run, not for one built after it (a stable sort: each group keeps
+    its order)."""
+    items.sort(key=_last_run_read)
 
 
 _SESSION_RUNS: list[Runs] = []
 
 
 def pytest_terminal_summary(terminalreporter):
-    """The session's Snakemake builds and their wall times (they overlap the tests)."""
+    """The session runs and their wall times (they overlap the tests)."""
     for runs in _SESSION_RUNS:
         if runs.seconds:
-            terminalreporter.write_sep("-", "session Snakemake runs (wall s, background)")
+            terminalreporter.write_sep("-", "session runs (background; wall s, finished at s)")
             for name, seconds in runs.seconds.items():
-                terminalreporter.write_line(f"{seconds:8.1f}  {name}")
+                terminalreporter.write_line(f"{seconds:8.1f}{runs.finished[name]:8.1f}  {name}")
+            ended = time.perf_counter() - runs.t0
+            terminalreporter.write_line(f"{'':8s}{ended:8.1f}  (the last test)")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -278,9 +325,9 @@ def runs(request, tmp_path_factory, no_slurm_controller) -> Runs:
     _SESSION_RUNS.append(runs)
     needed = set()
     for item in request.session.items:
-        needed |= BUILDS.keys() & set(getattr(item, "fixturenames", ()))
+        needed |= set(_run_names()) & set(getattr(item, "fixturenames", ()))
     if needed:
-        runs.start([name for name in BUILDS if name in needed])
+        runs.start(needed)
     return runs
 
 

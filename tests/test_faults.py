@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -16,6 +17,7 @@ from fastmri_files import write_folder
 from patchpnp.atomic import OutputLocationError, atomic_path, check_writable_dir
 from patchpnp.pipeline.faults import InjectedFault, maybe_fail, parse_rules
 from patchpnp.pipeline.provenance import code_digest, module_digest
+from session_runs import background
 from workflow_runner import snakemake, tiny_demo_config, write_config
 
 
@@ -97,9 +99,11 @@ def test_failed_write_leaves_the_previous_result(tmp_path):
 
 
 # -- a fastMRI folder mixing valid and corrupt volumes ----------------------------------
-@pytest.mark.slow
-def test_corrupt_volume_among_valid_ones_fails_its_shard_only(tmp_path):
-    root = tmp_path / "fastmri"
+@background("corrupt_volume_run")
+def _corrupt_volume_run(work: Path, env: dict) -> Path:
+    """`snakemake data --keep-going` on a fastMRI folder where one training volume is
+    truncated mid-file."""
+    root = work / "fastmri"
     write_folder(root / "t1_train", 4, "singlecoil", n_slices=5, size=32)
     write_folder(root / "t1_val", 4, "singlecoil", n_slices=3, size=32)
     good = sorted((root / "t1_train").glob("*.h5"))
@@ -116,10 +120,23 @@ def test_corrupt_volume_among_valid_ones_fails_its_shard_only(tmp_path):
     }
     config["fastmri_root"] = str(root)
     config["figures"]["dataset"] = None
+    configfile = write_config(work, config)
     res = snakemake(
-        tmp_path, "data", "--cores", "2", "--keep-going", configfile=write_config(tmp_path, config)
+        work, "data", "--cores", "2", "--keep-going", configfile=configfile, base_env=env
     )
-    assert res.returncode != 0
+    assert res.returncode != 0, "the run went through a corrupt volume"
+    return work
+
+
+@pytest.fixture(scope="session")
+def corrupt_volume_run(runs) -> Path:
+    """The folder of :func:`_corrupt_volume_run` (a session run: tests/session_runs.py)."""
+    return runs.get("corrupt_volume_run")
+
+
+@pytest.mark.slow
+def test_corrupt_volume_among_valid_ones_fails_its_shard_only(corrupt_volume_run):
+    tmp_path = corrupt_volume_run
     log = (tmp_path / "results" / "logs" / "extract" / "t1_train_0002.log").read_text()
     assert "file_zz_corrupt.h5" in log and ("HDF5" in log or "truncated" in log), log
     out = tmp_path / "results" / "data" / "t1"

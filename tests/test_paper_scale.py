@@ -1,6 +1,9 @@
 """The data-free paper-scale profile (patchpnp.evaluation.paper_scale)."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
@@ -16,6 +19,7 @@ from patchpnp.patching.micro_batch import Calibration, MemoryModel
 from patchpnp.patching.patches import ShiftedGridDenoiser
 from patchpnp.prior import ImageSpaceDenoiser
 from patchpnp.prior.loading import build_network
+from session_runs import background
 from workflow_runner import TINY_NETWORK
 
 torch.set_num_threads(1)
@@ -154,29 +158,43 @@ def test_ratios_and_targets():
     assert check["time_ok"].tolist() == [True, True]
 
 
+@background("paper_profile_run")
+def _paper_profile_run(work: Path, env: dict) -> Path:
+    """`patchpnp paper-profile` on a tiny network: one diffpir image of 32 px, 16-px patches."""
+    cmd = [
+        sys.executable, "-m", "patchpnp.cli", "paper-profile",
+        "--output", str(work / "paper_scale.csv"),
+        "--network-config", str(_network_file(work)),
+        "--calibration", str(work / "cal.json"), "--summary", str(work / "summary.md"),
+        "--solvers", "diffpir", "--image-sizes", "32", "--sizes", "16",
+        "--sampled-chunks", "2", "--threads", "1", "--device", "cpu",
+    ]  # fmt: skip
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return work
+
+
+@pytest.fixture(scope="session")
+def paper_profile_run(runs) -> Path:
+    """The folder of :func:`_paper_profile_run` (a session run: tests/session_runs.py)."""
+    return runs.get("paper_profile_run")
+
+
 @pytest.mark.slow
-def test_paper_profile_end_to_end(tmp_path):
+def test_paper_profile_end_to_end(paper_profile_run, tmp_path):
     """The command on a tiny network: calibration, four configurations in fresh processes,
     the table, its summary and the figure."""
     from patchpnp.evaluation.figures import paper_scale_figure
 
-    out = tmp_path / "paper_scale.csv"
-    from patchpnp.runtime import Runtime
-
-    ps.paper_profile_command(
-        output=str(out), network_config=str(_network_file(tmp_path)),
-        calibration=str(tmp_path / "cal.json"), summary=str(tmp_path / "summary.md"),
-        grid=ps.ScaleGrid(["diffpir"], [32], [16]), sampled_chunks=2,
-        runtime=Runtime(threads=1),
-    )  # fmt: skip
+    out = paper_profile_run / "paper_scale.csv"
     table = read_paper_scale(out)
     assert list(table.columns) == PAPER_SCALE_COLUMNS
     assert table["patch_batch_mode"].tolist() == ["whole", "auto", "one", "all"]
     assert (table["status"] == "measured").all()
     assert table.loc[table["patch_batch_mode"] == "all", "timed_tiles"].item() == 9
     assert table.loc[table["patch_batch_mode"] == "one", "timed_tiles"].item() == 2
-    assert json.loads((tmp_path / "cal.json").read_text())["device"] == "cpu"
-    assert "Targets at N = 32" in (tmp_path / "summary.md").read_text()
+    assert json.loads((paper_profile_run / "cal.json").read_text())["device"] == "cpu"
+    assert "Targets at N = 32" in (paper_profile_run / "summary.md").read_text()
     png, pdf = paper_scale_figure(out, tmp_path / "fig")
     assert png.stat().st_size > 0 and pdf.stat().st_size > 0
 

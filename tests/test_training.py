@@ -24,6 +24,7 @@ from patchpnp.training.denoise_check import denoise_check
 from patchpnp.training.images import ImageFiles
 from patchpnp.training.loop import TrainingError, train_prior
 from patchpnp.training.schemes import Scheme
+from session_runs import background
 from workflow_runner import TINY_NETWORK
 
 
@@ -77,12 +78,17 @@ def tiny_settings(scheme="whole", steps=6, **training):
     return resolve_prior(config, "p")
 
 
+def _two_splits(folder: Path) -> list[Path]:
+    """The ``data`` fixture's two training splits, written into ``folder``."""
+    return [
+        write_split(folder / "a.h5", blobs(24, 16, 0)),
+        write_split(folder / "b.h5", blobs(16, 16, 1)),
+    ]
+
+
 @pytest.fixture
 def data(tmp_path):
-    return [
-        write_split(tmp_path / "a.h5", blobs(24, 16, 0)),
-        write_split(tmp_path / "b.h5", blobs(16, 16, 1)),
-    ]
+    return _two_splits(tmp_path)
 
 
 def weights(path):
@@ -292,54 +298,67 @@ def test_nan_loss_stops_with_step_and_keeps_last_checkpoint(tmp_path, data, monk
     assert torch.load(states[0], weights_only=False)["step"] == 2
 
 
-@pytest.mark.slow
-def test_ddp_with_two_cpu_processes(tmp_path, data):
-    """torchrun, gloo: two processes split each batch; one set of weights comes out."""
-    import json
-
+@background("ddp_training")
+def _ddp_training(work: Path, env: dict) -> Path:
+    """`patchpnp train` under torchrun: two CPU processes (gloo), four steps of 8 images."""
+    data = _two_splits(work)
     settings = tiny_settings(steps=4, batch_size=8)
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env = dict(env, OMP_NUM_THREADS="1")
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc-per-node",
-        "2",
-        "-m",
-        "patchpnp.cli",
-        "train",
-        *map(str, data),
-        "--out-dir",
-        str(tmp_path / "ddp"),
-        "--settings",
-        json.dumps(settings),
-        "--threads",
-        "1",
-        "--device",
-        "cpu",
-    ]
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+        "-m", "patchpnp.cli", "train", *map(str, data), "--out-dir", str(work / "ddp"),
+        "--settings", json.dumps(settings), "--threads", "1", "--device", "cpu",
+    ]  # fmt: skip
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
-    log = (tmp_path / "ddp" / "train_log.csv").read_text().splitlines()
+    return work / "ddp"
+
+
+@pytest.fixture(scope="session")
+def ddp_training(runs) -> Path:
+    """The output folder of :func:`_ddp_training` (a session run: tests/session_runs.py)."""
+    return runs.get("ddp_training")
+
+
+@pytest.mark.slow
+def test_ddp_with_two_cpu_processes(ddp_training):
+    """torchrun, gloo: two processes split each batch; one set of weights comes out."""
+    log = (ddp_training / "train_log.csv").read_text().splitlines()
     assert len(log) == 5
     ips = [float(r.split(",")[3]) for r in log[1:]]
     assert all(v > 0 for v in ips)
-    denoiser, _ = load_prior(tmp_path / "ddp" / "ema.pt")
+    denoiser, _ = load_prior(ddp_training / "ema.pt")
     assert all(torch.isfinite(p).all() for p in denoiser.parameters())
 
 
-@pytest.mark.slow
-def test_tiny_prior_learns_to_denoise(tmp_path):
-    """A loose quality bar: one call beats the noisy input at every sigma."""
-    train = [write_split(tmp_path / "train.h5", blobs(256, 16, 0))]
-    evals = [write_split(tmp_path / "eval.h5", blobs(32, 16, 99))]
+@background("learning_training")
+def _learning_training(work: Path, env: dict) -> Path:
+    """`patchpnp train`: 150 steps of 16 blob images on 256 of them."""
+    train = write_split(work / "train.h5", blobs(256, 16, 0))
     settings = tiny_settings(
         steps=150, batch_size=16, lr_ref=0.02, ref_steps=100, warmup_steps=10, checkpoint_every=1000
     )
-    prior = train_prior(settings, train, tmp_path / "p", progress=False, threads=1)
-    table = denoise_check(prior, evals, sigmas=(0.05, 0.1, 0.2))
+    cmd = [
+        sys.executable, "-m", "patchpnp.cli", "train", str(train), "--out-dir", str(work / "p"),
+        "--settings", json.dumps(settings), "--threads", "1", "--device", "cpu",
+    ]  # fmt: skip
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return work / "p" / "ema.pt"
+
+
+@pytest.fixture(scope="session")
+def learning_training(runs) -> Path:
+    """The weights :func:`_learning_training` trained (a session run: tests/session_runs.py)."""
+    return runs.get("learning_training")
+
+
+@pytest.mark.slow
+def test_tiny_prior_learns_to_denoise(learning_training, tmp_path):
+    """A loose quality bar: one call beats the noisy input at every sigma."""
+    evals = [write_split(tmp_path / "eval.h5", blobs(32, 16, 99))]
+    table = denoise_check(learning_training, evals, sigmas=(0.05, 0.1, 0.2))
     assert (table["gain_db"] > 3.0).all(), table
 
 
@@ -369,23 +388,22 @@ def test_denoise_check_noise_is_per_image_and_averaged_over_draws(tmp_path):
         denoise_check(prior, evals, draws=0)
 
 
-@pytest.mark.slow
-def test_training_killed_outright_resumes_from_its_checkpoint(tmp_path, data):
-    """SIGKILL to a running `patchpnp train` (no chance to clean up), then the same
-    command again: it resumes from the last checkpoint and ends with the weights of
-    an uninterrupted run."""
-    settings = tiny_settings(steps=60, checkpoint_every=5)
-    bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+KILLED_TRAINING = {"steps": 60, "checkpoint_every": 5}
 
-    def command(out: Path) -> list[str]:
-        return [
-            "patchpnp", "train", *map(str, data), "--out-dir", str(out),
-            "--settings", json.dumps(settings), "--threads", "1", "--device", "cpu",
-        ]  # fmt: skip
 
-    out = tmp_path / "killed"
-    proc = subprocess.Popen(command(out), env=env, stderr=subprocess.PIPE, text=True)
+@background("killed_training")
+def _killed_training(work: Path, env: dict) -> dict:
+    """SIGKILL to a running `patchpnp train` once it has checkpointed step 10 or later,
+    then the same command again."""
+    data = _two_splits(work)
+    settings = tiny_settings(**KILLED_TRAINING)
+    env = {**env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"}
+    out = work / "killed"
+    command = [
+        "patchpnp", "train", *map(str, data), "--out-dir", str(out),
+        "--settings", json.dumps(settings), "--threads", "1", "--device", "cpu",
+    ]  # fmt: skip
+    proc = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     step = 0
     while time.monotonic() < deadline and proc.poll() is None and step < 10:
@@ -395,19 +413,36 @@ def test_training_killed_outright_resumes_from_its_checkpoint(tmp_path, data):
             except Exception:  # being replaced at this instant
                 pass
         time.sleep(0.05)
-    assert proc.poll() is None, "training ended before it could be killed"
+    alive = proc.poll() is None
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert not (out / "ema.pt").exists()
+    killed_before_the_end = alive and not (out / "ema.pt").exists()
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    return {"data": data, "out": out, "killed": killed_before_the_end, "again": again}
 
-    again = subprocess.run(command(out), env=env, capture_output=True, text=True, timeout=300)
+
+@pytest.fixture(scope="session")
+def killed_training(runs) -> dict:
+    """What :func:`_killed_training` left (a session run: tests/session_runs.py)."""
+    return runs.get("killed_training")
+
+
+@pytest.mark.slow
+def test_training_killed_outright_resumes_from_its_checkpoint(killed_training, tmp_path):
+    """SIGKILL to a running `patchpnp train` (no chance to clean up), then the same
+    command again: it resumes from the last checkpoint and ends with the weights of
+    an uninterrupted run."""
+    run, out = killed_training, killed_training["out"]
+    assert run["killed"], "training ended before it could be killed"
+    again = run["again"]
     assert again.returncode == 0, again.stderr[-2000:]
     resumed = re.search(r"resuming from \S+ at step (\d+)", again.stderr)
     assert resumed and 10 <= int(resumed.group(1)) < 60, again.stderr[-2000:]
 
+    settings = tiny_settings(**KILLED_TRAINING)
     threads = torch.get_num_threads()
     try:  # the same thread count as the command, so the same floating-point sums
-        train_prior(settings, data, tmp_path / "straight", progress=False, threads=1)
+        train_prior(settings, run["data"], tmp_path / "straight", progress=False, threads=1)
     finally:
         torch.set_num_threads(threads)
     a, b = weights(tmp_path / "straight" / "ema.pt"), weights(out / "ema.pt")

@@ -207,7 +207,9 @@ def tiny_demo_config() -> dict:
             "solvers": ["diffpir"],
             "image_size": 16,
             "sizes": [8, "whole"],
-            "image_sizes": [32],
+            # At the fixed image size: the image-size sweep's two configurations are the
+            # other sweep's, measured once (four fresh processes, not six).
+            "image_sizes": [16],
             "sweep_patch": 8,
             "steps": 1,
             "threads": 1,

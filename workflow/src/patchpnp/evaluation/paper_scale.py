@@ -66,6 +66,7 @@ from patchpnp.patching.micro_batch import (
 )
 from patchpnp.patching.tiling import AxisGrid
 from patchpnp.runtime import Runtime, keyed_rand, keyed_randn
+from patchpnp.startup import freeze_imported
 
 log = logging.getLogger(__name__)
 
@@ -456,6 +457,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--precision", default="float32")
     args = p.parse_args(argv)
+    freeze_imported()  # a short process: its imports need no collection (patchpnp.startup)
     from patchpnp.runtime import use_threads
 
     use_threads(args.threads)

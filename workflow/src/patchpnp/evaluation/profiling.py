@@ -49,6 +49,7 @@ from patchpnp.physics import make_operator
 from patchpnp.runtime import Runtime, keyed_randn
 from patchpnp.solvers import make_solver
 from patchpnp.solvers.streams import SolveStreams
+from patchpnp.startup import freeze_imported
 
 log = logging.getLogger(__name__)
 
@@ -279,6 +280,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--calibration")
     p.add_argument("--precision", default="float32")
     args = p.parse_args(argv)
+    freeze_imported()  # a short process: its imports need no collection (patchpnp.startup)
     torch.set_num_threads(args.threads)
     row = profile_one(
         json.loads(args.worker), args.prior, args.eval, args.steps, args.device,
