@@ -69,6 +69,7 @@ localrules:
     seeds_tables,
     seeds_table,
     padis,
+    padis_tune,
     padis_table,
     figure_padis,
 

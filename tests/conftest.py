@@ -226,12 +226,15 @@ def _stand_in_cluster(runs: Runs, work: Path) -> dict:
 
 def tiny_extensions_config() -> dict:
     """The tiny demo as `snakemake solvers uncertainty resolution padis_table` runs it:
-    padis with the patch and position-aware priors and PaDIS's own solver only (every
+    padis, tuned, with the patch and position-aware priors and PaDIS's own solver only (every
     job is a process that imports torch; tests/test_padis_pipeline.py plans the full
     grid and judges both claims on tables of its own)."""
     config = tiny_demo_config()
     config["padis"]["priors"] = ["patch", "position"]
     config["padis"]["solvers"] = {"padis_dps": config["padis"]["solvers"]["padis_dps"]}
+    # PaDIS's step sizes tuned on two tuning phantoms and the grid's tuning slice
+    config["padis"]["tune"] = {"per_decade": 1, "decades": 0.5}
+    config["padis"]["ct"]["n_tune"] = 2
     return config
 
 

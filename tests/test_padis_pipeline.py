@@ -49,6 +49,49 @@ def test_plan_pairs_every_prior_solver_task_and_size():
     }
 
 
+def _tuned_config() -> dict:
+    config = tiny_demo_config()
+    config["padis"]["tune"] = {"per_decade": 2, "decades": 0.5}
+    config["padis"]["ct"]["n_tune"] = 2
+    return config
+
+
+def test_tuning_gives_every_cell_its_prior_solver_and_task_table():
+    assert _plan().tune_jobs() == [] and _plan().tuned_input("d", "p", "s", "t") == []
+    padis = _plan(_tuned_config())
+    jobs = padis.tune_jobs()
+    assert len(jobs) == 3 * 2 * 2  # priors x solvers x tasks: the sizes share a table
+    for cell in padis.cells():
+        (table,) = padis.tuned_input(cell.dataset, cell.prior, cell.solver, cell.task)
+        assert table in padis.tune_files()
+        assert f"/{cell.prior}/{cell.solver}/{cell.task}.csv" in table
+    # each domain tunes on its own tuning images
+    assert padis.tune_data("ct_ellipses_synthetic") == padis.ct_split_file("tune")
+    assert padis.tune_data("mni_t1_singlecoil") == layout.SPLIT.format(
+        dataset="mni_t1_singlecoil", split="tune"
+    )
+    assert "tune" in padis.ct_splits()
+    assert padis.tune_grid() == "--per-decade 2 --decades 0.5"
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda c: c["padis"]["ct"].update(n_tune=0), "'padis.ct.n_tune': padis.tune tunes"),
+        (
+            lambda c: c["data"]["datasets"]["mni_t1_singlecoil"].update(n_tune=0),
+            "'data.datasets.mni_t1_singlecoil.n_tune': padis.tune tunes the MRI",
+        ),
+        (lambda c: c["padis"]["tune"].update(decades=0), "padis.tune.decades"),
+    ],
+)
+def test_tuning_without_tuning_images_is_refused(change, message):
+    config = _tuned_config()
+    change(config)
+    with pytest.raises(ConfigError, match=message):
+        validate_config(config)
+
+
 def test_ct_splits_are_disjoint_phantom_ranges():
     padis = _plan()
     opts = {s: padis.ct_split_options(s).split() for s in ("train", "eval")}
@@ -154,10 +197,20 @@ def test_tiny_padis_runs_end_to_end(tiny_padis, tmp_path):
     assert all(s.startswith("synthetic_ellipses/") for s in split.source)
     settings = work / layout.PADIS_PRIOR_DIR.format(domain="ct", prior="position") / "settings.yaml"
     assert "pad: 4" in settings.read_text()
-    # The figure rule's command, on the run's cells (in this process: no job to start).
     from conftest import tiny_extensions_config
 
     padis = PadisPlan(Plan(validate_config(tiny_extensions_config())))
+    # padis.tune: one table per prior, solver and task, each with one interior choice,
+    # and every cell ran with its table's value (its log says which)
+    for job in padis.tune_jobs():
+        tuned = pd.read_csv(work / layout.PADIS_TUNE.format(**job))
+        assert tuned["chosen"].sum() == 1 and tuned["interior"].all(), tuned
+        value = tuned.loc[tuned["chosen"], "value"].item()
+        for size in ("whole-none", "p4-zeros"):
+            cell_log = work / layout.LOGS / "padis" / job["dataset"] / job["prior"]
+            text = (cell_log / job["solver"] / job["task"] / f"{size}.log").read_text()
+            assert f"{{'zeta': {value}}} from results/padis/tune/" in text, text[-1000:]
+    # The figure rule's command, on the run's cells (in this process: no job to start).
     cells = padis.figure_cells("ct20")
     dataset = cells[0].dataset
     stem = tmp_path / "padis_ct20"

@@ -63,12 +63,52 @@ rule padis_train_prior:
         " > {log} 2>&1"
 
 
+# padis.tune: each (prior, solver, task)'s step size on its domain's tuning images, at
+# whole-image inference, as snakemake solvers tunes (docs/methods.md section 8).
+rule padis_tune_solver:
+    input:
+        data=lambda wc: padis_plan.tune_data(wc.dataset),
+        prior=lambda wc: padis_plan.prior_file(
+            padis_plan.domain_of_dataset(wc.dataset), wc.prior
+        ),
+    output:
+        layout.PADIS_TUNE,
+    log:
+        f"{LOGS}/padis/tune/{{dataset}}/{{prior}}/{{solver}}/{{task}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/padis/tune/{{dataset}}/{{prior}}/{{solver}}/{{task}}.tsv"
+    conda:
+        "../envs/patchpnp.yaml"
+    threads: INFER.get("threads", 1)
+    resources:
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+        runtime=lambda wc, attempt: 240 * attempt,
+        gpu=gpus_for(1),
+    params:
+        rule="padis_tune_solver",
+        task=lambda wc: json.dumps(PADIS["tasks"][wc.task]),
+        solver=lambda wc: json.dumps(padis_plan.solver_params(wc.solver, wc.task)),
+        grid=lambda wc: padis_plan.tune_grid(),
+        code=command_code("tune"),
+        seed=config["seed"],
+        batch=PADIS.get("batch_images", INFER["batch_images"]),
+        device=config["device"],
+        precision=INFER["precision"],
+    shell:
+        "PATCHPNP_RULE={params.rule} patchpnp tune {input.data:q} --output {output:q} --prior {input.prior:q}"
+        " --solver {wildcards.solver} --task {wildcards.task} --task-params {params.task:q}"
+        " --solver-params {params.solver:q} --seed {params.seed} {params.grid}"
+        " --batch-images {params.batch} --threads {threads} --device {params.device}"
+        " --precision {params.precision} > {log} 2>&1"
+
+
 rule padis_cell:
     input:
         data=lambda wc: padis_plan.eval_file(wc.dataset),
         prior=lambda wc: padis_plan.prior_file(
             padis_plan.domain_of_dataset(wc.dataset), wc.prior
         ),
+        tuned=lambda wc: padis_plan.tuned_input(wc.dataset, wc.prior, wc.solver, wc.task),
         lpips=lpips_input(),
     output:
         recon=layout.PADIS_RECON,
@@ -92,10 +132,11 @@ rule padis_cell:
         size=lambda wc: parse_size(wc.size),
         padding=lambda wc: "reflect" if wc.padding == "none" else wc.padding,
         options=padis_options(),
+        tuned=lambda wc, input: f"--tuned {input.tuned}" if input.tuned else "",
     shell:
         "PATCHPNP_RULE={params.rule} patchpnp infer {input.data:q} --recon {output.recon:q} --metrics {output.metrics:q}"
         " --task {wildcards.task} --task-params {params.task:q}"
-        " --solver {wildcards.solver} --solver-params {params.solver:q}"
+        " --solver {wildcards.solver} --solver-params {params.solver:q} {params.tuned}"
         " --prior {input.prior:q} --size {params.size} --padding {params.padding}"
         " --threads {threads} {params.options} > {log} 2>&1"
 
@@ -196,6 +237,12 @@ rule figure_padis:
     shell:
         "patchpnp padis-figure {input.cells:q} --labels {params.labels} --baseline {input.baseline:q}"
         " --gt {input.gt:q} --out-stem {params.stem:q} --title {params.title:q} > {log} 2>&1"
+
+
+# The tuning tables alone (padis.tune), with what they need.
+rule padis_tune:
+    input:
+        padis_plan.tune_files(),
 
 
 rule padis:

@@ -148,6 +148,8 @@ PADIS_SPLIT = f"{PADIS_DIR}/data/{{dataset}}/{{split}}.h5"
 PADIS_PRIOR_DIR = f"{PADIS_DIR}/priors/{{domain}}/{{prior}}"
 PADIS_PRIOR = f"{PADIS_PRIOR_DIR}/ema.pt"
 PADIS_RECON, PADIS_METRICS, PADIS_BASELINE_RECON, PADIS_BASELINE_METRICS = grid_patterns(PADIS_DIR)
+# The step size each padis cell runs with, tuned on its domain's tuning images (padis.tune)
+PADIS_TUNE = f"{PADIS_DIR}/tune/{{dataset}}/{{prior}}/{{solver}}/{{task}}.csv"
 PADIS_TABLE = f"{TABLES}/padis"  # .csv / .md
 PADIS_CLAIMS = f"{TABLES}/padis_claims"  # .csv / .md: g_position and h_padis_vs_whole
 PADIS_FIGURE = f"{FIGURES}/padis_{{task}}"  # .png / .pdf

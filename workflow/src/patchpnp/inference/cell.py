@@ -151,7 +151,9 @@ def run_cell(
     patch_batch, memory_budget = runtime.patch_batch, runtime.memory_budget
     band = DEFAULT_BAND if scoring.band is None else int(scoring.band)
     if cell.tuned is not None:
-        solver_params = {**(solver_params or {}), **read_chosen(cell.tuned, solver)}
+        chosen = read_chosen(cell.tuned, solver)
+        log.info("%s %s: %s from %s", solver, task, chosen, cell.tuned)
+        solver_params = {**(solver_params or {}), **chosen}
     split = read_split(data, limit)
     x_all, sources, slices = torch.from_numpy(split.images), split.source, split.slice
     check_cell(task, task_params, solver, size, padding)

@@ -427,6 +427,18 @@ def _padis_checks(config: dict[str, Any]) -> list[str]:
         if not params.get("sigma_n", 0) > 0:
             out.append(f"config key 'padis.tasks.{task}.sigma_n': must be > 0")
     out += _solver_specs(config, "padis.solvers", spec["solvers"], list(spec["tasks"]))
+    if spec.get("tune"):  # each domain's tuning images: MRI's dataset's, and CT's own
+        ops = {operator_name(t, p) for t, p in spec["tasks"].items()}
+        if ops - {"ct"} and not datasets[mri_dataset].get("n_tune", 0) > 0:
+            out.append(
+                f"config key 'data.datasets.{mri_dataset}.n_tune': padis.tune tunes the MRI "
+                "tasks on this dataset's tuning slices, but it has none"
+            )
+        if "ct" in ops and not ct["n_tune"] > 0:
+            out.append(
+                "config key 'padis.ct.n_tune': padis.tune tunes the CT tasks on the CT "
+                "dataset's tuning images, but it has none"
+            )
     # Tiles: smaller than the images, a multiple the networks allow, and for the
     # position-aware prior a margin on its training canvas (M <= pad).
     sides = {int(config["data"]["image_size"]), int(ct["image_size"])}

@@ -753,6 +753,38 @@ class PadisPlan:
             for z in self.spec["sizes"]
         ]
 
+    # -- tuning (padis.tune) ---------------------------------------------------------------
+    @property
+    def tuned(self) -> bool:
+        return bool(self.spec.get("tune"))
+
+    def tune_data(self, dataset: str) -> str:
+        """The tuning images of a domain's dataset: the grid's tuning split for MRI, the
+        CT dataset's own."""
+        if dataset == self.ct_dataset:
+            return self.ct_split_file("tune")
+        return layout.SPLIT.format(dataset=dataset, split="tune")
+
+    def tune_jobs(self) -> list[dict[str, str]]:
+        """Wildcards of every tuning table: one per (prior, solver, task) of the grid,
+        with the task's dataset (the sizes share it: tuning runs whole images)."""
+        cells = {(c.dataset, c.prior, c.solver, c.task) for c in self.cells()}
+        keys = ("dataset", "prior", "solver", "task")
+        return [dict(zip(keys, c, strict=True)) for c in sorted(cells)] if self.tuned else []
+
+    def tune_files(self) -> list[str]:
+        return [layout.PADIS_TUNE.format(**job) for job in self.tune_jobs()]
+
+    def tuned_input(self, dataset: str, prior: str, solver: str, task: str) -> list[str]:
+        """The tuning table a cell reads its step size from (none without padis.tune)."""
+        if not self.tuned:
+            return []
+        return [layout.PADIS_TUNE.format(dataset=dataset, prior=prior, solver=solver, task=task)]
+
+    def tune_grid(self) -> str:
+        tune = self.spec["tune"]
+        return f"--per-decade {tune['per_decade']} --decades {tune['decades']}"
+
     def baselines(self) -> list[dict[str, str]]:
         return [{"dataset": self.dataset(self.domain(t)), "task": t} for t in self.spec["tasks"]]
 
