@@ -7,10 +7,11 @@ of `snakemake solvers uncertainty resolution padis_table` (on a copy of the kill
 and `snakemake mri`. A test that runs Snakemake for real on one works on a copy
 (``workflow_runner.copy_workdir``).
 
-Those runs start in two background threads (:data:`CHAINS`) as soon as the session's
-first test starts (only the ones the selected tests need), and the tests that read them
-run last, in the order the runs finish: the runs use the second core, and every idle
-moment of both, while the other tests run. A fixture waits for its run, or builds it
+Those runs, and the test modules' own heavy commands (tests/session_runs.py), start in
+three background threads (:data:`CHAINS`) as soon as the session's first test starts
+(only the ones the selected tests need), and the tests that read them run last, in the
+order the runs finish: the runs use the second core, and every idle moment of both,
+while the other tests run. A fixture waits for its run, or builds it
 itself when nothing started it.
 """
 

@@ -128,12 +128,6 @@ def _corrupt_volume_run(work: Path, env: dict) -> Path:
     return work
 
 
-@pytest.fixture(scope="session")
-def corrupt_volume_run(runs) -> Path:
-    """The folder of :func:`_corrupt_volume_run` (a session run: tests/session_runs.py)."""
-    return runs.get("corrupt_volume_run")
-
-
 @pytest.mark.slow
 def test_corrupt_volume_among_valid_ones_fails_its_shard_only(corrupt_volume_run):
     tmp_path = corrupt_volume_run

@@ -174,12 +174,6 @@ def _paper_profile_run(work: Path, env: dict) -> Path:
     return work
 
 
-@pytest.fixture(scope="session")
-def paper_profile_run(runs) -> Path:
-    """The folder of :func:`_paper_profile_run` (a session run: tests/session_runs.py)."""
-    return runs.get("paper_profile_run")
-
-
 @pytest.mark.slow
 def test_paper_profile_end_to_end(paper_profile_run, tmp_path):
     """The command on a tiny network: calibration, four configurations in fresh processes,

@@ -315,12 +315,6 @@ def _ddp_training(work: Path, env: dict) -> Path:
     return work / "ddp"
 
 
-@pytest.fixture(scope="session")
-def ddp_training(runs) -> Path:
-    """The output folder of :func:`_ddp_training` (a session run: tests/session_runs.py)."""
-    return runs.get("ddp_training")
-
-
 @pytest.mark.slow
 def test_ddp_with_two_cpu_processes(ddp_training):
     """torchrun, gloo: two processes split each batch; one set of weights comes out."""
@@ -346,12 +340,6 @@ def _learning_training(work: Path, env: dict) -> Path:
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     return work / "p" / "ema.pt"
-
-
-@pytest.fixture(scope="session")
-def learning_training(runs) -> Path:
-    """The weights :func:`_learning_training` trained (a session run: tests/session_runs.py)."""
-    return runs.get("learning_training")
 
 
 @pytest.mark.slow
@@ -419,12 +407,6 @@ def _killed_training(work: Path, env: dict) -> dict:
     killed_before_the_end = alive and not (out / "ema.pt").exists()
     again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     return {"data": data, "out": out, "killed": killed_before_the_end, "again": again}
-
-
-@pytest.fixture(scope="session")
-def killed_training(runs) -> dict:
-    """What :func:`_killed_training` left (a session run: tests/session_runs.py)."""
-    return runs.get("killed_training")
 
 
 @pytest.mark.slow

@@ -26,6 +26,7 @@ from patchpnp.pipeline.plan import (
     SeedsPlan,
     SolversPlan,
     UncertaintyPlan,
+    tune_grid_options,
 )
 from patchpnp.pipeline.provenance import command_code
 from patchpnp.prior.spec import resolve_mri_prior, resolve_prior
@@ -246,11 +247,15 @@ def padis_ct_inputs(wildcards):
     return checked(padis_plan.ct_inputs)(wildcards)
 
 
+# Images per solver batch of snakemake padis's cells and tunings.
+PADIS_BATCH_IMAGES = PADIS.get("batch_images", INFER["batch_images"])
+
+
 def padis_options():
     """Command-line options of snakemake padis's cells: its image count and batch."""
     inf = config["inference"]
     opts = (
-        f"--batch-images {PADIS.get('batch_images', inf['batch_images'])}"
+        f"--batch-images {PADIS_BATCH_IMAGES}"
         f" --limit {PADIS['n_eval']} --seed {config['seed']}"
         f" --device {config['device']} --precision {inf['precision']}"
     )

@@ -91,7 +91,7 @@ rule padis_tune_solver:
         grid=lambda wc: padis_plan.tune_grid(),
         code=command_code("tune"),
         seed=config["seed"],
-        batch=PADIS.get("batch_images", INFER["batch_images"]),
+        batch=PADIS_BATCH_IMAGES,
         device=config["device"],
         precision=INFER["precision"],
     shell:
@@ -108,7 +108,9 @@ rule padis_cell:
         prior=lambda wc: padis_plan.prior_file(
             padis_plan.domain_of_dataset(wc.dataset), wc.prior
         ),
-        tuned=lambda wc: padis_plan.tuned_input(wc.dataset, wc.prior, wc.solver, wc.task),
+        tuned=lambda wc: padis_plan.tuned_input(
+            wc.dataset, wc.prior, wc.solver, wc.task
+        ),
         lpips=lpips_input(),
     output:
         recon=layout.PADIS_RECON,

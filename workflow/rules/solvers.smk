@@ -30,10 +30,7 @@ rule solvers_tune:
         solver=lambda wc: json.dumps(
             solvers_plan.solver_params(wc.solver, wc.task, wc.prior)
         ),
-        grid=(
-            f"--per-decade {SOLVERS['tune']['per_decade']}"
-            f" --decades {SOLVERS['tune']['decades']}"
-        ),
+        grid=tune_grid_options(SOLVERS["tune"]),
         code=command_code("tune"),
         seed=config["seed"],
         batch=INFER["batch_images"],

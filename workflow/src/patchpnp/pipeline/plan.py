@@ -400,6 +400,12 @@ class MRIPlan:
         return [f"{stem_t}.csv", f"{stem_t}.md", f"{stem_f}.png", f"{stem_f}.pdf"]
 
 
+def tune_grid_options(tune: dict) -> str:
+    """``patchpnp tune``'s grid options from a config's ``tune`` section (``solvers.tune``,
+    ``padis.tune``): ``per_decade`` values per decade over ``decades`` either side."""
+    return f"--per-decade {tune['per_decade']} --decades {tune['decades']}"
+
+
 def _cell_path(pattern: str, cell: Cell) -> str:
     return pattern.format(**cell.wildcards())
 
@@ -782,8 +788,7 @@ class PadisPlan:
         return [layout.PADIS_TUNE.format(dataset=dataset, prior=prior, solver=solver, task=task)]
 
     def tune_grid(self) -> str:
-        tune = self.spec["tune"]
-        return f"--per-decade {tune['per_decade']} --decades {tune['decades']}"
+        return tune_grid_options(self.spec["tune"])
 
     def baselines(self) -> list[dict[str, str]]:
         return [{"dataset": self.dataset(self.domain(t)), "task": t} for t in self.spec["tasks"]]
