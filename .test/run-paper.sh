@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The paper config at fastMRI's shapes, end to end: writes fastMRI-shaped folders
-# (.test/write_fastmri.py), then runs config/paper.yaml's whole `all` with the CI
+# (.test/write_fastmri.py) and AAPM-shaped DICOM CT folders (.test/write_ct_dicom.py,
+# for snakemake padis), then runs config/paper.yaml's whole `all` with the CI
 # overlay .test/config.yaml (same image, patch, mask, acceleration and coil settings;
 # a tiny network, few steps, few images) in a scratch folder, so nothing mixes with
 # the repository's results/. Prints the number of jobs and the wall time; fails when
@@ -22,13 +23,15 @@ else
     keep=0
 fi
 fastmri="$scratch/fastmri"
+ct="$scratch/ct"
 work="$scratch/work"
 log="$scratch/snakemake.log"
 mkdir -p "$work"
 
-echo "== fastMRI-shaped folders in $fastmri"
+echo "== fastMRI-shaped folders in $fastmri, DICOM CT in $ct"
 SECONDS=0
 python "$root/.test/write_fastmri.py" "$fastmri" --config "$root/.test/config.yaml"
+python "$root/.test/write_ct_dicom.py" "$ct" --config "$root/.test/config.yaml"
 echo "written in ${SECONDS} s"
 
 echo "== snakemake --configfile config/paper.yaml .test/config.yaml (all, --cores $cores)"
@@ -42,7 +45,7 @@ status=0
 snakemake --snakefile "$root/Snakefile" --directory "$work" --cores "$cores" \
     --scheduler greedy --max-jobs-per-timespan 1000/10s \
     --configfile "$root/config/paper.yaml" "$root/.test/config.yaml" \
-    --config fastmri_root="$fastmri" >"$log" 2>&1 || status=$?
+    --config fastmri_root="$fastmri" "padis={ct: {root: $ct}}" >"$log" 2>&1 || status=$?
 wall=$SECONDS
 jobs=$(awk '/^total/ {print $2; exit}' "$log")
 if [[ $status -ne 0 ]]; then
@@ -57,5 +60,5 @@ echo "paper config at fastMRI shapes: ${done_jobs} of ${jobs:-?} jobs done in ${
 if [[ $keep -eq 0 ]]; then
     rm -rf "$scratch"
 else
-    echo "tables (table1, claims, mri, solvers, uncertainty) in $work/results/tables"
+    echo "tables (table1, claims, mri, solvers, uncertainty, padis) in $work/results/tables"
 fi

@@ -25,6 +25,7 @@ from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
+import yaml
 from fastmri_files import write_folder
 from session_runs import REGISTERED
 from workflow_runner import (
@@ -80,6 +81,25 @@ def paper_fastmri(tmp_path_factory) -> Path:
     write_folder(root / "brain_multicoil_train", 3, "multicoil", n_slices=12, size=16, coils=2)
     write_folder(root / "brain_multicoil_val", 210, "multicoil", n_slices=3, size=16, coils=2)
     return root
+
+
+@pytest.fixture(scope="session")
+def paper_ct(tmp_path_factory) -> Path:
+    """A padis.ct.root for config/paper.yaml: AAPM-shaped patient folders (small slices),
+    as many evaluation patients as its n_eval + n_tune. Read only."""
+    from write_ct_dicom import write_ct_root
+
+    ct = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())["padis"]["ct"]
+    root = tmp_path_factory.mktemp("paper") / "ct"
+    write_ct_root(root, train_patients=2, eval_patients=ct["n_eval"] + ct["n_tune"], slices=1,
+                  size=16)  # fmt: skip
+    return root
+
+
+@pytest.fixture(scope="session")
+def paper_data(paper_fastmri, paper_ct) -> list[str]:
+    """``--config`` entries that point config/paper.yaml at the session's data."""
+    return [f"fastmri_root={paper_fastmri}", f"padis={{ct: {{root: {paper_ct}}}}}"]
 
 
 # -- the session's Snakemake runs ------------------------------------------------------

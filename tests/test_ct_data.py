@@ -19,8 +19,7 @@ from patchpnp.data.ct import (
 )
 from patchpnp.data.fastmri import DataError
 from patchpnp.formats import read_split, split_settings
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from write_ct_dicom import write_dicom
 
 
 # -- phantoms -----------------------------------------------------------------------------------
@@ -54,44 +53,6 @@ def test_phantom_split_reads_back(tmp_path):
 
 
 # -- DICOM ---------------------------------------------------------------------------------------
-def write_dicom(
-    path,
-    stored: np.ndarray,
-    *,
-    slope: float = 1.0,
-    intercept: float = -1024.0,
-    instance: int = 1,
-    z: float = 0.0,
-    rescale: bool = True,
-    pixels: bool = True,
-    float_pixels: bool = False,
-):
-    """A minimal CT slice (or multi-frame image, for a 3D ``stored``) in a DICOM file."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CTImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
-    ds.Modality, ds.InstanceNumber = "CT", instance
-    ds.ImagePositionPatient = [0.0, 0.0, z]
-    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.Rows, ds.Columns = stored.shape[-2:]
-    if stored.ndim == 3:
-        ds.NumberOfFrames = stored.shape[0]
-    if rescale:
-        ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
-    if pixels and float_pixels:
-        ds.BitsAllocated = 32
-        ds.FloatPixelData = stored.astype(np.float32).tobytes()
-    elif pixels:
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-        ds.PixelData = stored.astype(np.int16).tobytes()
-    ds.save_as(path, enforce_file_format=True)
-
-
 def make_series(folder, n=3, shape=(8, 8)):
     """Slices whose stored value is 100 * slice position, written in scrambled name order."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -169,3 +130,22 @@ def test_dicom_errors_name_the_file(tmp_path):
     with pytest.raises(DataError, match=r"notes\.dcm"):
         write_dicom_split([mixed.parent / "text"], out, image_size=4, split="train")
     assert not out.exists() and not list(tmp_path.glob(".*.part"))
+
+
+def test_ci_ct_root_has_the_aapm_shape_and_reads_back_as_its_phantoms(tmp_path):
+    """.test/write_ct_dicom.py: patient folders of 16-bit slices at intercept -1024,
+    which the reader orders by position and windows back to the phantoms."""
+    from patchpnp.data.ct import ellipse_phantom, patient_folders
+    from write_ct_dicom import write_ct_root
+
+    counts = write_ct_root(tmp_path, train_patients=1, eval_patients=2, slices=3, size=32)
+    assert counts == {"train": 1, "test": 2}
+    patients = patient_folders(tmp_path / "test")
+    assert [p.name for p in patients] == ["L1000", "L1001"]
+    series = read_dicom_series(patients[1])
+    assert series.hu.shape == (3, 32, 32)
+    # z goes down while the names count up: slice k is the k-th file
+    assert [f.name for f in series.files] == [f"L1001_{k:04d}.IMA" for k in (3, 2, 1)]
+    expected = ellipse_phantom(32, np.random.default_rng([1001, 0]), supersample=2)
+    np.testing.assert_allclose(hu_to_unit(series.hu[-1]), expected, atol=0.5 / 2000)
+    assert write_dicom_split(patients, tmp_path / "eval.h5", image_size=32, split="eval") == 2

@@ -106,14 +106,14 @@ def test_longer_priors_overlay_merges_into_the_demo(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
-def test_paper_config_dry_run(tmp_path, paper_fastmri):
+def test_paper_config_dry_run(tmp_path, paper_data):
     work = tmp_path / "work"
     work.mkdir()
     res = snakemake(
         work,
         "-n",
         "--config",
-        f"fastmri_root={paper_fastmri}",
+        *paper_data,
         configfile=ROOT / "config" / "paper.yaml",
     )
     assert res.returncode == 0, res.stderr
@@ -142,9 +142,15 @@ def test_paper_config_dry_run(tmp_path, paper_fastmri):
     assert counts["uncertainty_cell"] == 32 and counts["figure_uncertainty"] == 2
     # resolution.in_all is false: the grid's 62 and 200 slices are the paper's own
     assert "resolution_cell" not in counts
+    # padis.in_all: 3 priors x 4 solvers x 4 tasks x 2 sizes on knee slices and the DICOM
+    # CT (train, eval, tune splits); the position-aware prior on each domain, the whole
+    # and patch priors on CT (knee's are the grid's); each (prior, solver, task) tuned.
+    assert counts["padis_cell"] == 96 and counts["padis_tune_solver"] == 48
+    assert counts["padis_ct_split"] == 3 and counts["padis_train_prior"] == 4
+    assert counts["padis_baseline"] == 4 and counts["padis_table"] == 1
 
 
-def test_ci_overlay_merges_into_the_paper_config(tmp_path, paper_fastmri):
+def test_ci_overlay_merges_into_the_paper_config(tmp_path, paper_data):
     """`--configfile config/paper.yaml .test/config.yaml` (.test/run-paper.sh): the overlay
     merges key by key into the paper config rather than replacing it, so `all` plans the
     paper's jobs, on the paper's sizes, with the overlay's network and steps."""
@@ -158,7 +164,7 @@ def test_ci_overlay_merges_into_the_paper_config(tmp_path, paper_fastmri):
             "-n",
             "-p",
             "--config",
-            f"fastmri_root={paper_fastmri}",
+            *paper_data,
             "--configfile",
             *map(str, files),
         )
@@ -179,6 +185,7 @@ def test_ci_overlay_merges_into_the_paper_config(tmp_path, paper_fastmri):
     assert "--image-size 320 --calib-width 24 --edge-slices 5" in out and "--coils 8" in out
     assert f'"steps": {overlay["inference"]["solvers"]["dps"]["steps"]}' in out
     assert "--image-sizes 320 512 768 1024" in out
+    assert "--ct-source dicom --folder" in out and "--image-size 256 --images 3" in out
 
 
 def job_counts(dry_run_output: str) -> dict[str, int]:
@@ -188,7 +195,7 @@ def job_counts(dry_run_output: str) -> dict[str, int]:
 
 
 @pytest.mark.parametrize("account", [None, "my_lab"])
-def test_slurm_profile_resources(tmp_path, paper_fastmri, account):
+def test_slurm_profile_resources(tmp_path, paper_data, account):
     """GPU jobs ask for a GPU per process and CPUs per GPU; memory and run time come
     from the profile; the account comes from the environment when it is set."""
     res = snakemake(
@@ -197,7 +204,7 @@ def test_slurm_profile_resources(tmp_path, paper_fastmri, account):
         "--profile",
         str(ROOT / "profiles" / "slurm"),
         "--config",
-        f"fastmri_root={paper_fastmri}",
+        *paper_data,
         configfile=ROOT / "config" / "paper.yaml",
         extra_env={"PATCHPNP_SLURM_ACCOUNT": account or ""},
     )
@@ -239,7 +246,9 @@ def test_paper_config_without_fastmri_location_stops_early(tmp_path):
         ("resolution", "config key 'resolution.n_eval' (189)"),
     ],
 )
-def test_missing_fastmri_volumes_stop_before_any_job(tmp_path, paper_fastmri, target, message):
+def test_missing_fastmri_volumes_stop_before_any_job(
+    tmp_path, paper_fastmri, paper_ct, target, message
+):
     import shutil
 
     root = paper_fastmri  # the session's, read only: a folder goes from a copy
@@ -255,6 +264,7 @@ def test_missing_fastmri_volumes_stop_before_any_job(tmp_path, paper_fastmri, ta
         target,
         "--config",
         f"fastmri_root={root}",
+        f"padis={{ct: {{root: {paper_ct}}}}}",
         configfile=ROOT / "config" / "paper.yaml",
     )
     assert res.returncode != 0
@@ -373,3 +383,20 @@ def test_tiny_solvers_and_uncertainty_run_end_to_end(tiny_solvers_uncertainty_re
     # an image's result depends on its own keyed streams alone: the grid's 2 slices agree
     assert list(more["image"][:2]) == list(grid["image"])
     assert more["psnr"][:2].to_numpy() == pytest.approx(grid["psnr"].to_numpy(), abs=1e-4)
+
+
+def test_paper_config_without_ct_location_stops_early(tmp_path, paper_fastmri):
+    """padis is part of the paper's all: without padis.ct.root it stops before any job,
+    saying how to give the folder or leave PaDIS out."""
+    res = snakemake(
+        tmp_path,
+        "--cores",
+        "1",
+        "--config",
+        f"fastmri_root={paper_fastmri}",
+        configfile=ROOT / "config" / "paper.yaml",
+    )
+    assert res.returncode != 0
+    message = res.stdout + res.stderr
+    assert "config key 'padis.ct.root'" in message and "padis.in_all: false" in message
+    assert not (tmp_path / "results").exists()

@@ -658,7 +658,8 @@ class PadisPlan:
             raise DataError(
                 "config key 'padis.ct.root': the DICOM CT data's folder is not set (it holds "
                 f"{self.ct.get('train_dir')!r} and {self.ct.get('eval_dir')!r}, one folder "
-                "per patient)"
+                "per patient); give it with --config 'padis={ct: {root: DIR}}', or leave "
+                "PaDIS out of all with padis.in_all: false"
             )
         folder = Path(self.ct["root"]) / self.ct[key]
         if not folder.is_dir():
