@@ -32,6 +32,7 @@ include: "workflow/rules/resolution.smk"
 include: "workflow/rules/seeds.smk"
 include: "workflow/rules/gpu_check.smk"
 include: "workflow/rules/padis.smk"
+include: "workflow/rules/generalization.smk"
 
 
 report: "workflow/report/workflow.rst"
@@ -72,6 +73,8 @@ localrules:
     padis_tune,
     padis_table,
     figure_padis,
+    generalization,
+    generalization_table,
 
 
 rule all:
@@ -98,6 +101,10 @@ rule all:
         # PaDIS as a system: its position-aware prior and solvers, deblurring and CT
         # (snakemake padis; in all where padis.in_all).
         rules.padis.input if config["padis"]["in_all"] else [],
+        # Data efficiency and distribution shift: the priors retrained on fewer slices,
+        # evaluated in distribution and on a shift (snakemake generalization; in all
+        # where generalization.in_all).
+        rules.generalization.input if config["generalization"]["in_all"] else [],
 
 
 onsuccess:
@@ -116,6 +123,7 @@ onsuccess:
         ("resolution", f"{layout.RESOLUTION_TABLES}/resolution"),
         ("seeds", layout.SEEDS_CLAIMS),
         ("padis", layout.PADIS_TABLE),
+        ("generalization", layout.GENERALIZATION_TABLE),
     ):
         if os.path.exists(f"{path}.md"):
             print(f"patchpnp: {name} (snakemake {name}): {path}.md")

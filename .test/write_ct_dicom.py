@@ -99,19 +99,23 @@ def write_ct_root(
     train_patients: int,
     eval_patients: int,
     slices: int,
+    train_slices: int | None = None,
     train_dir: str = "train",
     eval_dir: str = "test",
     size: int = AAPM_SIZE,
     seed: int = 0,
 ) -> dict[str, int]:
-    """``root/<train_dir>`` and ``root/<eval_dir>``, one folder per patient; returns how
-    many patients each holds. Patients are named as the AAPM set names them (L067...)."""
+    """``root/<train_dir>`` and ``root/<eval_dir>``, one folder per patient of ``slices``
+    slices (``train_slices`` for training patients, when given: training uses every
+    slice, evaluation only the central one); returns how many patients each holds.
+    Patients are named as the AAPM set names them (L067...)."""
     root = Path(root)
     counts = {}
     for offset, (folder, n) in enumerate(((train_dir, train_patients), (eval_dir, eval_patients))):
+        n_slices = train_slices if folder == train_dir and train_slices else slices
         for p in range(n):
             number = 1000 * offset + p
-            write_patient(root / folder / f"L{number:03d}", slices, seed=seed * 10_000 + number,
+            write_patient(root / folder / f"L{number:03d}", n_slices, seed=seed * 10_000 + number,
                           size=size)  # fmt: skip
         counts[folder] = n
     return counts
@@ -128,7 +132,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("root", type=Path, help="the padis.ct.root to write")
     parser.add_argument("--config", type=Path, default=HERE / "config.yaml")
     parser.add_argument("--train-patients", type=int, default=2)
-    parser.add_argument("--slices", type=int, default=4)
+    parser.add_argument("--slices", type=int, default=3, help="slices per evaluation patient")
+    # 2 x 16: the overlay's position-aware prior trains on batches of 32 images
+    parser.add_argument("--train-slices", type=int, default=16, help="per training patient")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     counts = write_ct_root(
@@ -136,10 +142,12 @@ def main(argv: list[str] | None = None) -> None:
         train_patients=args.train_patients,
         eval_patients=eval_patients(args.config),
         slices=args.slices,
+        train_slices=args.train_slices,
         seed=args.seed,
     )
     for folder, n in counts.items():
-        print(f"{args.root / folder}: {n} patients of {args.slices} slices")
+        each = args.train_slices if folder == "train" else args.slices
+        print(f"{args.root / folder}: {n} patients of {each} slices")
 
 
 if __name__ == "__main__":

@@ -261,10 +261,11 @@ def tiny_extensions_config() -> dict:
 
 def _tiny_solvers_uncertainty_resolution(runs: Runs, work: Path) -> Path:
     # On a copy of the finished tiny demo: its data, priors and grid are built (the
-    # grid's priors are padis's MRI domain's). One run for every extension target.
+    # grid's priors are padis's MRI domain's and generalization's at all). One run for
+    # every extension target.
     copy_workdir(runs.get("killed_and_restarted")["work"], work)
     configfile = write_config(work, tiny_extensions_config())
-    targets = ("solvers", "uncertainty", "resolution", "padis_table")
+    targets = ("solvers", "uncertainty", "resolution", "padis_table", "generalization")
     res = snakemake(work, *targets, "--cores", "2", configfile=configfile, base_env=runs.env)
     assert res.returncode == 0, res.stderr[-3000:]
     return work
@@ -389,6 +390,14 @@ def tiny_solvers_uncertainty_resolution(runs, killed_and_restarted) -> Path:
 def tiny_padis(tiny_solvers_uncertainty_resolution) -> Path:
     """`snakemake padis_table` on a copy of the finished tiny demo (conftest's
     tiny_extensions_config), run together with solvers, uncertainty and resolution."""
+    return tiny_solvers_uncertainty_resolution
+
+
+@pytest.fixture(scope="session")
+def tiny_generalization(tiny_solvers_uncertainty_resolution) -> Path:
+    """`snakemake generalization` on a copy of the finished tiny demo, run together with
+    the other extension targets (its all-slice priors and in-distribution cells are the
+    grid's)."""
     return tiny_solvers_uncertainty_resolution
 
 

@@ -143,3 +143,82 @@ def test_cli_builds_a_folder(tmp_path):
     assert [f.name for f in files] == ["file_mni_0000.h5", "file_mni_0001.h5", "file_mni_0002.h5"]
     with h5py.File(files[2]) as f:
         assert f.attrs["demo_role"] == "tune" and f["kspace"].shape == (3, 2, 32, 32)
+
+
+def test_flair_intensity_orders_grey_white_and_csf():
+    """FLAIR-like: grey matter the brightest tissue, white matter darker, CSF darkest; no
+    T1 or T2-like volume has grey matter brightest (the shift)."""
+    zero, one = np.zeros(4, np.float32), np.ones(4, np.float32)
+    gm = demo.flair_intensity(one, zero, one)
+    wm = demo.flair_intensity(zero, one, one)
+    csf = demo.flair_intensity(zero, zero, one)
+    assert np.all(gm > wm) and np.all(wm > csf) and np.all(csf < 0.1)
+    np.testing.assert_array_equal(demo.flair_intensity(zero, zero, zero), zero)  # outside
+    # Partial volumes mix linearly; the rest of the brain mask is CSF.
+    mixed = demo.flair_intensity(np.full(4, 0.5), np.full(4, 0.25), one)
+    np.testing.assert_allclose(mixed, 0.5 * gm + 0.25 * wm + 0.25 * csf)
+
+
+def test_template_tissues_make_grey_matter_brightest():
+    gm, wm = demo.load_tissues()
+    head, mask = demo.load_head()
+    assert gm.shape == wm.shape == head.shape
+    assert 0 <= gm.min() and gm.max() == 1 and 0 <= wm.min() and wm.max() == 1
+    img = demo.flair_intensity(gm, wm, mask.astype(np.float32))
+    csf = np.clip(mask - gm - wm, 0, 1)
+    means = [img[(t > 0.9) & mask].mean() for t in (gm, wm, csf)]
+    assert means[0] > means[1] > means[2]
+
+
+def test_flair_volume_keeps_the_mixed_volumes_pose():
+    kw = dict(role="eval", layout="multicoil", index=1, seed=2, stream=3, **SMALL)
+    mixed = demo.build_volume(demo.DemoVolumeSpec(**kw), 4)
+    flair = demo.build_volume(demo.DemoVolumeSpec(**kw, contrast="flair"), 4)
+    acq = flair["attrs"]["acquisition"]
+    assert acq.endswith("FLAIR") and acq[:-5] == mixed["attrs"]["acquisition"][:-2]
+    assert acq == demo.AXIS_NAMES[flair["attrs"]["demo_axis"]] + "FLAIR"
+    assert flair["attrs"]["demo_axis"] == mixed["attrs"]["demo_axis"]
+    np.testing.assert_array_equal(flair["template_index"], mixed["template_index"])
+    assert flair["kspace"].shape == mixed["kspace"].shape
+    assert not np.allclose(flair["recon"], mixed["recon"])
+
+
+def test_mixed_is_the_default_contrast_and_others_are_rejected():
+    kw = dict(role="train", layout="singlecoil", index=2, seed=4, stream=9, **SMALL)
+    default = demo.build_volume(demo.DemoVolumeSpec(**kw), 4)
+    mixed = demo.build_volume(demo.DemoVolumeSpec(**kw, contrast="mixed"), 4)
+    np.testing.assert_array_equal(default["kspace"], mixed["kspace"])
+    np.testing.assert_array_equal(default["recon"], mixed["recon"])
+    assert default["attrs"] == mixed["attrs"]
+    assert demo.DemoSimulation("singlecoil").contrast == "mixed" == demo.CONTRASTS[0]
+    for make in (
+        lambda: demo.DemoVolumeSpec(**kw, contrast="t2"),
+        lambda: demo.DemoSimulation("singlecoil", contrast="t2"),
+    ):
+        with pytest.raises(ValueError, match="'t2'.*mixed, flair"):
+            make()
+
+
+def test_cli_parses_the_contrast(tmp_path):
+    from patchpnp.cli import arguments, build_parser
+    from patchpnp.commands import COMMANDS
+
+    argv = ["demo", str(tmp_path), "--layout", "singlecoil", "--eval", "1"]
+    parse = lambda *extra: arguments(  # noqa: E731
+        COMMANDS["demo"], build_parser().parse_args([*argv, *extra])
+    )
+    assert parse()["simulation"].contrast == "mixed"
+    assert parse("--contrast", "flair")["simulation"] == demo.DemoSimulation(
+        "singlecoil", contrast="flair"
+    )
+    with pytest.raises(SystemExit):
+        parse("--contrast", "t2")
+
+
+def test_build_demo_folder_passes_the_contrast(tmp_path):
+    sim = demo.DemoSimulation("singlecoil", recon_size=32, eval_slices=2, contrast="flair")
+    (path,) = demo.build_demo_folder(
+        tmp_path / "mni_flair", simulation=sim, n_eval=1, progress=False
+    )
+    with h5py.File(path) as f:
+        assert f.attrs["acquisition"].endswith("FLAIR")

@@ -67,6 +67,7 @@ ALLOWED = [
     "padis.ct.n_tune",
     "padis.solvers.*.steps",
     "padis.solvers.*.inner",
+    "generalization.n_train",
 ]
 
 

@@ -324,6 +324,29 @@ def tiny_demo_config() -> dict:
                 },
             },
         },
+        # snakemake generalization: the two priors again on 4 of the 9 training slices,
+        # in distribution and on 2 FLAIR-like slices.
+        "generalization": {
+            "in_all": False,
+            "n_train": [4, "all"],
+            "priors": ["whole", "patch"],
+            "solvers": ["diffpir"],
+            "tasks": ["denoise"],
+            "sizes": ["whole", 8],
+            "padding": "reflect",
+            "permutation_seed": None,
+            "domains": {
+                "mni_t1": {"train": ["mni_t1_singlecoil"], "shift": "mni_flair_singlecoil"}
+            },
+            "shift_datasets": {
+                "mni_flair_singlecoil": {
+                    "layout": "singlecoil",
+                    "eval_dir": "mni_flair_singlecoil_val",
+                    "n_eval": 2,
+                    "contrast": "flair",
+                }
+            },
+        },
         "figures": {"dataset": None, "prior": "patch", "solver": "diffpir", "index": 1},
         # Hermetic: lpips_weights never downloads in the tests (LPIPS is n/a unless torch
         # hub's cache holds the weights) and fails at once, with or without a network.

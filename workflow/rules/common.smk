@@ -19,6 +19,7 @@ from patchpnp.data.fastmri import DataError
 from patchpnp import layout
 from patchpnp.layout import parse_size
 from patchpnp.pipeline.plan import (
+    GeneralizationPlan,
     MRIPlan,
     PadisPlan,
     Plan,
@@ -62,6 +63,7 @@ uncertainty_plan = UncertaintyPlan(plan, solvers_plan)
 resolution_plan = ResolutionPlan(plan)
 seeds_plan = SeedsPlan(plan)
 padis_plan = PadisPlan(plan)
+generalization_plan = GeneralizationPlan(plan)
 DATA = config["data"]
 LOGS = layout.LOGS
 INFER = config["inference"]
@@ -94,6 +96,24 @@ checked(plan.split_files)()
 for _dataset in plan.datasets:
     for _split in plan.splits(_dataset):
         checked(plan.volumes)(_dataset, _split)
+for _dataset in plan.shift_datasets:
+    checked(plan.volumes)(_dataset, "eval")
+# snakemake generalization: its shift shares no volume with the training splits, and
+# each n_train fits the training splits it cuts (for fastMRI this reads the training
+# volumes' headers: the main process only, once).
+checked(generalization_plan.check_shift)()
+_GENERALIZATION_COUNTS = {}
+
+
+def generalization_train_counts():
+    """Training slices per dataset of snakemake generalization's domains (checked)."""
+    if not _GENERALIZATION_COUNTS:
+        _GENERALIZATION_COUNTS.update(checked(generalization_plan.check_sizes)())
+    return _GENERALIZATION_COUNTS
+
+
+if workflow.is_main_process:
+    generalization_train_counts()
 
 # LPIPS (config metrics.lpips): torchvision's AlexNet weights, fetched once by the
 # local rule lpips_weights into resources/ (infer.smk). In mode required they must be

@@ -57,7 +57,7 @@ rule extract_shard:
         mem_mb=4000,
         runtime=60,
     params:
-        layout=lambda wc: DATA["datasets"][wc.dataset]["layout"],
+        layout=lambda wc: plan.dataset_spec(wc.dataset)["layout"],
         root=str(plan.root),
         image_size=DATA["image_size"],
         crop_size=DATA["crop_size"],

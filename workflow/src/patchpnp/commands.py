@@ -30,7 +30,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from patchpnp.formats import FASTMRI_LAYOUTS
-from patchpnp.layout import MRI_METHODS, PADDINGS, RESOLUTION_SPLIT, SPLITS, WHOLE
+from patchpnp.layout import (
+    DEMO_CONTRASTS,
+    MRI_METHODS,
+    PADDINGS,
+    RESOLUTION_SPLIT,
+    SPLITS,
+    WHOLE,
+)
 from patchpnp.params import DEVICES, LPIPS_MODES, MASK_TYPES, OUR_SOLVERS, PRECISIONS, TUNED
 
 
@@ -242,6 +249,8 @@ OPTIONS: dict[str, Option] = {
     "data_option": _flag("--data", required=True, help="extracted evaluation split (eval.h5)"),
     "volumes": _positional("volumes", nargs="+", help="fastMRI .h5 volumes"),
     "shards": _positional("shards", nargs="+"),
+    "train_split": _positional("train_split", help="a training split file (train.h5)"),
+    "subset_n": _flag("--n", "n", type=int, required=True, help="slices to keep"),
     "metrics": _positional("metrics", nargs="+"),
     "cells": _positional("cells", nargs="+"),
     "tables": _positional("tables", nargs="+"),
@@ -337,6 +346,13 @@ OPTIONS: dict[str, Option] = {
     "coils": _flag("--coils", type=int),
     "readout_oversampling": _flag("--readout-oversampling", type=int, default=1),
     "noise": _flag("--noise", type=float, default=0.01),
+    "contrast": _flag(
+        "--contrast",
+        choices=DEMO_CONTRASTS,
+        default="mixed",
+        help="mixed: T1 or T2-like per volume; flair: every volume FLAIR-like (a contrast "
+        "no mixed volume has: the distribution-shift evaluation)",
+    ),
     "split": _flag("--split", choices=SPLITS, required=True),
     # snakemake padis's CT dataset (patchpnp.data.ct)
     "ct_source": _flag("--ct-source", choices=("synthetic", "dicom"), required=True),
@@ -399,6 +415,18 @@ OPTIONS: dict[str, Option] = {
     "decades": _flag("--decades", type=float, default=1.0, help="half-width of the first grid"),
     # tables and figures
     "claims": _flag("--claims", required=True, help="output stem of the verdicts (.csv, .md)"),
+    "groups": _flag(
+        "--group",
+        "groups",
+        action="append",
+        nargs="+",
+        required=True,
+        metavar=("DOMAIN N_TRAIN N_TRAIN_SLICES SHIFT_DATASET METRICS.csv", "METRICS.csv"),
+        help="the cells of one training domain's priors trained on N_TRAIN slices per "
+        "dataset (a number or all; N_TRAIN_SLICES in all), evaluated in distribution and on "
+        "SHIFT_DATASET; once per (domain, n_train)",
+    ),
+    "figure": _flag("--figure", required=True, help="output stem of the figure (.png, .pdf)"),
     "tuned_tables": _flag(
         "--tuned", "tuned", nargs="*", default=(), help="the tuning tables of the weights"
     ),
@@ -558,6 +586,7 @@ _COMMANDS = (
                     use("coils", default=4),
                     "readout_oversampling",
                     "noise",
+                    "contrast",
                 ),
                 into="patchpnp.data.demo:DemoSimulation",
                 param="simulation",
@@ -605,6 +634,20 @@ _COMMANDS = (
         "patchpnp.data.extract:merge_shards",
         "join extraction shards (magnitude or MRI) into one split file",
         (options("shards", use("output", required=True)),),
+    ),
+    Command(
+        "train-subset",
+        "patchpnp.data.subset:write_train_subset",
+        "the first n slices of a training split's fixed permutation (snakemake generalization)",
+        (
+            options(
+                "train_split",
+                use("output", required=True),
+                "subset_n",
+                use("seed", help="permutation seed"),
+                "dataset",
+            ),
+        ),
     ),
     Command(
         "train",
@@ -779,6 +822,22 @@ _COMMANDS = (
                 "claims",
                 use("seed", help="bootstrap seed"),
                 "synthetic",
+            ),
+        ),
+    ),
+    Command(
+        "generalization-table",
+        "patchpnp.evaluation.generalization:generalization_table_command",
+        "snakemake generalization: its table, the e / f verdicts and its figure",
+        (
+            options(
+                "groups",
+                "table",
+                "claims",
+                "figure",
+                use("seed", help="bootstrap seed"),
+                "whole_prior",
+                "patch_prior",
             ),
         ),
     ),

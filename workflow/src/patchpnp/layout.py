@@ -28,6 +28,9 @@ BASELINE = "baseline"  # the measurement's own reconstruction, in place of a pri
 RESOLUTION_SPLIT = "resolution"
 SPLITS = ("train", "eval", "tune", RESOLUTION_SPLIT)
 CENTRAL_SLICE_SPLITS = ("eval", "tune", RESOLUTION_SPLIT)  # one slice per volume
+# The demo volumes' contrasts (patchpnp.data.demo): "mixed", T1 or T2-like per volume;
+# "flair", every volume FLAIR-like, a contrast no mixed volume has (a distribution shift).
+DEMO_CONTRASTS = ("mixed", "flair")
 
 # -- path patterns (Snakemake wildcards) ---------------------------------------------------------
 DEMO_ROOT = f"{RESULTS}/data/fastmri_demo"
@@ -157,6 +160,23 @@ PADIS_FIGURE = f"{FIGURES}/padis_{{task}}"  # .png / .pdf
 PADIS_DOMAINS = ("mri", "ct")
 
 
+# -- data efficiency and distribution shift (snakemake generalization; docs/methods.md
+# section 15) ------------------------------------------------------------------------------------
+# Per training domain ({trained_on}) and training-set size ({n_train}: slices per dataset,
+# or all): the training subsets (the first n of a fixed permutation of a dataset's training
+# split), the priors trained on them and their cells in the grid's cell layout.
+GENERALIZATION_DIR = f"{RESULTS}/generalization"
+GENERALIZATION_TRAIN = f"{GENERALIZATION_DIR}/data/{{dataset}}/train_n{{n_train}}.h5"
+GENERALIZATION_PRIOR_DIR = f"{GENERALIZATION_DIR}/priors/{{trained_on}}/n{{n_train}}/{{prior}}"
+GENERALIZATION_PRIOR = f"{GENERALIZATION_PRIOR_DIR}/ema.pt"
+GENERALIZATION_RUN = f"{GENERALIZATION_DIR}/{{trained_on}}/n{{n_train}}"
+GENERALIZATION_RECON, GENERALIZATION_METRICS, _, _ = grid_patterns(GENERALIZATION_RUN)
+ALL_TRAINING = "all"  # an n_train of every training slice
+GENERALIZATION_TABLE = f"{TABLES}/generalization"  # .csv / .md
+GENERALIZATION_CLAIMS = f"{TABLES}/generalization_claims"  # .csv / .md: e and f
+GENERALIZATION_FIGURE = f"{FIGURES}/generalization"  # .png / .pdf
+
+
 # -- inputs fetched once, outside results/ (git-ignored) -----------------------------------------
 RESOURCES = "resources"
 # torchvision's ImageNet AlexNet weights for LPIPS under torchvision's own file name,
@@ -180,6 +200,8 @@ WILDCARDS = {
     "method": "|".join(MRI_CLASSICAL_METHODS),
     "run": r"[1-9]\d*",
     "domain": "|".join(PADIS_DOMAINS),
+    "trained_on": r"[a-z][a-z0-9_]*",
+    "n_train": rf"[1-9]\d*|{ALL_TRAINING}",
 }
 
 

@@ -14,6 +14,16 @@ left-right flip, T1 or T2-like contrast, gamma, bias field, smooth phase and,
 for multicoil volumes, coil sensitivities. A synthetic skull and scalp ring is
 added around the skull-stripped template so that the head has an outer edge.
 
+The contrast is the folder's choice (``contrast``, one of :data:`CONTRASTS`):
+``mixed`` draws T1 or T2-like per volume as above; ``flair`` makes every volume
+FLAIR-like, from the MNI152 grey- and white-matter probability maps nilearn ships
+beside the T1 (:func:`flair_intensity`: grey matter the brightest tissue, white
+matter darker, CSF nulled). No mixed volume has grey matter as its brightest
+tissue, so a prior trained on mixed volumes never sees this contrast: it is the
+distribution shift that ``snakemake generalization`` evaluates under. A flair
+volume makes the same random draws as the mixed volume of the same spec (same
+slab, pose, gamma, shading, phase, coils and noise); only its intensities differ.
+
 Training and evaluation slices never share or touch a template position: the
 template's slice positions along each axis are cut into repeating bands
 ``train | gap | eval | gap | tune | gap`` and each role only samples its own
@@ -37,9 +47,20 @@ import torch
 import torch.nn.functional as F
 
 from patchpnp.atomic import atomic_path
-from patchpnp.layout import RESOLUTION_SPLIT, SPLITS
+from patchpnp.layout import DEMO_CONTRASTS, RESOLUTION_SPLIT, SPLITS
 
 TEMPLATE_FILE = "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
+# The template's tissue probability maps, on the T1's grid (the FLAIR-like contrast).
+GM_FILE = "mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz"
+WM_FILE = "mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz"
+CONTRASTS = DEMO_CONTRASTS  # mixed: T1 or T2-like per volume; flair: every volume FLAIR-like
+# FLAIR-like intensities of the pure tissues. In FLAIR the inversion pulse nulls CSF
+# (0.05: dark, not quite black) and grey matter is brighter than white matter (longer
+# T2, more proton density); real GM/WM ratios are about 1.1-1.3, 0.75 / 0.45 exaggerates
+# it so that the shift is plain at the demo's small sizes and noise. Scalp fat stays
+# bright, as in FLAIR (load_head's 0.8). T1 volumes have white matter brightest, T2-like
+# ones CSF: none has grey matter brightest, which is what makes flair a shift.
+FLAIR_GM, FLAIR_WM, FLAIR_CSF = 0.75, 0.45, 0.05
 AXIS_NAMES = ("SAG", "COR", "AX")  # template axes 0 (x, L-R), 1 (y, P-A), 2 (z, I-S)
 # The splits a volume serves (the resolution split's volumes are more eval ones). The
 # order seeds each volume's draws: train, eval, tune, as tests/test_demo.py checks.
@@ -49,15 +70,28 @@ EVAL_BAND = 3  # distinct central-slice positions per evaluation / tuning band
 TRAIN_MARGIN = 6  # extra positions in a training band, so slabs start at different places
 
 
-def template_path() -> Path:
-    """Locate the MNI152 T1 template inside the installed nilearn package."""
+def _nilearn_file(name: str, what: str) -> Path:
+    """A data file that the installed nilearn package ships (``datasets/data/``)."""
     spec = importlib.util.find_spec("nilearn")
     if spec is None or spec.origin is None:
-        raise FileNotFoundError("nilearn is not installed; the demo needs its MNI152 template")
-    path = Path(spec.origin).parent / "datasets" / "data" / TEMPLATE_FILE
+        raise FileNotFoundError(f"nilearn is not installed; the demo needs its {what}")
+    path = Path(spec.origin).parent / "datasets" / "data" / name
     if not path.is_file():
-        raise FileNotFoundError(f"MNI152 template not found at {path} (nilearn 0.13.x ships it)")
+        raise FileNotFoundError(f"{what} not found at {path} (nilearn 0.13.x ships it)")
     return path
+
+
+def template_path() -> Path:
+    """Locate the MNI152 T1 template inside the installed nilearn package."""
+    return _nilearn_file(TEMPLATE_FILE, "MNI152 template")
+
+
+def check_contrast(contrast: str) -> None:
+    """Raise ValueError unless ``contrast`` is one of :data:`CONTRASTS`."""
+    if contrast not in CONTRASTS:
+        raise ValueError(
+            f"unknown demo contrast {contrast!r}: choose one of {', '.join(CONTRASTS)}"
+        )
 
 
 @lru_cache(maxsize=1)
@@ -79,6 +113,38 @@ def load_head() -> tuple[np.ndarray, np.ndarray]:
     skull = 0.08 * (1 - ramp(3.0, 5.0)) * (dist > 0)
     head = np.where(mask, brain, skull + scalp).astype(np.float32)
     return head, mask
+
+
+@lru_cache(maxsize=1)
+def load_tissues() -> tuple[np.ndarray, np.ndarray]:
+    """The template's grey- and white-matter probabilities in [0, 1], both [X, Y, Z] on
+    the T1 template's grid (nilearn ships them beside it: :data:`GM_FILE`, :data:`WM_FILE`)."""
+    import nibabel as nib
+
+    t1 = nib.load(template_path())
+    maps = []
+    for name, what in ((GM_FILE, "MNI152 grey-matter map"), (WM_FILE, "MNI152 white-matter map")):
+        path = _nilearn_file(name, what)
+        img = nib.load(path)
+        if img.shape != t1.shape or not np.allclose(img.affine, t1.affine):
+            raise ValueError(
+                f"{path}: grid {img.shape} is not the T1 template's {t1.shape} "
+                f"({TEMPLATE_FILE}); the demo needs both on one grid"
+            )
+        prob = np.asarray(img.get_fdata(dtype=np.float32))
+        top = float(prob.max())
+        if top <= 0:
+            raise ValueError(f"{path}: an empty probability map")
+        maps.append(np.clip(prob / top, 0, 1))  # stored as 0..255: the maximum is 1
+    return maps[0], maps[1]
+
+
+def flair_intensity(gm: np.ndarray, wm: np.ndarray, brain: np.ndarray) -> np.ndarray:
+    """FLAIR-like intensity from tissue fractions: grey matter brightest, white matter
+    darker, CSF (the brain mask's rest, ``brain - gm - wm``) nulled. Partial volumes mix
+    linearly, so the intensity falls off with ``brain`` at the brain's edge."""
+    csf = np.clip(brain - gm - wm, 0, 1)
+    return FLAIR_GM * gm + FLAIR_WM * wm + FLAIR_CSF * csf
 
 
 def bands(mask: np.ndarray, train_slices: int) -> dict[str, list[tuple[int, int]]]:
@@ -118,6 +184,10 @@ class DemoVolumeSpec:
     coils: int = 4
     readout_oversampling: int = 1
     noise: float = 0.01
+    contrast: str = "mixed"  # one of CONTRASTS
+
+    def __post_init__(self):
+        check_contrast(self.contrast)
 
 
 def _rng(spec: DemoVolumeSpec) -> np.random.Generator:
@@ -179,10 +249,20 @@ def _augment(slices: np.ndarray, spec: DemoVolumeSpec, rng: np.random.Generator)
 
 
 def _contrast(
-    img: np.ndarray, brain: np.ndarray, rng: np.random.Generator
+    img: np.ndarray,
+    brain: np.ndarray,
+    rng: np.random.Generator,
+    tissues: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, str]:
-    """T1 as is, or a T2-like remap (CSF bright, white matter dark) inside the brain."""
-    if rng.random() < 0.35:
+    """T1 as is, or a T2-like remap (CSF bright, white matter dark) inside the brain; with
+    ``tissues`` (grey and white matter, resampled as ``img``), FLAIR-like inside the brain.
+    FLAIR makes the same draws (the T1 / T2 choice is drawn, then not used)."""
+    t2_draw = rng.random()
+    if tissues is not None:
+        weight = np.clip(brain * 4, 0, 1)  # inside from brain >= 0.25, a ramp below it
+        img = weight * flair_intensity(*tissues, brain) + (1 - weight) * img
+        kind = "FLAIR"
+    elif t2_draw < 0.35:
         t2 = np.clip(1.15 - img, 0, 1) * np.clip(brain * 4, 0, 1)
         img = np.where(brain > 0.25, t2, img * 0.6)
         kind = "T2"
@@ -251,17 +331,19 @@ def build_volume(spec: DemoVolumeSpec, train_slices: int) -> dict:
     rng = _rng(spec)
     head, mask = load_head()
     axis, positions = _slab(spec, rng, train_slices)
-    # Image and brain mask are resampled together, so they share one pose.
+    # Image and brain mask (and for flair the tissue maps) are resampled together, so
+    # they share one pose.
     pose_seed = int(rng.integers(2**63))
+    maps = [head, mask.astype(np.float32)]
+    if spec.contrast == "flair":
+        maps += load_tissues()
     both = _augment(
-        np.concatenate(
-            [_oriented(head, axis, positions), _oriented(mask.astype(np.float32), axis, positions)]
-        ),
+        np.concatenate([_oriented(m, axis, positions) for m in maps]),
         spec,
         np.random.default_rng(pose_seed),
     )
-    imgs, brain = both[: len(positions)], both[len(positions) :]
-    imgs, contrast = _contrast(imgs, brain, rng)
+    imgs, brain, *tissues = np.split(both, len(maps))
+    imgs, contrast = _contrast(imgs, brain, rng, tuple(tissues) if tissues else None)
     r = spec.recon_size
     imgs = imgs * np.exp(_smooth_field(r, rng, 0.12))[None]  # receive-field shading
     imgs = imgs / max(float(np.percentile(imgs, 99.5)), 1e-6)
@@ -330,7 +412,8 @@ class DemoSimulation:
     """How every volume of a demo folder is simulated (:class:`DemoVolumeSpec` per volume):
     its ``layout``, the ``seed``, the reconstruction's side, anatomical slices per training
     volume and per evaluation / tuning slab, noise-only slices at each end of a training
-    volume, coils, the readout's oversampling and the k-space noise."""
+    volume, coils, the readout's oversampling, the k-space noise and the ``contrast``
+    (one of :data:`CONTRASTS`: ``mixed``, T1 or T2-like per volume, or ``flair``)."""
 
     layout: str  # singlecoil | multicoil
     seed: int = 0
@@ -341,6 +424,10 @@ class DemoSimulation:
     coils: int = 4
     readout_oversampling: int = 1
     noise: float = 0.01
+    contrast: str = "mixed"  # one of CONTRASTS
+
+    def __post_init__(self):
+        check_contrast(self.contrast)
 
 
 def build_demo_folder(
@@ -391,6 +478,7 @@ def build_demo_folder(
             coils=sim.coils,
             readout_oversampling=sim.readout_oversampling,
             noise=sim.noise,
+            contrast=sim.contrast,
         )
         counters[role] += 1
         written.append(out / f"file_mni_{i:04d}.h5")

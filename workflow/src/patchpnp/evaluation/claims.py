@@ -77,6 +77,7 @@ __all__ = [
     "ClaimSettings",
     "claims_display",
     "claims_table",
+    "cluster_bootstrap_linear",
     "cluster_bootstrap_mean",
     "comparable_verdict",
     "directional_verdict",
@@ -252,33 +253,75 @@ def cluster_bootstrap_mean(
     The cells of one dataset must hold the same images (else :class:`AggregateError`).
     Identical values everywhere return ``(v, v, v)``, as :func:`bootstrap_mean_ci` does.
     """
-    if not cells:
-        raise AggregateError("cluster_bootstrap_mean: no cells")
-    estimate = float(np.mean([d.mean() for _, d in cells]))
-    flat = np.concatenate([d.to_numpy(float) for _, d in cells])
-    if np.isnan(flat).any():
-        raise AggregateError("cluster_bootstrap_mean: values contain NaN")
+    flat = _checked_values(cells, "cluster_bootstrap_mean")
     if np.all(flat == flat[0]):
         return float(flat[0]), float(flat[0]), float(flat[0])
+    estimate = float(np.mean([d.mean() for _, d in cells]))
+    pooled = _dataset_draws(cells, seed, n_boot).mean(axis=1)
+    return (estimate, *_percentiles(pooled, level))
+
+
+def cluster_bootstrap_linear(
+    terms: list[tuple[str, pd.Series, float]],
+    seed: int,
+    n_boot: int = N_BOOT,
+    level: float = 0.95,
+) -> tuple[float, float, float]:
+    """A weighted sum of means, ``sum_j w_j * mean(d_j)``, with a percentile interval
+    from resampling images within each dataset, as :func:`cluster_bootstrap_mean` does.
+
+    ``terms`` holds ``(dataset, d, w)``. The terms of one dataset share each resample's
+    draw (they must hold the same images); different datasets are drawn independently,
+    so a contrast between two disjoint image sets (``w`` of opposite signs on terms of
+    different datasets) resamples the two sets independently. Terms whose values are
+    each constant return ``(v, v, v)``: no resample can move them.
+    """
+    cells = [(dataset, d) for dataset, d, _ in terms]
+    _checked_values(cells, "cluster_bootstrap_linear")
+    weights = np.array([w for _, _, w in terms], dtype=float)
+    estimate = float(sum(w * d.mean() for (_, d), w in zip(cells, weights, strict=True)))
+    if all(np.all(d.to_numpy(float) == d.iloc[0]) for _, d in cells):
+        return estimate, estimate, estimate
+    return (estimate, *_percentiles(_dataset_draws(cells, seed, n_boot) @ weights, level))
+
+
+def _checked_values(cells: list[tuple[str, pd.Series]], caller: str) -> np.ndarray:
+    """Every cell's values in one array, refusing no cells and NaN."""
+    if not cells:
+        raise AggregateError(f"{caller}: no cells")
+    flat = np.concatenate([d.to_numpy(float) for _, d in cells])
+    if np.isnan(flat).any():
+        raise AggregateError(f"{caller}: values contain NaN")
+    return flat
+
+
+def _dataset_draws(cells: list[tuple[str, pd.Series]], seed: int, n_boot: int) -> np.ndarray:
+    """Each cell's mean over ``n_boot`` resamples, ``(n_boot, cells)``: per resample each
+    dataset's images drawn with replacement once (datasets in order of first appearance,
+    from one generator seeded ``seed``), every cell of that dataset averaged with it."""
     rng = np.random.default_rng(seed)
-    resampled = []
+    out = np.empty((n_boot, len(cells)))
     for dataset in dict.fromkeys(ds for ds, _ in cells):
-        ds_cells = [d for ds, d in cells if ds == dataset]
-        images = ds_cells[0].index
-        for d in ds_cells[1:]:
+        columns = [j for j, (ds, _) in enumerate(cells) if ds == dataset]
+        images = cells[columns[0]][1].index
+        for j in columns[1:]:
+            d = cells[j][1]
             if set(d.index) != set(images):
                 raise AggregateError(
                     f"dataset {dataset!r}: the cells of one claim evaluate different images "
                     f"({sorted(set(d.index) ^ set(images))} appear in only some)"
                 )
-        matrix = np.stack([d.loc[images].to_numpy(float) for d in ds_cells])
+        matrix = np.stack([cells[j][1].loc[images].to_numpy(float) for j in columns])
         n = len(images)
         counts = rng.multinomial(n, np.full(n, 1 / n), size=n_boot)
-        resampled.append(counts @ matrix.T / n)  # (n_boot, cells of this dataset)
-    pooled = np.concatenate(resampled, axis=1).mean(axis=1)
+        out[:, columns] = counts @ matrix.T / n
+    return out
+
+
+def _percentiles(values: np.ndarray, level: float) -> tuple[float, float]:
     tail = (1 - level) / 2
-    lo, hi = np.quantile(pooled, [tail, 1 - tail])
-    return estimate, float(lo), float(hi)
+    lo, hi = np.quantile(values, [tail, 1 - tail])
+    return float(lo), float(hi)
 
 
 # -- the dB claims -------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import jsonschema
 import yaml
 
 from patchpnp.errors import PatchpnpError
-from patchpnp.layout import WHOLE
+from patchpnp.layout import ALL_TRAINING, WHOLE
 from patchpnp.params import (
     DEEPINV_SOLVERS,
     OPERATOR,
@@ -114,6 +114,7 @@ def _cross_checks(config: dict[str, Any]) -> list[str]:
     out += _mri_checks(config)
     out += _comparison_checks(config)
     out += _padis_checks(config)
+    out += _generalization_checks(config)
     source = (config.get("metrics") or {}).get("lpips_source")
     if source is not None and not source.startswith(("https://", "http://", "file://")):
         out.append(
@@ -461,6 +462,70 @@ def _padis_checks(config: dict[str, Any]) -> list[str]:
                     f"margin of {margin} px, beyond the position-aware prior's canvas pad "
                     f"{canvas} (padis.position_prior.pad)"
                 )
+    return out
+
+
+def _generalization_checks(config: dict[str, Any]) -> list[str]:
+    """``generalization`` (snakemake generalization): its training-set sizes, priors,
+    cells, domains and shift datasets, before any job. (Whether each n_train fits its
+    training splits needs the data: patchpnp.pipeline.plan.GeneralizationPlan.check_sizes.)"""
+    spec = config.get("generalization")
+    if not spec:
+        return []
+    out, where = [], "config key 'generalization"
+    for n in spec["n_train"]:
+        if n != ALL_TRAINING and not n > 0:
+            out.append(
+                f"{where}.n_train': {n} training slices; expected a positive number or "
+                f"'{ALL_TRAINING}'"
+            )
+    inf = config["inference"]
+    for key, known, what in (
+        ("priors", config["priors"], "priors"),
+        ("solvers", inf["solvers"], "inference.solvers"),
+        ("tasks", inf["tasks"], "inference.tasks"),
+        ("sizes", inf["sizes"], "inference.sizes"),
+    ):
+        unknown = [v for v in spec[key] if v not in known]
+        if unknown:
+            out.append(f"{where}.{key}': {unknown} are not in {what} ({list(known)})")
+    datasets, shifts = config["data"]["datasets"], spec.get("shift_datasets") or {}
+    for name in shifts:
+        if name in datasets:
+            out.append(
+                f"{where}.shift_datasets.{name}': the name is already a key of data.datasets"
+            )
+    for name, ds in shifts.items():
+        if config["data"]["source"] != "demo" and "contrast" in ds:
+            out.append(
+                f"{where}.shift_datasets.{name}.contrast': only the demo simulates a contrast"
+            )
+        if config["data"]["source"] == "demo" and ds["layout"] == "any":
+            out.append(
+                f"{where}.shift_datasets.{name}.layout': the demo builds volumes of one layout"
+            )
+        used = [f"data.datasets.{d}" for d, v in datasets.items() if ds["eval_dir"] in v.values()]
+        if used:
+            out.append(
+                f"{where}.shift_datasets.{name}.eval_dir': '{ds['eval_dir']}' is {used[0]}'s"
+            )
+    for domain, d in spec["domains"].items():
+        key = f"{where}.domains.{domain}"
+        for name in d["train"]:
+            if name not in datasets or not datasets[name].get("train_dir"):
+                out.append(
+                    f"{key}.train': '{name}' is not a dataset of data.datasets with a train_dir"
+                )
+        if d["shift"] not in datasets and d["shift"] not in shifts:
+            out.append(
+                f"{key}.shift': '{d['shift']}' is neither in data.datasets nor in "
+                "generalization.shift_datasets"
+            )
+        elif d["shift"] in d["train"]:
+            out.append(
+                f"{key}.shift': '{d['shift']}' is one of the domain's training datasets; the "
+                "shifted evaluation must come from a dataset no prior trained on"
+            )
     return out
 
 

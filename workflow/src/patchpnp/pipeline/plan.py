@@ -30,6 +30,7 @@ class DemoFolder:
     eval: int = 0
     tune: int = 0
     more: int = 0  # evaluation volumes after the tuning ones: snakemake resolution's
+    contrast: str = "mixed"  # patchpnp demo --contrast (flair: generalization's shift)
 
     @property
     def own(self) -> int:
@@ -50,6 +51,8 @@ class DemoFolder:
         """One job per part of the folder: ``(name suffix, volumes, patchpnp demo's count
         options)``; the extra evaluation volumes, when any, are a part of their own."""
         counts = f"--train {self.train} --eval {self.eval} --tune {self.tune}"
+        if self.contrast != "mixed":
+            counts += f" --contrast {self.contrast}"
         out = [("", self.files(root), counts)]
         if self.more:
             more = f"{counts} --more-eval {self.more} --first-file {self.own}"
@@ -70,12 +73,29 @@ class Plan:
 
     @property
     def datasets(self) -> list[str]:
+        """The grid's datasets (data.datasets)."""
         return list(self.data["datasets"])
 
+    @property
+    def shift_datasets(self) -> dict[str, dict]:
+        """Evaluation-only datasets of snakemake generalization's shift
+        (generalization.shift_datasets): extracted like the grid's, in no grid."""
+        return dict((self.config.get("generalization") or {}).get("shift_datasets") or {})
+
+    def dataset_spec(self, dataset: str) -> dict:
+        """A dataset's entry: data.datasets or generalization.shift_datasets."""
+        if dataset in self.data["datasets"]:
+            return self.data["datasets"][dataset]
+        if dataset in self.shift_datasets:
+            return self.shift_datasets[dataset]
+        raise KeyError(
+            f"dataset '{dataset}' is neither in data.datasets nor in generalization.shift_datasets"
+        )
+
     def splits(self, dataset: str) -> list[str]:
-        ds = self.data["datasets"][dataset]
+        ds = self.dataset_spec(dataset)
         out = ["train"] if ds.get("train_dir") else []
-        return out + ["eval"] + (["tune"] if ds["n_tune"] > 0 else [])
+        return out + ["eval"] + (["tune"] if ds.get("n_tune", 0) > 0 else [])
 
     def demo_folders(self) -> dict[str, DemoFolder]:
         if not self.demo:
@@ -93,6 +113,11 @@ class Plan:
                 tune=ds["n_tune"],
                 more=self.resolution_more(ds),
             )
+        for ds in self.shift_datasets.values():
+            out[ds["eval_dir"]] = DemoFolder(
+                ds["eval_dir"], ds["layout"], eval=ds["n_eval"],
+                contrast=ds.get("contrast", "mixed"),
+            )  # fmt: skip
         return out
 
     def resolution_more(self, ds: dict) -> int:
@@ -110,7 +135,7 @@ class Plan:
 
     def volumes(self, dataset: str, split: str) -> list[Path]:
         """The volumes a split reads, in a fixed order."""
-        ds = self.data["datasets"][dataset]
+        ds = self.dataset_spec(dataset)
         if split == "train":
             if not ds.get("train_dir"):
                 raise ValueError(f"dataset '{dataset}' has no train_dir")
@@ -123,7 +148,7 @@ class Plan:
             return resolution_volumes(
                 files, ds["n_eval"], ds["n_tune"], self.resolution_more(ds), str(where)
             )
-        return split_eval_volumes(files, ds["n_eval"], ds["n_tune"], str(where))[split]
+        return split_eval_volumes(files, ds["n_eval"], ds.get("n_tune", 0), str(where))[split]
 
     def n_shards(self, dataset: str, split: str) -> int:
         return math.ceil(len(self.volumes(dataset, split)) / self.data["volumes_per_shard"])
@@ -817,3 +842,207 @@ class PadisPlan:
             f"{s}.{e}" for s in (layout.PADIS_TABLE, layout.PADIS_CLAIMS) for e in ("csv", "md")
         ]
         return tables + self.figure_files()
+
+
+class GeneralizationPlan:
+    """``snakemake generalization`` (config section ``generalization``; docs/methods.md
+    section 15): data efficiency and distribution shift.
+
+    A training domain (``generalization.domains``) names the datasets its priors train on
+    and a shift dataset no prior saw. Per domain and ``n_train`` (slices per dataset, or
+    ``all``), each prior of ``generalization.priors`` is trained with the grid's recipe on
+    the first ``n_train`` slices of a fixed permutation of each training split
+    (:mod:`patchpnp.data.subset`); with ``all``, on the whole splits, and where the domain
+    trains on exactly the grid's datasets those are the grid's priors themselves. Cells:
+    every (evaluation dataset: the domain's training datasets, then its shift dataset) x
+    prior x solver x task x size with the grid's settings and keyed streams, in the grid's
+    cell layout under :data:`patchpnp.layout.GENERALIZATION_RUN`; a cell the grid already
+    has (the grid's prior on a grid dataset at a grid size) is the grid's own file.
+    """
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self.config = plan.config
+        self.spec = plan.config.get("generalization") or {}
+
+    # -- what is trained on what ---------------------------------------------------------
+    @property
+    def n_trains(self) -> list[str]:
+        """The ``n_train`` values as they appear in paths (``24``, ``all``)."""
+        return [str(n) for n in self.spec.get("n_train", [])]
+
+    @property
+    def domains(self) -> list[str]:
+        return list(self.spec.get("domains", {}))
+
+    def train_datasets(self, trained_on: str) -> list[str]:
+        return list(self.spec["domains"][trained_on]["train"])
+
+    def shift_dataset(self, trained_on: str) -> str:
+        return self.spec["domains"][trained_on]["shift"]
+
+    def eval_datasets(self, trained_on: str) -> list[str]:
+        """In-distribution datasets (the training ones), then the shift dataset."""
+        return [*self.train_datasets(trained_on), self.shift_dataset(trained_on)]
+
+    @property
+    def permutation_seed(self) -> int:
+        seed = self.spec.get("permutation_seed")
+        return int(self.config["seed"] if seed is None else seed)
+
+    def reuses_grid_prior(self, trained_on: str, n_train: str, prior: str) -> bool:
+        """``all`` slices of exactly the grid's training datasets: the grid's prior."""
+        grid = [d for d in self.plan.datasets if "train" in self.plan.splits(d)]
+        return (
+            str(n_train) == layout.ALL_TRAINING
+            and sorted(self.train_datasets(trained_on)) == sorted(grid)
+            and prior in self.config["priors"]
+        )
+
+    def prior_file(self, trained_on: str, n_train: str, prior: str) -> str:
+        if self.reuses_grid_prior(trained_on, n_train, prior):
+            return layout.PRIOR.format(prior=prior)
+        return layout.GENERALIZATION_PRIOR.format(
+            trained_on=trained_on, n_train=n_train, prior=prior
+        )
+
+    def train_files(self, trained_on: str, n_train: str) -> list[str]:
+        """What the priors of ``(trained_on, n_train)`` train on: each training dataset's
+        subset, or its whole training split (``all``)."""
+        if str(n_train) == layout.ALL_TRAINING:
+            return [
+                layout.SPLIT.format(dataset=d, split="train")
+                for d in self.train_datasets(trained_on)
+            ]
+        return [
+            layout.GENERALIZATION_TRAIN.format(dataset=d, n_train=n_train)
+            for d in self.train_datasets(trained_on)
+        ]
+
+    def trained_priors(self) -> list[dict[str, str]]:
+        """Wildcards ``trained_on, n_train, prior`` of every prior this target trains."""
+        return [
+            {"trained_on": t, "n_train": n, "prior": p}
+            for t in self.domains
+            for n in self.n_trains
+            for p in self.spec["priors"]
+            if not self.reuses_grid_prior(t, n, p)
+        ]
+
+    # -- training-set sizes (checked before any job) -------------------------------------
+    def train_slice_count(self, dataset: str) -> int:
+        """Slices of ``dataset``'s training split: from the config for the demo, from the
+        volumes' headers for fastMRI (each volume's slices less the edge slices)."""
+        if self.plan.demo:
+            ds = self.plan.dataset_spec(dataset)
+            volumes = int(self.config["data"]["demo"]["train_volumes"])
+            if ds.get("max_train_volumes"):
+                volumes = min(volumes, int(ds["max_train_volumes"]))
+            return volumes * int(self.config["data"]["demo"]["train_slices"])
+        from patchpnp.data.extract import slice_indices
+        from patchpnp.data.fastmri import inspect_volume
+
+        edge = int(self.config["data"]["edge_slices"])
+        layout_ = self.plan.dataset_spec(dataset)["layout"]
+        return sum(
+            len(slice_indices(inspect_volume(v, layout_), "train", edge))
+            for v in self.plan.volumes(dataset, "train")
+        )
+
+    def check_sizes(self) -> dict[str, int]:
+        """Every numeric ``n_train`` fits every training split it cuts; returns the split
+        sizes. Raises :class:`patchpnp.data.fastmri.DataError` naming the key and numbers."""
+        from patchpnp.data.fastmri import DataError
+
+        counts = {
+            d: self.train_slice_count(d) for t in self.domains for d in self.train_datasets(t)
+        }
+        for n in self.n_trains:
+            if n == layout.ALL_TRAINING:
+                continue
+            short = {d: c for d, c in counts.items() if int(n) > c}
+            if short:
+                raise DataError(
+                    f"config key 'generalization.n_train': {n} slices per dataset, but the "
+                    "training split of " + ", ".join(f"'{d}' holds {c}" for d, c in short.items())
+                )
+        return counts
+
+    def n_train_slices(self, trained_on: str, n_train: str, counts: dict[str, int]) -> int:
+        """Training slices the priors of ``(trained_on, n_train)`` see, over its datasets."""
+        datasets = self.train_datasets(trained_on)
+        if str(n_train) == layout.ALL_TRAINING:
+            return sum(counts[d] for d in datasets)
+        return int(n_train) * len(datasets)
+
+    def check_shift(self) -> None:
+        """The shift split shares no volume with the domain's training splits (the config
+        check has made sure it is not one of them)."""
+        from patchpnp.data.fastmri import DataError
+
+        for t in self.domains:
+            shift = self.shift_dataset(t)
+            seen = {
+                Path(v).resolve()
+                for d in self.train_datasets(t)
+                for v in self.plan.volumes(d, "train")
+            }
+            shared = [v for v in self.plan.volumes(shift, "eval") if Path(v).resolve() in seen]
+            if shared:
+                raise DataError(
+                    f"config key 'generalization.domains.{t}.shift': {len(shared)} of the "
+                    f"evaluation volumes of '{shift}' are training volumes of "
+                    f"{self.train_datasets(t)} (e.g. {shared[0]}); the shift must be unseen"
+                )
+
+    # -- cells ----------------------------------------------------------------------------
+    def cells(self, trained_on: str) -> list[Cell]:
+        padding = self.spec["padding"]
+        return [
+            Cell(d, p, s, t, z, NO_PADDING if z == WHOLE else padding)
+            for d in self.eval_datasets(trained_on)
+            for p in self.spec["priors"]
+            for s in self.spec["solvers"]
+            for t in self.spec["tasks"]
+            for z in self.spec["sizes"]
+        ]
+
+    def reuses_grid_cell(self, trained_on: str, n_train: str, cell: Cell) -> bool:
+        """The grid ran this cell: the grid's prior, on a grid dataset, at a grid size and
+        padding (same solver settings, tasks and keyed streams)."""
+        if cell.size not in self.config["inference"]["sizes"]:
+            return False
+        paddings = (
+            [NO_PADDING] if cell.size == WHOLE else self.plan.paddings_for(cell.solver, cell.size)
+        )
+        return (
+            self.reuses_grid_prior(trained_on, n_train, cell.prior)
+            and cell.dataset in self.plan.datasets
+            and cell.padding in paddings
+        )
+
+    def metrics_files(self, trained_on: str, n_train: str) -> list[str]:
+        return [
+            _cell_path(layout.CELL_METRICS, c)
+            if self.reuses_grid_cell(trained_on, n_train, c)
+            else layout.GENERALIZATION_METRICS.format(
+                trained_on=trained_on, n_train=n_train, **c.wildcards()
+            )
+            for c in self.cells(trained_on)
+        ]
+
+    def eval_file(self, dataset: str) -> str:
+        return layout.SPLIT.format(dataset=dataset, split="eval")
+
+    def table_groups(self, counts: dict[str, int]) -> str:
+        """``patchpnp generalization-table``'s ``--group`` options, one per domain and
+        ``n_train``: ``DOMAIN N_TRAIN N_TRAIN_SLICES SHIFT_DATASET METRICS...``."""
+        return " ".join(
+            f"--group {t} {n} {self.n_train_slices(t, n, counts)} {self.shift_dataset(t)} "
+            + " ".join(self.metrics_files(t, n))
+            for t in self.domains
+            for n in self.n_trains
+        )
+
+    def table_inputs(self) -> list[str]:
+        return [f for t in self.domains for n in self.n_trains for f in self.metrics_files(t, n)]
