@@ -76,9 +76,11 @@ def paper_fastmri(tmp_path_factory) -> Path:
     """A fastMRI location with the paper's folders, holding small valid volumes. Read
     only: a test that removes a folder works on a copy."""
     root = tmp_path_factory.mktemp("paper") / "fastmri"
-    write_folder(root / "knee_singlecoil_train", 4, "singlecoil", n_slices=12, size=16)
+    # The training volumes hold the 2000 slices (less 5 edge slices at each end) that
+    # the paper config's largest generalization.n_train cuts from each anatomy.
+    write_folder(root / "knee_singlecoil_train", 4, "singlecoil", n_slices=510, size=16)
     write_folder(root / "knee_singlecoil_val", 72, "singlecoil", n_slices=3, size=16)
-    write_folder(root / "brain_multicoil_train", 3, "multicoil", n_slices=12, size=16, coils=2)
+    write_folder(root / "brain_multicoil_train", 3, "multicoil", n_slices=680, size=16, coils=2)
     write_folder(root / "brain_multicoil_val", 210, "multicoil", n_slices=3, size=16, coils=2)
     return root
 

@@ -267,8 +267,14 @@ def test_checkpoint_of_other_settings_is_refused(tmp_path, data):
 
 def test_too_few_images_or_too_small_images_are_refused(tmp_path):
     few = [write_split(tmp_path / "few.h5", blobs(3, 16))]
-    with pytest.raises(TrainingError, match="holds 3 images, fewer than one batch \\(4\\)"):
+    with pytest.raises(TrainingError, match=r"holds 3 images \(3 distinct 16-px samples\), "
+                       r"fewer than one batch \(4\)"):  # fmt: skip
         train_prior(tiny_settings(), few, tmp_path / "x", progress=False)
+    # patches are drawn with replacement: 3 images x 9 x 9 corners of an 8-px patch
+    # fill a batch of 8 (a patch prior on a few slices)
+    settings = tiny_settings("patch", steps=1, batch_size=8)
+    assert settings["scheme"]["train_patch"] == 8 and settings["scheme"]["batch_size"] == 8
+    assert (train_prior(settings, few, tmp_path / "y", progress=False)).is_file()
     small = [write_split(tmp_path / "small.h5", blobs(8, 8))]
     settings = tiny_settings("patch")
     settings["scheme"]["image_size"] = 8

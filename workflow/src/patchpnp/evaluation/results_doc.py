@@ -170,6 +170,21 @@ SECTIONS: tuple[Section, ...] = (
         (Part(f"{layout.UNCERTAINTY_TABLE}.md", embed_markdown, "snakemake uncertainty"),),
     ),
     Section(
+        "PaDIS as a system",
+        "The position-aware prior against the position-free patch prior under tiles "
+        "(g_position) and PaDIS against the whole-image prior (h_padis_vs_whole), pooled "
+        f"per task (docs/methods.md sections 13 and 14). Every cell: `{layout.PADIS_TABLE}.md`.",
+        (Part(f"{layout.PADIS_CLAIMS}.csv", pooled_claims, "snakemake padis"),),
+    ),
+    Section(
+        "Data efficiency and distribution shift",
+        "The patch prior against the whole-image prior trained on the same n_train slices, "
+        "in distribution (e_data_efficiency) and under a shift (f_shift), pooled per "
+        "n_train (docs/methods.md section 15). Every cell: "
+        f"`{layout.GENERALIZATION_TABLE}.md`.",
+        (Part(f"{layout.GENERALIZATION_CLAIMS}.csv", pooled_rows, "snakemake generalization"),),
+    ),
+    Section(
         "Memory and time at the paper's scale",
         "The paper's U-Net with random weights, whole against patches, per micro-batch "
         "mode (docs/methods.md sections 7 and 9).",

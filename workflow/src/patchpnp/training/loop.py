@@ -70,11 +70,16 @@ def _check_data(images: ImageFiles, scheme: Scheme, settings: dict) -> None:
                 f"training size {p} is not a multiple of {multiple}, which the network's "
                 f"{len(net['channel_mult'])} levels need"
             )
-    smallest = min(scheme.batch_for(p) for p in scheme.sizes)
-    if len(images) < smallest:
-        raise TrainingError(
-            f"the training set holds {len(images)} images, fewer than one batch ({smallest})"
-        )
+    # A step draws its patches with replacement (image and corner), so a batch may hold
+    # more patches than there are images (a patch prior on a few slices: snakemake
+    # generalization); it needs as many distinct samples, images x patch positions.
+    for p in scheme.sizes:
+        samples = len(images) * (scheme.canvas - p + 1) ** 2
+        if samples < scheme.batch_for(p):
+            raise TrainingError(
+                f"the training set holds {len(images)} images ({samples} distinct {p}-px "
+                f"samples), fewer than one batch ({scheme.batch_for(p)})"
+            )
 
 
 def _save_state(path: Path, net, opt, ema, step: int, settings: dict, digest: str) -> None:
