@@ -104,7 +104,9 @@ rule all:
         # Data efficiency and distribution shift: the priors retrained on fewer slices,
         # evaluated in distribution and on a shift (snakemake generalization; in all
         # where generalization.in_all).
-        rules.generalization.input if config["generalization"]["in_all"] else [],
+        rules.generalization.input
+        if config.get("generalization", {}).get("in_all")
+        else [],
 
 
 onsuccess:

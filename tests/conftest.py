@@ -214,6 +214,7 @@ def _stand_in_cluster(runs: Runs, work: Path) -> dict:
     config = tiny_demo_config()
     # The smallest grid that still has every kind of job: one prior, both solvers.
     config["priors"] = {"patch": config["priors"]["patch"]}
+    del config["generalization"]  # it compares two priors
     config["padis"]["priors"] = ["patch", "position"]
     config["inference"]["paddings"] = ["reflect"]
     configfile = write_config(work, config)

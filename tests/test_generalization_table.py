@@ -241,3 +241,12 @@ def test_bad_inputs_are_refused(tmp_path):
 
 def kw_argv(kw: dict) -> list[str]:
     return [x for key, value in kw.items() for x in (f"--{key}", value)]
+
+
+def test_images_to_decide_scales_the_interval_as_one_over_sqrt_n():
+    from patchpnp.evaluation.generalization import images_to_decide
+
+    # half-width 0.2 dB on 12 images at an estimate of 0.1 dB: 4x the images halve it
+    assert images_to_decide(12, 0.2, 0.1) == 48
+    assert images_to_decide(12, 0.2, -0.1) == 48
+    assert np.isnan(images_to_decide(12, 0.0, 0.1)) and np.isnan(images_to_decide(12, 0.2, 0))

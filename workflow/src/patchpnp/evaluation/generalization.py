@@ -57,6 +57,7 @@ from patchpnp.evaluation.aggregate import (
 from patchpnp.evaluation.claims import (
     ALL,
     CLAIMS_COLUMNS,
+    INCONCLUSIVE,
     _cell,
     _Cells,
     _db_block,
@@ -459,6 +460,15 @@ def _table_display(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def images_to_decide(n_images: int, half: float, estimate: float) -> float:
+    """Images at which an interval of half-width ``half`` on ``n_images`` images, shrinking
+    as ``1 / sqrt(n)``, would exclude 0 at ``estimate``: ``n (half / |estimate|)^2``
+    (NaN without an interval or at a zero estimate)."""
+    if not (half > 0 and abs(estimate) > 0):
+        return float("nan")
+    return float(np.ceil(n_images * (half / abs(estimate)) ** 2))
+
+
 def _claims_text(claims: pd.DataFrame) -> pd.DataFrame:
     out = claims_display(claims)
     out.insert(1, "trained_on", claims["trained_on"])
@@ -466,6 +476,14 @@ def _claims_text(claims: pd.DataFrame) -> pd.DataFrame:
     half = (claims["ci_hi_db"] - claims["ci_lo_db"]) / 2
     out.insert(out.columns.get_loc("verdict"), "half-width (dB)",
                half.map(lambda v: "" if pd.isna(v) else f"{v:.3f}"))  # fmt: skip
+    needed = [
+        images_to_decide(n, h, e) if v == INCONCLUSIVE else float("nan")
+        for n, h, e, v in zip(
+            claims["n_images"], half, claims["estimate_db"], claims["verdict"], strict=True
+        )
+    ]
+    out.insert(out.columns.get_loc("verdict") + 1, "images to decide",
+               ["" if np.isnan(v) else f"{v:.0f}" for v in needed])  # fmt: skip
     return out
 
 
@@ -517,7 +535,10 @@ def generalization_table_command(
         "independently, each dataset's images within itself. Pooled rows (per n_train, and "
         f"`{EVERY_N}` over every n_train) test the mean of their cells, equal weight, each "
         "dataset's images resampled together across cells. The half-width is half the "
-        "interval's width: the smallest effect this run resolves.\n\n"
+        "interval's width: the smallest effect this run resolves. For an inconclusive row, "
+        "`images to decide` is the evaluation images at which the interval, shrinking as "
+        "1 / sqrt(n), would exclude 0 at the measured estimate: n (half-width / "
+        "|estimate|)^2.\n\n"
     )
     _write_stem(table, out, preface + to_markdown(_table_display(out)))
     _write_stem(claims, verdicts, claims_preface + to_markdown(_claims_text(verdicts)))
