@@ -115,6 +115,17 @@ def generalization_train_counts():
 if workflow.is_main_process:
     generalization_train_counts()
 
+
+def generalization_table_inputs(wildcards):
+    """The cells the table reads; a config without a generalization section stops here."""
+    if not generalization_plan.domains:
+        raise WorkflowError(
+            "config key 'generalization': absent or without domains, so snakemake "
+            "generalization has nothing to run (config/README.md documents the section)"
+        )
+    return generalization_plan.table_inputs()
+
+
 # LPIPS (config metrics.lpips): torchvision's AlexNet weights, fetched once by the
 # local rule lpips_weights into resources/ (infer.smk). In mode required they must be
 # had before any job runs: genuine in resources/ or torch hub's cache, or downloaded

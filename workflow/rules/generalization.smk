@@ -67,16 +67,6 @@ use rule infer_cell as generalization_cell with:
         rule="generalization_cell",
 
 
-def generalization_table_inputs(wildcards):
-    """The cells the table reads; a config without a generalization section stops here."""
-    if not generalization_plan.domains:
-        raise WorkflowError(
-            "config key 'generalization': absent or without domains, so snakemake "
-            "generalization has nothing to run (config/README.md documents the section)"
-        )
-    return generalization_plan.table_inputs()
-
-
 rule generalization_table:
     input:
         generalization_table_inputs,
