@@ -94,6 +94,8 @@ def pooled_claims(path: Path) -> str:
     shown["detail"] = [d if m else "" for m, d in zip(memory, rows["detail"], strict=True)]
     columns = ["claim", "dataset", "prior", "solver", "size", "n_images", "estimate (dB)"]
     columns += ["95% interval (dB)", "verdict", "cells r / i / c", "detail"]
+    if (rows["task"] != ALL).any():  # pooled per task (snakemake padis)
+        columns.insert(columns.index("solver") + 1, "task")
     return to_markdown(shown[columns])
 
 
