@@ -292,20 +292,20 @@ BUILDS = {
     "tiny_demo_priors": _tiny_demo_priors,
     "killed_and_restarted": _killed_and_restarted,
     "tiny_solvers_uncertainty_resolution": _tiny_solvers_uncertainty_resolution,
-    "tiny_mri": _tiny_mri,
     "stand_in_cluster": _stand_in_cluster,
+    "tiny_mri": _tiny_mri,
 }
 # Background threads, each a list of runs and the niceness of their processes: the
-# chain of copies of the tiny demo, the test modules' own runs (tests/session_runs.py,
-# MODULE_RUNS), and, niced, the run that needs nothing, which fills the cores whenever
-# the tests and the other threads leave one idle (a Snakemake run waits on its slowest
-# job; a test waits on a run). The tests that read the killed run are the most: it comes
-# first after the priors.
+# chain of copies of the finished tiny demo; the test modules' own runs
+# (tests/session_runs.py, MODULE_RUNS), short, then the stand-in cluster (a copy of the
+# priors' folder, so it need not wait for the chain); and, niced, the run that needs
+# nothing, which fills the cores whenever the tests and the other threads leave one idle
+# (a Snakemake run waits on its slowest job; a test waits on a run). The tests that
+# read the killed run are the most: it comes first after the priors.
 MODULE_RUNS = "<the test modules' runs>"
 CHAINS = [
-    (["tiny_demo_priors", "killed_and_restarted", "tiny_solvers_uncertainty_resolution",
-      "stand_in_cluster"], 0),
-    ([MODULE_RUNS], 0),
+    (["tiny_demo_priors", "killed_and_restarted", "tiny_solvers_uncertainty_resolution"], 0),
+    ([MODULE_RUNS, "stand_in_cluster"], 0),
     (["tiny_mri"], 10),
 ]  # fmt: skip
 

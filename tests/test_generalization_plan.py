@@ -29,18 +29,26 @@ def test_plan_trains_the_smaller_sets_and_reuses_the_grid_for_all():
     assert gen.prior_file("mni_t1", "4", "patch") == layout.GENERALIZATION_PRIOR.format(
         trained_on="mni_t1", n_train="4", prior="patch"
     )
+    # PaDIS's position-aware prior: at all, the one snakemake padis trains on the grid's
+    # training splits; its patch cells tile as padis's do (4-px tiles, zero margin)
+    assert gen.prior_file("mni_t1", "all", "position") == layout.PADIS_PRIOR.format(
+        domain="mri", prior="position"
+    )
     assert gen.trained_priors() == [
-        {"trained_on": "mni_t1", "n_train": "4", "prior": "whole"},
-        {"trained_on": "mni_t1", "n_train": "4", "prior": "patch"},
+        {"trained_on": "mni_t1", "n_train": "4", "prior": p} for p in ("whole", "patch", "position")
     ]
+    assert gen.sizes_of("position") == [("whole", "none"), (4, "zeros")]
+    assert gen.sizes_of("patch") == [("whole", "none"), (8, "reflect")]
     assert gen.train_files("mni_t1", "4") == [
         "results/generalization/data/mni_t1_singlecoil/train_n4.h5"
     ]
     assert gen.train_files("mni_t1", "all") == ["results/data/mni_t1_singlecoil/train.h5"]
-    # 2 datasets x 2 priors x 1 solver x 1 task x (whole, 8) per n_train; at all, the
-    # in-distribution cells are the grid's own files, the shifted ones run here.
+    # 2 datasets x 3 priors x 1 solver x 1 task x 2 sizes per n_train; at all, the
+    # grid priors' in-distribution cells are the grid's own files, the rest run here.
     small, full = gen.metrics_files("mni_t1", "4"), gen.metrics_files("mni_t1", "all")
-    assert len(small) == len(full) == 8
+    assert len(small) == len(full) == 12
+    assert "results/generalization/mni_t1/n4/metrics/mni_t1_singlecoil/position/diffpir/" \
+        "denoise/p4-zeros.csv" in small  # fmt: skip
     assert all(f.startswith("results/generalization/mni_t1/n4/metrics/") for f in small)
     grid = [f for f in full if f.startswith("results/metrics/")]
     assert len(grid) == 4 and all("/mni_t1_singlecoil/" in f for f in grid)
@@ -76,7 +84,7 @@ def test_a_domain_not_on_the_grids_datasets_trains_all_itself():
         trained_on="mni_t1", n_train="all", prior="whole"
     )
     assert not any(gen.reuses_grid_cell("mni_t1", "all", c) for c in gen.cells("mni_t1"))
-    assert len(gen.trained_priors()) == 4
+    assert len(gen.trained_priors()) == 6  # 2 n_train x 3 priors
 
 
 def _with(**changes) -> dict:
@@ -221,7 +229,7 @@ def test_tiny_generalization_runs_end_to_end(tiny_generalization):
     full = read_split(work / layout.SPLIT.format(dataset="mni_t1_singlecoil", split="train"))
     keep = subset_indices(len(full.source), 4, 3, "mni_t1_singlecoil")
     assert read_split(subset).names() == [full.names()[i] for i in keep]
-    for prior in ("whole", "patch"):
+    for prior in ("whole", "patch", "position"):
         trained = work / layout.GENERALIZATION_PRIOR_DIR.format(
             trained_on="mni_t1", n_train=4, prior=prior
         )
@@ -231,8 +239,9 @@ def test_tiny_generalization_runs_end_to_end(tiny_generalization):
     assert not (work / "results/generalization/priors/mni_t1/nall").exists()
     table = pd.read_csv(work / f"{layout.GENERALIZATION_TABLE}.csv", dtype={"n_train": str})
     assert list(table.columns[:5]) == ["dataset", "domain", "trained_on", "prior", "n_train"]
-    # 2 n_train x 2 datasets x 2 priors x (whole, p8)
-    assert len(table) == 16 and set(table["n_train"]) == {"4", "all"}
+    # 2 n_train x 2 datasets x 3 priors x 2 sizes (p8 reflect; the position prior p4)
+    assert len(table) == 24 and set(table["n_train"]) == {"4", "all"}
+    assert set(table.loc[table["prior"] == "position", "size"]) == {"whole", "p4"}
     assert set(table.loc[table["dataset"] == "mni_flair_singlecoil", "domain"]) == {"shifted"}
     assert table["n_images"].eq(2).all() and (table["psnr_mean"] > 5).all()
     # the all / in-distribution rows are the grid's cells

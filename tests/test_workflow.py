@@ -149,10 +149,10 @@ def test_paper_config_dry_run(tmp_path, paper_data):
     assert counts["padis_ct_split"] == 3 and counts["padis_train_prior"] == 4
     assert counts["padis_baseline"] == 4 and counts["padis_table"] == 1
     # generalization.in_all: knee- and brain-trained priors (neither is the grid's, which
-    # trains on both) at 3 n_train, 2 priors each; cells on both anatomies x 2 solvers x
-    # 2 tasks x 2 sizes; the subsets of 200 and 2000 slices of each anatomy.
-    assert counts["generalization_train_prior"] == 12 and counts["generalization_subset"] == 4
-    assert counts["generalization_cell"] == 192 and counts["generalization_table"] == 1
+    # trains on both) at 3 n_train, 3 priors each (the third PaDIS's); cells on both
+    # anatomies x 2 solvers x 2 tasks x 2 sizes; the subsets of 200 and 2000 slices.
+    assert counts["generalization_train_prior"] == 18 and counts["generalization_subset"] == 4
+    assert counts["generalization_cell"] == 288 and counts["generalization_table"] == 1
 
 
 def test_ci_overlay_merges_into_the_paper_config(tmp_path, paper_data):

@@ -324,12 +324,13 @@ def tiny_demo_config() -> dict:
                 },
             },
         },
-        # snakemake generalization: the two priors again on 4 of the 9 training slices,
-        # in distribution and on 2 FLAIR-like slices.
+        # snakemake generalization: the priors again on 4 of the 9 training slices, in
+        # distribution and on 2 FLAIR-like slices; PaDIS's position-aware one tiles as
+        # snakemake padis does.
         "generalization": {
             "in_all": False,
             "n_train": [4, "all"],
-            "priors": ["whole", "patch"],
+            "priors": ["whole", "patch", "position"],
             "solvers": ["diffpir"],
             "tasks": ["denoise"],
             "sizes": ["whole", 8],

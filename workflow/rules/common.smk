@@ -116,6 +116,19 @@ if workflow.is_main_process:
     generalization_train_counts()
 
 
+def generalization_prior_settings(prior):
+    """A prior of snakemake generalization: the grid's, or PaDIS's position-aware one."""
+    return resolve_prior(generalization_plan.prior_config(), prior)
+
+
+def generalization_cell_options(wildcards):
+    """A cell's inference options: the grid's, or for the position-aware prior the
+    micro-batching of snakemake padis's cells (padis.patch_batch; no calibration)."""
+    if wildcards.prior != generalization_plan.POSITION:
+        return inference_options()
+    return inference_options(patch_batch=PADIS.get("patch_batch") or "none")
+
+
 def generalization_table_inputs(wildcards):
     """The cells the table reads; a config without a generalization section stops here."""
     if not generalization_plan.domains:
@@ -177,17 +190,19 @@ def gpus_for(processes):
     return 0 if config["device"] == "cpu" else processes
 
 
-def inference_options(with_lpips=True, batch_images=None):
+def inference_options(with_lpips=True, batch_images=None, patch_batch=None):
     """Command-line options shared by every inference job (posterior cells take no LPIPS;
-    snakemake resolution's cells their own batch size)."""
+    snakemake resolution's cells their own batch size; ``patch_batch``, when given,
+    replaces inference.patch_batch: ``none`` for all tiles at once)."""
     inf = config["inference"]
     opts = (
         f"--batch-images {batch_images or inf['batch_images']} --seed {config['seed']}"
         f" --device {config['device']} --precision {inf['precision']}"
     )
-    if inf.get("patch_batch"):
-        opts += f" --patch-batch {inf['patch_batch']}"
-    if inf.get("patch_batch") == "auto":
+    micro = inf.get("patch_batch") if patch_batch is None else patch_batch
+    if micro and micro != "none":
+        opts += f" --patch-batch {micro}"
+    if micro == "auto":
         opts += f" --memory-budget {inf.get('memory_budget', '25%')}"
     if inf.get("limit"):
         opts += f" --limit {inf['limit']}"

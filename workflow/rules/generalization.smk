@@ -40,10 +40,19 @@ use rule train_prior as generalization_train_prior with:
         f"{LOGS}/generalization/train/{{trained_on}}/n{{n_train}}/{{prior}}.log",
     benchmark:
         f"{LOGS}/benchmarks/generalization/train/{{trained_on}}/n{{n_train}}/{{prior}}.tsv"
+    threads: lambda wc: generalization_prior_settings(wc.prior)["training"]["threads"]
+    resources:
+        mem_mb=lambda wc, attempt: 8000 * attempt,
+        runtime=lambda wc, attempt: 24 * 60 * attempt,
+        gpu=lambda wc: gpus_for(
+            generalization_prior_settings(wc.prior)["training"]["processes"]
+        ),
     params:
         rule="generalization_train_prior",
-        settings=lambda wc: json.dumps(prior_settings(wc.prior)),
-        launcher=lambda wc: launcher(prior_settings(wc.prior)["training"]["processes"]),
+        settings=lambda wc: json.dumps(generalization_prior_settings(wc.prior)),
+        launcher=lambda wc: launcher(
+            generalization_prior_settings(wc.prior)["training"]["processes"]
+        ),
         device=config["device"],
         code=command_code("train"),
 
@@ -55,7 +64,9 @@ use rule infer_cell as generalization_cell with:
             wc.trained_on, wc.n_train, wc.prior
         ),
         lpips=lpips_input(),
-        calibration=calibration_input,
+        calibration=lambda wc: (
+            calibration_input(wc) if wc.prior != generalization_plan.POSITION else []
+        ),
     output:
         recon=layout.GENERALIZATION_RECON,
         metrics=layout.GENERALIZATION_METRICS,
@@ -65,6 +76,10 @@ use rule infer_cell as generalization_cell with:
         f"{LOGS}/benchmarks/generalization/{{trained_on}}/n{{n_train}}/{{dataset}}/{{prior}}/{{solver}}/{{task}}/{{size}}-{{padding}}.tsv"
     params:
         rule="generalization_cell",
+        options=generalization_cell_options,
+        calibration=lambda wc, input: (
+            f"--calibration {input.calibration}" if input.calibration else ""
+        ),
 
 
 rule generalization_table:

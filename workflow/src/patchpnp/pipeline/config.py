@@ -480,8 +480,9 @@ def _generalization_checks(config: dict[str, Any]) -> list[str]:
                 f"'{ALL_TRAINING}'"
             )
     inf = config["inference"]
+    priors = [*config["priors"], "position"]  # position: padis.position_prior
     for key, known, what in (
-        ("priors", config["priors"], "priors"),
+        ("priors", priors, "priors, or position (padis.position_prior)"),
         ("solvers", inf["solvers"], "inference.solvers"),
         ("tasks", inf["tasks"], "inference.tasks"),
         ("sizes", inf["sizes"], "inference.sizes"),

@@ -890,17 +890,28 @@ class GeneralizationPlan:
         seed = self.spec.get("permutation_seed")
         return int(self.config["seed"] if seed is None else seed)
 
+    POSITION = PadisPlan.POSITION  # PaDIS's position-aware prior (padis.position_prior)
+
+    def prior_config(self) -> dict:
+        """The config the priors resolve from: the grid's priors and, as ``position``,
+        PaDIS's position-aware prior (padis.position_prior) with the grid's data and
+        training settings, as snakemake padis trains it on MRI slices."""
+        return PadisPlan(self.plan).prior_config("mri")
+
     def reuses_grid_prior(self, trained_on: str, n_train: str, prior: str) -> bool:
-        """``all`` slices of exactly the grid's training datasets: the grid's prior."""
+        """``all`` slices of exactly the grid's training datasets: the grid's prior (for
+        ``position``, the one snakemake padis trains on the grid's training splits)."""
         grid = [d for d in self.plan.datasets if "train" in self.plan.splits(d)]
         return (
             str(n_train) == layout.ALL_TRAINING
             and sorted(self.train_datasets(trained_on)) == sorted(grid)
-            and prior in self.config["priors"]
+            and (prior in self.config["priors"] or prior == self.POSITION)
         )
 
     def prior_file(self, trained_on: str, n_train: str, prior: str) -> str:
         if self.reuses_grid_prior(trained_on, n_train, prior):
+            if prior == self.POSITION:
+                return layout.PADIS_PRIOR.format(domain="mri", prior=prior)
             return layout.PRIOR.format(prior=prior)
         return layout.GENERALIZATION_PRIOR.format(
             trained_on=trained_on, n_train=n_train, prior=prior
@@ -996,15 +1007,21 @@ class GeneralizationPlan:
                 )
 
     # -- cells ----------------------------------------------------------------------------
+    def sizes_of(self, prior: str) -> list[tuple]:
+        """``(size, padding)`` of a prior's cells: whole and ``sizes`` with ``padding``; the
+        position-aware prior tiles as PaDIS does (padis.sizes, padis.padding), since its
+        canvas holds only that margin (a tile of N/2 needs N/2 around the image)."""
+        spec = self.config["padis"] if prior == self.POSITION else self.spec
+        return [(z, NO_PADDING if z == WHOLE else spec["padding"]) for z in spec["sizes"]]
+
     def cells(self, trained_on: str) -> list[Cell]:
-        padding = self.spec["padding"]
         return [
-            Cell(d, p, s, t, z, NO_PADDING if z == WHOLE else padding)
+            Cell(d, p, s, t, z, padding)
             for d in self.eval_datasets(trained_on)
             for p in self.spec["priors"]
             for s in self.spec["solvers"]
             for t in self.spec["tasks"]
-            for z in self.spec["sizes"]
+            for z, padding in self.sizes_of(p)
         ]
 
     def reuses_grid_cell(self, trained_on: str, n_train: str, cell: Cell) -> bool:
@@ -1017,6 +1034,7 @@ class GeneralizationPlan:
         )
         return (
             self.reuses_grid_prior(trained_on, n_train, cell.prior)
+            and cell.prior in self.config["priors"]
             and cell.dataset in self.plan.datasets
             and cell.padding in paddings
         )
