@@ -193,6 +193,14 @@ def test_ci_overlay_merges_into_the_paper_config(tmp_path, paper_data):
     assert f'"steps": {overlay["inference"]["solvers"]["dps"]["steps"]}' in out
     assert "--image-sizes 320 512 768 1024" in out
     assert "--ct-source dicom --folder" in out and "--image-size 256 --images 3" in out
+    # generalization's position-aware prior tiles as padis does: 64-px tiles, zero margin,
+    # padis.patch_batch (all tiles at once, so no calibration); the others as the grid
+    jobs = [line for line in out.splitlines() if "PATCHPNP_RULE=generalization_cell" in line]
+    position = [j for j in jobs if "/position/" in j and "--size 64 " in j]
+    assert position and all("--padding zeros" in j for j in position)
+    assert not any("--patch-batch" in j or "--calibration" in j for j in position)
+    patch = [j for j in jobs if "/patch/" in j and "--size 128 " in j]
+    assert patch and all("--patch-batch auto" in j and "--calibration" in j for j in patch)
 
 
 def job_counts(dry_run_output: str) -> dict[str, int]:
