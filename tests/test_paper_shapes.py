@@ -67,6 +67,7 @@ ALLOWED = [
     "padis.ct.n_tune",
     "padis.solvers.*.steps",
     "padis.solvers.*.inner",
+    "padis.tune.per_decade",
     "generalization.n_train",
 ]
 
