@@ -120,6 +120,7 @@ def _corrupt_volume_run(work: Path, env: dict) -> Path:
     }
     config["fastmri_root"] = str(root)
     config["figures"]["dataset"] = None
+    del config["generalization"]  # its domains name the demo's datasets
     configfile = write_config(work, config)
     res = snakemake(
         work, "data", "--cores", "2", "--keep-going", configfile=configfile, base_env=env

@@ -261,3 +261,31 @@ def test_tiny_generalization_runs_end_to_end(tiny_generalization):
     assert claims["verdict"].isin(["reproduced", "contradicted", "inconclusive"]).all()
     for ext in ("png", "pdf"):
         assert (work / f"{layout.GENERALIZATION_FIGURE}.{ext}").stat().st_size > 1000
+
+
+def test_an_unreadable_training_volume_is_left_to_its_extraction_job(tmp_path):
+    """A corrupt training volume does not stop every target at parse time (its shard's job
+    reports it); the table, which needs the count, names it."""
+    from fastmri_files import write_folder
+
+    root = tmp_path / "fastmri"
+    write_folder(root / "train", 3, "singlecoil", n_slices=6, size=16)
+    write_folder(root / "val", 3, "singlecoil", n_slices=3, size=16)
+    (root / "train" / "file_zz_corrupt.h5").write_bytes(b"not HDF5")
+    config = tiny_demo_config()
+    config["data"]["source"] = "fastmri"
+    config["fastmri_root"] = str(root)
+    del config["data"]["demo"]
+    config["data"]["datasets"]["mni_t1_singlecoil"].update(train_dir="train", eval_dir="val")
+    config["generalization"]["shift_datasets"] = {}
+    config["generalization"]["domains"] = {
+        "t1": {"train": ["mni_t1_singlecoil"], "shift": "mni_t1_singlecoil_other"}
+    }
+    config["data"]["datasets"]["mni_t1_singlecoil_other"] = {
+        "layout": "singlecoil", "eval_dir": "val", "n_eval": 2, "n_tune": 0
+    }  # fmt: skip
+    gen = _plan(config)
+    counts = gen.check_sizes()
+    assert counts == {} and "file_zz_corrupt.h5" in gen.unreadable["mni_t1_singlecoil"]
+    with pytest.raises(DataError, match=r"training split of 'mni_t1_singlecoil': .*corrupt"):
+        gen.table_groups(counts)

@@ -864,6 +864,7 @@ class GeneralizationPlan:
         self.plan = plan
         self.config = plan.config
         self.spec = plan.config.get("generalization") or {}
+        self.unreadable: dict[str, str] = {}  # dataset -> why its slices were not counted
 
     # -- what is trained on what ---------------------------------------------------------
     @property
@@ -962,12 +963,17 @@ class GeneralizationPlan:
 
     def check_sizes(self) -> dict[str, int]:
         """Every numeric ``n_train`` fits every training split it cuts; returns the split
-        sizes. Raises :class:`patchpnp.data.fastmri.DataError` naming the key and numbers."""
+        sizes. Raises :class:`patchpnp.data.fastmri.DataError` naming the key and numbers.
+        A dataset with a volume that cannot be read has no count (``unreadable`` says why):
+        that volume's extraction job reports it, as it does without this target."""
         from patchpnp.data.fastmri import DataError
 
-        counts = {
-            d: self.train_slice_count(d) for t in self.domains for d in self.train_datasets(t)
-        }
+        counts, self.unreadable = {}, {}
+        for d in dict.fromkeys(d for t in self.domains for d in self.train_datasets(t)):
+            try:
+                counts[d] = self.train_slice_count(d)
+            except DataError as err:
+                self.unreadable[d] = str(err)
         for n in self.n_trains:
             if n == layout.ALL_TRAINING:
                 continue
@@ -983,6 +989,12 @@ class GeneralizationPlan:
         """Training slices the priors of ``(trained_on, n_train)`` see, over its datasets."""
         datasets = self.train_datasets(trained_on)
         if str(n_train) == layout.ALL_TRAINING:
+            unknown = [d for d in datasets if d not in counts]
+            if unknown:
+                from patchpnp.data.fastmri import DataError
+
+                why = self.unreadable.get(unknown[0], "its slices were not counted")
+                raise DataError(f"training split of '{unknown[0]}': {why}")
             return sum(counts[d] for d in datasets)
         return int(n_train) * len(datasets)
 
