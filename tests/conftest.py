@@ -291,8 +291,8 @@ def _tiny_mri(runs: Runs, work: Path) -> Path:
 BUILDS = {
     "tiny_demo_priors": _tiny_demo_priors,
     "killed_and_restarted": _killed_and_restarted,
-    "tiny_solvers_uncertainty_resolution": _tiny_solvers_uncertainty_resolution,
     "stand_in_cluster": _stand_in_cluster,
+    "tiny_solvers_uncertainty_resolution": _tiny_solvers_uncertainty_resolution,
     "tiny_mri": _tiny_mri,
 }
 # Background threads, each a list of runs and the niceness of their processes: the
@@ -311,9 +311,10 @@ CHAINS = [
 
 
 def _run_names() -> list[str]:
-    """Every session run: the Snakemake builds, then the test modules' (session_runs),
-    which are short and finish long before the last build."""
-    return [*BUILDS, *REGISTERED]
+    """Every session run in the order its tests go: the test modules' (session_runs),
+    short, done long before the builds, so that their tests run while the builds go on
+    rather than after the last one; then the Snakemake builds."""
+    return [*REGISTERED, *BUILDS]
 
 
 def _last_run_read(item) -> int:
