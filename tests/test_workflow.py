@@ -243,6 +243,11 @@ def test_slurm_profile_resources(tmp_path, paper_data, account):
     assert cell["gpu"] == "1" and cell["mem_mb"] == "32000" and cell["runtime"] == "240"
     assert "gpu" not in shard and shard["mem_mb"] == "8000"
     assert cell.get("slurm_account") == account
+    # the derived rules of the targets that retrain and rerun ask what the grid's ask
+    assert {k: resources["generalization_train_prior"][k] for k in ("cpus_per_gpu", "mem_mb")} \
+        == {k: train[k] for k in ("cpus_per_gpu", "mem_mb")}  # fmt: skip
+    assert resources["generalization_cell"]["mem_mb"] == "32000"
+    assert resources["padis_cell"]["runtime"] == "240"
 
 
 def test_paper_config_without_fastmri_location_stops_early(tmp_path):
