@@ -1,6 +1,7 @@
 # Shared set-up: config validation, the plan of what to compute, input functions.
 # The logic lives in the patchpnp package (patchpnp.pipeline.config, patchpnp.pipeline.plan) so it
 # is unit-tested without Snakemake; this file only connects it to the rules.
+import functools
 import json
 import os
 from pathlib import Path
@@ -93,23 +94,19 @@ def checked(fn):
 # Listing the fastMRI folders now, before any job runs, makes a missing or
 # empty folder (or too few validation volumes) stop the workflow at once.
 checked(plan.split_files)()
-for _dataset in plan.datasets:
+for _dataset in [*plan.datasets, *plan.shift_datasets]:
     for _split in plan.splits(_dataset):
         checked(plan.volumes)(_dataset, _split)
-for _dataset in plan.shift_datasets:
-    checked(plan.volumes)(_dataset, "eval")
 # snakemake generalization: its shift shares no volume with the training splits, and
 # each n_train fits the training splits it cuts (for fastMRI this reads the training
 # volumes' headers: the main process only, once).
 checked(generalization_plan.check_shift)()
-_GENERALIZATION_COUNTS = {}
 
 
+@functools.cache
 def generalization_train_counts():
     """Training slices per dataset of snakemake generalization's domains (checked)."""
-    if not _GENERALIZATION_COUNTS:
-        _GENERALIZATION_COUNTS.update(checked(generalization_plan.check_sizes)())
-    return _GENERALIZATION_COUNTS
+    return checked(generalization_plan.check_sizes)()
 
 
 if workflow.is_main_process:
@@ -231,6 +228,11 @@ def calibration_input(wildcards):
         if auto_batching(wildcards)
         else []
     )
+
+
+def calibration_option(wildcards, input):
+    """``--calibration FILE`` for a cell whose input holds a memory calibration."""
+    return f"--calibration {input.calibration}" if input.calibration else ""
 
 
 def lpips_input():

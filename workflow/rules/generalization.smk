@@ -77,9 +77,6 @@ use rule infer_cell as generalization_cell with:
     params:
         rule="generalization_cell",
         options=generalization_cell_options,
-        calibration=lambda wc, input: (
-            f"--calibration {input.calibration}" if input.calibration else ""
-        ),
 
 
 rule generalization_table:

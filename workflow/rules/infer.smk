@@ -89,9 +89,7 @@ rule infer_cell:
         size=lambda wc: parse_size(wc.size),
         padding=lambda wc: "reflect" if wc.padding == "none" else wc.padding,
         options=inference_options(),
-        calibration=lambda wc, input: (
-            f"--calibration {input.calibration}" if auto_batching(wc) else ""
-        ),
+        calibration=calibration_option,
     shell:
         "PATCHPNP_RULE={params.rule} patchpnp infer {input.data:q} --recon {output.recon:q} --metrics {output.metrics:q}"
         " --task {wildcards.task} --task-params {params.task:q}"

@@ -75,9 +75,7 @@ rule solvers_cell:
         size=lambda wc: parse_size(wc.size),
         padding=lambda wc: "reflect" if wc.padding == "none" else wc.padding,
         options=inference_options(),
-        calibration=lambda wc, input: (
-            f"--calibration {input.calibration}" if auto_batching(wc) else ""
-        ),
+        calibration=calibration_option,
     shell:
         "PATCHPNP_RULE={params.rule} patchpnp infer {input.data:q} --recon {output.recon:q} --metrics {output.metrics:q}"
         " --task {wildcards.task} --task-params {params.task:q}"
@@ -160,9 +158,7 @@ rule uncertainty_cell:
         padding=lambda wc: "reflect" if wc.padding == "none" else wc.padding,
         samples=UNCERTAINTY["samples"],
         options=inference_options(with_lpips=False),
-        calibration=lambda wc, input: (
-            f"--calibration {input.calibration}" if auto_batching(wc) else ""
-        ),
+        calibration=calibration_option,
     shell:
         "PATCHPNP_RULE={params.rule} patchpnp posterior {input.data:q} --recon {output.recon:q} --metrics {output.metrics:q}"
         " --samples {params.samples} --task {wildcards.task} --task-params {params.task:q}"

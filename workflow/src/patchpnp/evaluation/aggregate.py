@@ -319,6 +319,14 @@ def _text_table(df: pd.DataFrame, cell, floatfmt: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[cell(str(c)) for c in df.columns], dtype=object)
 
 
+def format_difference(estimate: float, lo: float, hi: float) -> str:
+    """A paired difference with its interval, ``+0.12 [-0.03, +0.27]`` (dB); blank when
+    there is none (NaN)."""
+    if pd.isna(estimate):
+        return ""
+    return f"{estimate:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+
+
 def to_markdown(df: pd.DataFrame, floatfmt: str = ".4g") -> str:
     """A GitHub-flavoured Markdown (pipe) table by pandas/tabulate; numeric columns
     right-aligned, ``|`` escaped.

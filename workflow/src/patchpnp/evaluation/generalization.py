@@ -51,6 +51,7 @@ from patchpnp.evaluation.aggregate import (
     AggregateError,
     _ordered,
     bootstrap_mean_ci,
+    format_difference,
     read_metrics,
     to_markdown,
 )
@@ -71,6 +72,7 @@ from patchpnp.evaluation.claims import (
 )
 from patchpnp.evaluation.figures import _figure, _save
 from patchpnp.evaluation.padis_table import PATCH_PRIOR, WHOLE_PRIOR, _write_stem
+from patchpnp.evaluation.resolution import half_width
 from patchpnp.layout import ALL_TRAINING, BASELINE
 
 __all__ = [
@@ -454,9 +456,7 @@ def _table_display(table: pd.DataFrame) -> pd.DataFrame:
     out["PSNR (dB)"] = table["psnr_mean"].map(lambda v: f"{v:.2f}")
     out["SSIM"] = table["ssim_mean"].map(lambda v: f"{v:.3f}")
     diff = table[["dpsnr_patch_minus_whole_prior", "ci_lo", "ci_hi"]].to_numpy()
-    out["patch - whole prior (dB)"] = [
-        "" if np.isnan(est) else f"{est:+.2f} [{lo:+.2f}, {hi:+.2f}]" for est, lo, hi in diff
-    ]
+    out["patch - whole prior (dB)"] = [format_difference(*r) for r in diff]
     return out
 
 
@@ -473,7 +473,7 @@ def _claims_text(claims: pd.DataFrame) -> pd.DataFrame:
     out = claims_display(claims)
     out.insert(1, "trained_on", claims["trained_on"])
     out.insert(2, "n_train", claims["n_train"])
-    half = (claims["ci_hi_db"] - claims["ci_lo_db"]) / 2
+    half = half_width(claims["ci_lo_db"], claims["ci_hi_db"])
     out.insert(out.columns.get_loc("verdict"), "half-width (dB)",
                half.map(lambda v: "" if pd.isna(v) else f"{v:.3f}"))  # fmt: skip
     needed = [

@@ -39,6 +39,7 @@ import pandas as pd
 from patchpnp.evaluation.aggregate import (
     AggregateError,
     bootstrap_mean_ci,
+    format_difference,
     read_metrics,
     to_markdown,
     write_files,
@@ -179,11 +180,6 @@ def padis_claims(metrics: pd.DataFrame, *, seed: int) -> pd.DataFrame:
 
 
 def _display(table: pd.DataFrame) -> pd.DataFrame:
-    def diff(est, lo, hi) -> str:
-        if pd.isna(est):
-            return ""
-        return f"{est:+.2f} [{lo:+.2f}, {hi:+.2f}]"
-
     out = table[["dataset", "task", "prior", "solver", "size", "padding", "n_images"]].copy()
     out["dataset"] = [
         f"{d} (synthetic)" if s else d
@@ -192,10 +188,12 @@ def _display(table: pd.DataFrame) -> pd.DataFrame:
     out["PSNR (dB)"] = table["psnr_mean"].map(lambda v: f"{v:.2f}")
     out["SSIM"] = table["ssim_mean"].map(lambda v: f"{v:.3f}")
     out["vs whole-image cell (dB)"] = [
-        diff(*r) for r in table[["dpsnr_vs_whole", "whole_ci_lo", "whole_ci_hi"]].to_numpy()
+        format_difference(*r)
+        for r in table[["dpsnr_vs_whole", "whole_ci_lo", "whole_ci_hi"]].to_numpy()
     ]
     out["vs patch prior (dB)"] = [
-        diff(*r) for r in table[["dpsnr_vs_patch", "patch_ci_lo", "patch_ci_hi"]].to_numpy()
+        format_difference(*r)
+        for r in table[["dpsnr_vs_patch", "patch_ci_lo", "patch_ci_hi"]].to_numpy()
     ]
     return out
 

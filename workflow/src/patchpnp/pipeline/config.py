@@ -505,7 +505,11 @@ def _generalization_checks(config: dict[str, Any]) -> list[str]:
             out.append(
                 f"{where}.shift_datasets.{name}.layout': the demo builds volumes of one layout"
             )
-        used = [f"data.datasets.{d}" for d, v in datasets.items() if ds["eval_dir"] in v.values()]
+        used = [
+            f"data.datasets.{d}"
+            for d, v in datasets.items()
+            if ds["eval_dir"] in (v.get("train_dir"), v.get("eval_dir"))
+        ]
         if used:
             out.append(
                 f"{where}.shift_datasets.{name}.eval_dir': '{ds['eval_dir']}' is {used[0]}'s"
