@@ -25,8 +25,11 @@ from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
+import workflow_runner
 import yaml
 from fastmri_files import write_folder
+from job_client import FRESH_JOBS_ENV
+from job_server import JobServer
 from session_runs import REGISTERED
 from workflow_runner import (
     copy_workdir,
@@ -348,7 +351,22 @@ def pytest_terminal_summary(terminalreporter):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def runs(request, tmp_path_factory, no_slurm_controller) -> Runs:
+def job_server(tmp_path_factory, no_slurm_controller):
+    """The session's job server (tests/job_server.py): the runs' ``patchpnp`` jobs fork
+    from one process that imported torch, not each from a fresh interpreter.
+    ``PATCHPNP_TESTS_FRESH_JOBS=1`` leaves it off."""
+    if os.environ.get(FRESH_JOBS_ENV):
+        yield None
+        return
+    server = JobServer(tmp_path_factory.mktemp("jobs"), dict(os.environ))
+    workflow_runner.JOB_COMMANDS.append(server.bin)
+    yield server
+    workflow_runner.JOB_COMMANDS.remove(server.bin)
+    server.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def runs(request, tmp_path_factory, no_slurm_controller, job_server) -> Runs:
     """The session's Snakemake runs; the ones the selected tests read start building."""
     runs = Runs(tmp_path_factory, dict(os.environ))
     _SESSION_RUNS.append(runs)

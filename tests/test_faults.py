@@ -14,6 +14,7 @@ import h5py
 import numpy as np
 import pytest
 from fastmri_files import write_folder
+from job_client import FRESH_JOBS_ENV
 from patchpnp.atomic import OutputLocationError, atomic_path, check_writable_dir
 from patchpnp.pipeline.faults import InjectedFault, maybe_fail, parse_rules
 from patchpnp.pipeline.provenance import code_digest, module_digest
@@ -122,9 +123,12 @@ def _corrupt_volume_run(work: Path, env: dict) -> Path:
     config["figures"]["dataset"] = None
     del config["generalization"]  # its domains name the demo's datasets
     configfile = write_config(work, config)
+    # Its jobs start as outside the tests: fresh interpreters running the installed
+    # console script, not forks of the session's job server (tests/job_server.py).
     res = snakemake(
-        work, "data", "--cores", "2", "--keep-going", configfile=configfile, base_env=env
-    )
+        work, "data", "--cores", "2", "--keep-going", configfile=configfile, base_env=env,
+        extra_env={FRESH_JOBS_ENV: "1"},
+    )  # fmt: skip
     assert res.returncode != 0, "the run went through a corrupt volume"
     return work
 

@@ -13,6 +13,9 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+# The folder of the job server's ``patchpnp`` client (tests/job_server.py), first on the
+# runs' PATH while the session's server runs (tests/conftest.py starts it).
+JOB_COMMANDS: list[Path] = []
 UNREACHABLE_LPIPS_SOURCE = "file:///nonexistent/patchpnp-tests/alexnet-owt-7be5be79.pth"
 
 
@@ -55,11 +58,13 @@ def snakemake_command(workdir: Path, *args: str, configfile: Path | None = None)
 
 def runner_env(extra_env: dict | None = None, base_env: dict | None = None) -> dict:
     """The rules call the ``patchpnp`` command, so the interpreter's bin folder goes
-    first on PATH (the tests may run without an activated virtual environment).
+    first on PATH (the tests may run without an activated virtual environment), after
+    the job server's client while it runs (:data:`JOB_COMMANDS`).
     ``base_env`` replaces this process's environment as the start (a run in a
     background thread must not see a test's monkeypatched variables)."""
     env = dict(os.environ if base_env is None else base_env)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    bins = [*JOB_COMMANDS, Path(sys.executable).parent]
+    env["PATH"] = os.pathsep.join([*map(str, bins), env.get("PATH", "")])
     env.update(extra_env or {})
     return env
 
