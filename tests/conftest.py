@@ -16,7 +16,10 @@ itself when nothing started it.
 """
 
 import copy
+import fcntl
+import json
 import os
+import pickle
 import signal
 import subprocess
 import threading
@@ -111,15 +114,17 @@ def paper_data(paper_fastmri, paper_ct) -> list[str]:
 class Runs:
     """Each run once per session: ``get(name)`` returns its result, waiting while another
     thread builds it. ``env`` is the environment the runs start from, taken when the
-    session starts (a test's monkeypatched variables must not reach them)."""
+    session starts (a test's monkeypatched variables must not reach them).
 
-    def __init__(self, factory, env: dict):
-        self.factory, self.env = factory, env
+    Once per session, not per process: under pytest-xdist each worker has its own
+    ``Runs``, and the runs live in one folder of the whole session (:func:`shared_runs`).
+    The first process to take a run's lock builds it there and leaves its result (or its
+    error) pickled beside it; the others wait on the lock and read that."""
+
+    def __init__(self, shared: Path, env: dict):
+        self.shared, self.env = shared, env
         self.lock = threading.Lock()
         self.futures: dict[str, Future] = {}
-        self.seconds: dict[str, float] = {}  # wall time of each build (terminal summary)
-        self.finished: dict[str, float] = {}  # when each build ended, from the session's start
-        self.t0 = time.perf_counter()
 
     def get(self, name: str):
         with self.lock:
@@ -128,16 +133,42 @@ class Runs:
                 future = self.futures[name] = Future()
                 mine = True
         if mine:
-            start = time.perf_counter()
             try:
-                work = self.factory.mktemp(name)
-                build = BUILDS.get(name)
-                future.set_result(build(self, work) if build else REGISTERED[name](work, self.env))
+                future.set_result(self._build_once(name))
             except BaseException as err:
                 future.set_exception(err)
-            self.seconds[name] = time.perf_counter() - start
-            self.finished[name] = time.perf_counter() - self.t0
         return future.result()
+
+    def _build_once(self, name: str):
+        done = self.shared / f"{name}.pickle"
+        with open(self.shared / f"{name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # held while this process builds it
+            if not done.exists():
+                start = time.time()
+                work = self.shared / name
+                work.mkdir()
+                build = BUILDS.get(name)
+                try:
+                    outcome = (
+                        "result",
+                        build(self, work) if build else REGISTERED[name](work, self.env),
+                    )
+                except BaseException as err:  # the other processes' tests fail with it too
+                    outcome = ("error", err)
+                try:
+                    payload = pickle.dumps(outcome)
+                except Exception as err:
+                    payload = pickle.dumps(
+                        ("error", RuntimeError(f"{name}: {outcome!r:.3000} ({err})"))
+                    )
+                part = done.with_suffix(".part")
+                part.write_bytes(payload)
+                part.rename(done)
+                (self.shared / f"{name}.seconds").write_text(f"{start} {time.time()}")
+        kind, value = pickle.loads(done.read_bytes())
+        if kind == "error":
+            raise value
+        return value
 
     def start(self, names: set[str]) -> None:
         """Build ``names`` in background threads, one per chain of :data:`CHAINS` (a
@@ -332,22 +363,82 @@ def pytest_collection_modifyitems(session, config, items):
     """The tests that read the session's runs go last, so the others run while the
     background thread builds them, and in the order the runs are built: a test waits
     only for its own run, not for one built after it (a stable sort: each group keeps
-    its order)."""
+    its order).
+
+    Under pytest-xdist, the tests that read a Snakemake run's folder run in one worker,
+    one after the other (:func:`pytest_xdist_make_scheduler`): some run Snakemake in it (a
+    dry run, a report, a run with nothing to do, which takes the folder's lock) or put a
+    file there for the length of a test. A worker writes each test's group for the
+    scheduler, which sees node ids only."""
     items.sort(key=_last_run_read)
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    names, groups = _run_names(), {}
+    for item in items:
+        last = _last_run_read(item)
+        marked = item.get_closest_marker("xdist_group")
+        if marked:
+            groups[item.nodeid] = marked.args[0]
+        elif last and names[last - 1] in BUILDS:
+            groups[item.nodeid] = names[last - 1]
+    shared = shared_runs(config._tmp_path_factory.getbasetemp())
+    shared.mkdir(exist_ok=True)
+    part = shared / f"groups.{os.environ['PYTEST_XDIST_WORKER']}.part"
+    part.write_text(json.dumps(groups))
+    part.rename(shared / GROUPS)  # every worker collects the same tests
 
 
-_SESSION_RUNS: list[Runs] = []
+GROUPS = "groups.json"  # node id -> the group it runs in, in the session runs' folder
 
 
-def pytest_terminal_summary(terminalreporter):
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadgroup`` with the groups the workers wrote (:data:`GROUPS`): each group
+    goes to one worker, every other test to whichever worker is free. (pytest-xdist
+    3.8's own loadgroup cannot mark node ids under pytest 9: they are read only.)"""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    folder = shared_runs(config._tmp_path_factory.getbasetemp())
+
+    class RunGroups(LoadScopeScheduling):
+        groups: dict[str, str] | None = None
+
+        def _split_scope(self, nodeid: str) -> str:
+            if self.groups is None:  # read once the workers have collected
+                self.groups = json.loads((folder / GROUPS).read_text())
+            return self.groups.get(nodeid, nodeid)
+
+    return RunGroups(config, log)
+
+
+def shared_runs(base: Path) -> Path:
+    """The folder of the session's runs, from a process's temporary base folder: under
+    pytest-xdist a worker's is a folder of the session's (``popen-gw0``), shared by all."""
+    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "session-runs"
+
+
+def pytest_sessionstart(session):
+    session.config.stash[_STARTED] = time.time()
+
+
+_STARTED = pytest.StashKey[float]()
+
+
+def pytest_terminal_summary(terminalreporter, config):
     """The session runs and their wall times (they overlap the tests)."""
-    for runs in _SESSION_RUNS:
-        if runs.seconds:
-            terminalreporter.write_sep("-", "session runs (background; wall s, finished at s)")
-            for name, seconds in runs.seconds.items():
-                terminalreporter.write_line(f"{seconds:8.1f}{runs.finished[name]:8.1f}  {name}")
-            ended = time.perf_counter() - runs.t0
-            terminalreporter.write_line(f"{'':8s}{ended:8.1f}  (the last test)")
+    # pytest's own factory (set up before any test): the session's base temporary folder
+    folder = shared_runs(config._tmp_path_factory.getbasetemp())
+    ended = sorted(
+        (tuple(map(float, p.read_text().split())), p.stem) for p in folder.glob("*.seconds")
+    )
+    if not ended:
+        return
+    t0 = config.stash[_STARTED]
+    terminalreporter.write_sep("-", "session runs (background; wall s, finished at s)")
+    for (start, end), name in sorted(ended, key=lambda e: e[0][1]):
+        terminalreporter.write_line(f"{end - start:8.1f}{end - t0:8.1f}  {name}")
+    terminalreporter.write_line(f"{'':8s}{time.time() - t0:8.1f}  (the last test)")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -368,8 +459,9 @@ def job_server(tmp_path_factory, no_slurm_controller):
 @pytest.fixture(scope="session", autouse=True)
 def runs(request, tmp_path_factory, no_slurm_controller, job_server) -> Runs:
     """The session's Snakemake runs; the ones the selected tests read start building."""
-    runs = Runs(tmp_path_factory, dict(os.environ))
-    _SESSION_RUNS.append(runs)
+    shared = shared_runs(tmp_path_factory.getbasetemp())
+    shared.mkdir(exist_ok=True)
+    runs = Runs(shared, dict(os.environ))
     needed = set()
     for item in request.session.items:
         needed |= set(_run_names()) & set(getattr(item, "fixturenames", ()))

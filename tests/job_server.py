@@ -168,7 +168,8 @@ def serve(socket_path: str) -> None:
                 for fd in fds:
                     os.close(fd)
                 running[pid], watched[conn] = conn, pid
-                print(pid, *request["argv"], flush=True)  # the server's log: a line per job
+                # the server's log, a line per job: pid, folder, arguments
+                print(json.dumps([pid, request["cwd"], request["argv"]]), flush=True)
             else:  # the client sends nothing more: readable means it is gone
                 pid = watched.pop(sock)
                 try:
@@ -193,7 +194,7 @@ def serve(socket_path: str) -> None:
 
 class JobServer:
     """A running server and the ``patchpnp`` client command that reaches it (``bin``);
-    ``log`` names each job it forked, its pid and arguments, a line each."""
+    ``log`` names each job it forked, a JSON line each: its pid, folder and arguments."""
 
     def __init__(self, folder: Path, env: dict):
         self.folder = folder

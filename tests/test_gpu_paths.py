@@ -216,6 +216,8 @@ def test_every_gpu_rule_names_itself_to_a_command_with_a_knob():
 
 
 @pytest.mark.slow
+# Snakemake in the repository folder: one worker runs every such test (pytest-xdist)
+@pytest.mark.xdist_group("repository_folder")
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_device_cuda_stops_the_workflow_before_any_job():
     res = subprocess.run(

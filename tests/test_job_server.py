@@ -28,10 +28,11 @@ def server(job_server):
     return job_server
 
 
-def _forked(server) -> list[tuple[int, list[str]]]:
-    """(pid, arguments) of every job the server forked so far."""
-    lines = server.log.read_text().splitlines()
-    return [(int(line.split()[0]), line.split()[1:]) for line in lines if line[:1].isdigit()]
+def _forked(server, cwd: Path) -> list[tuple[int, list[str]]]:
+    """(pid, arguments) of every job the server forked in ``cwd`` (the session's runs
+    send it theirs too)."""
+    jobs = [json.loads(line) for line in server.log.read_text().splitlines()]
+    return [(pid, args) for pid, folder, args in jobs if folder == str(cwd)]
 
 
 def _job(args: list[str], cwd: Path, extra_env: dict | None = None) -> subprocess.CompletedProcess:
@@ -43,13 +44,12 @@ def _job(args: list[str], cwd: Path, extra_env: dict | None = None) -> subproces
     "args", [["--help"], ["merge", "missing.h5", "--output", "out.h5"], ["no-such-command"]]
 )
 def test_a_forked_job_answers_as_the_console_script(server, args, tmp_path):
-    before = len(_forked(server))
     forked = _job(args, tmp_path)
     real = subprocess.run([str(REAL), *args], cwd=tmp_path, capture_output=True, text=True)
     assert (forked.returncode, forked.stdout, forked.stderr) == (
         real.returncode, real.stdout, real.stderr,
     )  # fmt: skip
-    assert [job[1] for job in _forked(server)[before:]] == [args]
+    assert [job[1] for job in _forked(server, tmp_path)] == [args]
 
 
 def test_a_forked_job_works_in_the_clients_folder_and_environment(server, tmp_path):
@@ -71,10 +71,9 @@ def test_a_forked_job_works_in_the_clients_folder_and_environment(server, tmp_pa
 def test_a_job_asking_for_a_fresh_interpreter_or_other_code_runs_the_console_script(
     server, env, tmp_path
 ):
-    before = len(_forked(server))
     res = _job(["--help"], tmp_path, env)
     assert res.returncode == 0 and res.stdout.startswith("usage: patchpnp")
-    assert len(_forked(server)) == before
+    assert not _forked(server, tmp_path)
 
 
 def _alive(pid: int) -> bool:
@@ -91,25 +90,26 @@ def test_a_killed_client_takes_its_job_with_it_and_the_job_keeps_its_niceness(se
     client's process group: the forked job must not outlive it."""
     data = write_split(tmp_path / "train.h5", blobs(16, 16))
     settings = tiny_settings(steps=100_000, checkpoint_every=100_000)
-    settings = json.dumps(settings, separators=(",", ":"))  # no spaces: the log splits on them
+    settings = json.dumps(settings)
     args = ["train", str(data), "--out-dir", str(tmp_path / "p"), "--settings", settings,
             "--threads", "1", "--device", "cpu"]  # fmt: skip
-    before = len(_forked(server))
     client = subprocess.Popen(
         ["patchpnp", *args], env=runner_env(), cwd=tmp_path, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=lambda: os.nice(5),
     )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while len(_forked(server)) == before and time.monotonic() < deadline:
-        time.sleep(0.05)
-    (pid, forked_args), *_ = _forked(server)[before:]
-    assert forked_args == args
-    time.sleep(0.5)
-    assert _alive(pid) and client.poll() is None
-    nice = int(Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[16])
-    assert nice == os.getpriority(os.PRIO_PROCESS, 0) + 5
-    os.killpg(client.pid, signal.SIGKILL)
-    client.wait()
+    try:
+        deadline = time.monotonic() + 60
+        while not _forked(server, tmp_path) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        ((pid, forked_args),) = _forked(server, tmp_path)
+        assert forked_args == args
+        time.sleep(0.5)
+        assert _alive(pid) and client.poll() is None
+        nice = int(Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[16])
+        assert nice == os.getpriority(os.PRIO_PROCESS, 0) + 5
+    finally:  # never leave the job running, whatever failed
+        os.killpg(client.pid, signal.SIGKILL)
+        client.wait()
     deadline = time.monotonic() + 10
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)

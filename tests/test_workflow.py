@@ -326,6 +326,8 @@ def test_lpips_required_without_the_weights_stops_before_any_job(tmp_path):
     assert not (tmp_path / "results").exists() and not (tmp_path / "resources").exists()
 
 
+# Snakemake in the repository folder: one worker runs every such test (pytest-xdist)
+@pytest.mark.xdist_group("repository_folder")
 def test_lint_is_clean():
     res = snakemake(ROOT, "--lint", configfile=ROOT / "config" / "config.yaml")
     assert res.returncode == 0, res.stdout + res.stderr
