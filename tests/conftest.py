@@ -1,18 +1,25 @@
 """Shared fixtures.
 
 The end-to-end tests' Snakemake runs are built once per session, each into a folder of
-its own (tmp_path_factory), and read by the tests: the tiny demo's data and priors, the
+its own (:func:`shared_runs`), and read by the tests: the tiny demo's data and priors, the
 killed-and-restarted run and the stand-in cluster's runs on copies of them, and the runs
-of `snakemake solvers uncertainty resolution padis_table` (on a copy of the killed run)
-and `snakemake mri`. A test that runs Snakemake for real on one works on a copy
-(``workflow_runner.copy_workdir``).
+of `snakemake solvers uncertainty resolution padis_table generalization` (on a copy of
+the killed run) and `snakemake mri`. A test that runs Snakemake for real on one works on
+a copy (``workflow_runner.copy_workdir``).
 
 Those runs, and the test modules' own heavy commands (tests/session_runs.py), start in
 three background threads (:data:`CHAINS`) as soon as the session's first test starts
 (only the ones the selected tests need), and the tests that read them run last, in the
-order the runs finish: the runs use the second core, and every idle moment of both,
-while the other tests run. A fixture waits for its run, or builds it
-itself when nothing started it.
+order the runs finish. A fixture waits for its run, or builds it itself when nothing
+started it.
+
+Where the time goes, and why it is spent this way (2 cores):
+- pytest-xdist runs the tests in two workers (pyproject's addopts). Each worker starts
+  the background threads, and the first to reach a run builds it for both (a lock per
+  run; :class:`Runs`); the tests that share a run's folder go to one worker
+  (:func:`pytest_xdist_make_scheduler`).
+- The runs' ``patchpnp`` jobs fork from a job server that imported torch once
+  (tests/job_server.py), instead of each importing it in a fresh interpreter.
 """
 
 import copy
