@@ -27,6 +27,7 @@ import fcntl
 import json
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import threading
@@ -153,6 +154,7 @@ class Runs:
             if not done.exists():
                 start = time.time()
                 work = self.shared / name
+                shutil.rmtree(work, ignore_errors=True)  # a builder that died left it
                 work.mkdir()
                 build = BUILDS.get(name)
                 try:
