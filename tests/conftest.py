@@ -41,6 +41,7 @@ import yaml
 from fastmri_files import write_folder
 from job_client import FRESH_JOBS_ENV
 from job_server import JobServer
+from patchpnp.atomic import atomic_path
 from session_runs import REGISTERED
 from workflow_runner import (
     copy_workdir,
@@ -170,9 +171,8 @@ class Runs:
                     payload = pickle.dumps(
                         ("error", RuntimeError(f"{name}: {outcome!r:.3000} ({err})"))
                     )
-                part = done.with_suffix(".part")
-                part.write_bytes(payload)
-                part.rename(done)
+                with atomic_path(done) as part:
+                    part.write_bytes(payload)
                 (self.shared / f"{name}.seconds").write_text(f"{start} {time.time()}")
         kind, value = pickle.loads(done.read_bytes())
         if kind == "error":
@@ -392,9 +392,11 @@ def pytest_collection_modifyitems(session, config, items):
             groups[item.nodeid] = names[last - 1]
     shared = shared_runs(config._tmp_path_factory.getbasetemp())
     shared.mkdir(exist_ok=True)
+    # Every worker writes the same file at once: each its own temporary name (atomic_path
+    # would remove the other worker's as a leftover), then the rename.
     part = shared / f"groups.{os.environ['PYTEST_XDIST_WORKER']}.part"
     part.write_text(json.dumps(groups))
-    part.rename(shared / GROUPS)  # every worker collects the same tests
+    part.rename(shared / GROUPS)
 
 
 GROUPS = "groups.json"  # node id -> the group it runs in, in the session runs' folder
@@ -438,14 +440,15 @@ def pytest_terminal_summary(terminalreporter, config):
     """The session runs and their wall times (they overlap the tests)."""
     # pytest's own factory (set up before any test): the session's base temporary folder
     folder = shared_runs(config._tmp_path_factory.getbasetemp())
+    # (end, start, name) of each run, in the order they ended
     ended = sorted(
-        (tuple(map(float, p.read_text().split())), p.stem) for p in folder.glob("*.seconds")
+        (*map(float, p.read_text().split()[::-1]), p.stem) for p in folder.glob("*.seconds")
     )
     if not ended:
         return
     t0 = config.stash[_STARTED]
     terminalreporter.write_sep("-", "session runs (background; wall s, finished at s)")
-    for (start, end), name in sorted(ended, key=lambda e: e[0][1]):
+    for end, start, name in ended:
         terminalreporter.write_line(f"{end - start:8.1f}{end - t0:8.1f}  {name}")
     terminalreporter.write_line(f"{'':8s}{time.time() - t0:8.1f}  (the last test)")
 

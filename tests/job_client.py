@@ -26,7 +26,8 @@ STATUS = struct.Struct("!i")  # the child's exit code, or minus the signal that 
 LENGTH = struct.Struct("!I")
 
 
-def _receive_exactly(sock: socket.socket, size: int) -> bytes:
+def receive_exactly(sock: socket.socket, size: int) -> bytes:
+    """``size`` bytes, or fewer where the other end closed first."""
     data = b""
     while len(data) < size:
         chunk = sock.recv(size - len(data))
@@ -65,7 +66,7 @@ def main(socket_path: str, real_command: str, server_pythonpath: str) -> None:
     payload = json.dumps(request).encode()
     socket.send_fds(sock, [LENGTH.pack(len(payload))], [0, 1, 2])
     sock.sendall(payload)
-    reply = _receive_exactly(sock, STATUS.size)
+    reply = receive_exactly(sock, STATUS.size)
     if len(reply) < STATUS.size:
         print("patchpnp: the tests' job server went away before the job ended", file=sys.stderr)
         sys.exit(1)

@@ -30,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-from job_client import LENGTH, STATUS
+from job_client import LENGTH, STATUS, receive_exactly
 
 TESTS = Path(__file__).resolve().parent
 
@@ -120,24 +120,23 @@ def _run_job(request: dict, fds: list[int], default_threads: int) -> None:
 
 
 def _receive_request(conn: socket.socket) -> tuple[dict, list[int]] | None:
+    """The client's request and its three descriptors; None (descriptors closed) when the
+    client left before sending it all."""
     conn.settimeout(30)
+    fds: list[int] = []
     try:
         head, fds, _, _ = socket.recv_fds(conn, LENGTH.size, 3)
-        if len(head) < LENGTH.size or len(fds) != 3:
-            for fd in fds:
-                os.close(fd)
-            return None
-        size = LENGTH.unpack(head)[0]
-        payload = b""
-        while len(payload) < size:
-            chunk = conn.recv(size - len(payload))
-            if not chunk:
-                raise ConnectionError("the client left mid-request")
-            payload += chunk
+        if len(head) == LENGTH.size and len(fds) == 3:
+            size = LENGTH.unpack(head)[0]
+            payload = receive_exactly(conn, size)
+            if len(payload) == size:
+                conn.settimeout(None)
+                return json.loads(payload), fds
     except OSError:
-        return None
-    conn.settimeout(None)
-    return json.loads(payload), fds
+        pass
+    for fd in fds:
+        os.close(fd)
+    return None
 
 
 def serve(socket_path: str) -> None:
